@@ -1,0 +1,75 @@
+"""Checkpoints that resume exactly: model weights, optimizer, LR scheduler, RNG states, loop state.
+
+A checkpoint is a directory `step-000123/` holding a `save_pretrained` model (loadable by
+any HF tool), the tokenizer, and `trainer_state.pt` with optimizer/scheduler/RNG state.
+It is written to a temp directory and renamed into place, so a kill during the save leaves
+the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reasonloop.store.atomic import atomic_replace_dir
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | Path,
+    model,
+    tokenizer=None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a resumable checkpoint atomically to `path` (a directory)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": rng_state(),
+            "extra": extra or {},
+        },
+        tmp / "trainer_state.pt",
+    )
+    atomic_replace_dir(tmp, path)
+    return path
+
+
+def load_trainer_state(path: str | Path, optimizer=None, scheduler=None, restore_rng: bool = True) -> dict:
+    """Restore optimizer/scheduler/RNG from a checkpoint; returns its `extra` dict."""
+    state = torch.load(Path(path) / "trainer_state.pt", map_location="cpu", weights_only=False)
+    if optimizer is not None and state["optimizer"] is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if restore_rng:
+        set_rng_state(state["rng"])
+    return state["extra"]

@@ -1,0 +1,99 @@
+"""The run directory: everything one command writes, and what `--resume` reads back.
+
+    runs/<name>/
+      config.yaml          resolved config (defaults -> YAML -> overrides)
+      metrics.jsonl        one JSON object per logged step/iteration
+      samples/             JSONL sample files (same format everywhere)
+      checkpoints/         step-000123/ directories, written atomically; `latest` names the newest
+      state.json           small resumable loop state (iteration, phase, data position)
+
+Every file write is atomic (see `store.atomic`); metrics are appended and fsynced, and a
+torn last line left by a kill is ignored on read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reasonloop.store.atomic import atomic_write_json, atomic_write_text
+from reasonloop.store.jsonl import append_jsonl, iter_jsonl
+
+
+@dataclass
+class RunDir:
+    root: Path
+
+    @classmethod
+    def create(cls, root: str | Path, config_yaml: str | None = None, resume: bool = False) -> "RunDir":
+        """Open `root` for a new run (or an existing one when resuming) and save the config.
+
+        A new run refuses a directory that already holds checkpoints, so results are never
+        silently mixed: pass `resume=true` to continue, or pick another `run_name`.
+        """
+        run = cls(Path(root))
+        if not resume and run.latest_checkpoint() is not None:
+            raise FileExistsError(
+                f"{run.root} already holds checkpoints; pass --resume to continue it or choose another run_name"
+            )
+        for sub in ("samples", "checkpoints"):
+            (run.root / sub).mkdir(parents=True, exist_ok=True)
+        if config_yaml is not None:
+            atomic_write_text(run.root / "config.yaml", config_yaml)
+        return run
+
+    # --- paths ---
+    @property
+    def samples_dir(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints_dir / f"step-{step:06d}"
+
+    # --- metrics ---
+    def log(self, metrics: dict[str, Any]) -> None:
+        append_jsonl(self.metrics_path, [{"time": round(time.time(), 3), **metrics}])
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        return [row for _, row in iter_jsonl(self.metrics_path, skip_torn_tail=True)]
+
+    def truncate_metrics(self, keep: callable) -> None:
+        """Drop metric rows logged after the checkpoint we resume from (they will be re-logged)."""
+        rows = [r for r in self.read_metrics() if keep(r)]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    # --- loop state and checkpoints ---
+    def save_state(self, state: dict[str, Any]) -> None:
+        atomic_write_json(self.root / "state.json", state)
+
+    def load_state(self) -> dict[str, Any] | None:
+        p = self.root / "state.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def mark_latest(self, ckpt: Path) -> None:
+        atomic_write_text(self.checkpoints_dir / "latest", ckpt.name + "\n")
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoints_dir / "latest"
+        if not pointer.exists():
+            return None
+        path = self.checkpoints_dir / pointer.read_text().strip()
+        return path if path.exists() else None
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        path = self.root / name
+        atomic_write_json(path, obj)
+        return path

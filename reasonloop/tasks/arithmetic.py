@@ -1,0 +1,173 @@
+"""Multi-step integer arithmetic, evaluated left to right, with one checkable step per line.
+
+    prompt:    "Compute left to right: 37 + 5 - 8 * 3\n"
+    solution:  "37 + 5 = 42\n42 - 8 = 34\n34 * 3 = 102\nAnswer: 102"
+
+Every step is `a op b = c`; step i is correct iff `a` is the true running value, `op b`
+is the problem's i-th operation and `c = a op b`. The final `Answer: N` line is a step
+too (correct iff N is the gold answer after all operations were done), so a solution's
+first error is located exactly.
+
+Difficulty knobs: number of operations, digits of the starting number and of operands,
+the operator set. Subtractions never go below zero unless `allow_negative`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+
+from reasonloop.tasks.base import Split, draw_in_split, item_rng
+from reasonloop.types import Problem
+from reasonloop.verify.extract import extract_final_answer, parse_int
+
+_STEP = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)\s*$")
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+@dataclass
+class ArithmeticConfig:
+    size: int = 1000
+    seed: int = 0
+    split: Split = "train"
+    min_ops: int = 2
+    max_ops: int = 4
+    start_digits: int = 2
+    """digits of the starting number (1-3)"""
+    operand_digits: int = 1
+    """digits of each + / - operand (1-3)"""
+    mul_digits: int = 1
+    """digits of each * operand (keeps products readable)"""
+    ops: list[str] = field(default_factory=lambda: ["+", "-"])
+    allow_negative: bool = False
+
+    def __post_init__(self):
+        if not 1 <= self.min_ops <= self.max_ops <= 6:
+            raise ValueError(f"need 1 <= min_ops <= max_ops <= 6, got {self.min_ops}..{self.max_ops}")
+        for name in ("start_digits", "operand_digits", "mul_digits"):
+            if not 1 <= getattr(self, name) <= 3:
+                raise ValueError(f"{name} must be 1-3, got {getattr(self, name)}")
+        bad = [o for o in self.ops if o not in _OPS]
+        if bad or not self.ops:
+            raise ValueError(f"ops must be a non-empty subset of {list(_OPS)}, got {self.ops}")
+        if self.size < 1:
+            raise ValueError(f"size must be positive, got {self.size}")
+
+
+def _number(rng: random.Random, digits: int) -> int:
+    return rng.randint(1 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+
+
+class ArithmeticTask:
+    """Left-to-right integer arithmetic chains with exact step checking."""
+
+    name = "arithmetic"
+    description = "chains of 2-6 integer + - * operations, one checkable step per line"
+
+    def __init__(self, config: ArithmeticConfig | None = None):
+        self.config = config or ArithmeticConfig()
+
+    def __len__(self) -> int:
+        return self.config.size
+
+    def __getitem__(self, index: int) -> Problem:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        c = self.config
+        rng = item_rng(self.name, c.seed, c.split, index)
+        problem = draw_in_split(rng, c.split, self._draw)
+        problem.id = f"{self.name}/{c.split}/{c.seed}/{index}"
+        return problem
+
+    def _draw(self, rng: random.Random) -> Problem:
+        c = self.config
+        value = _number(rng, c.start_digits)
+        start, operations, steps = value, [], []
+        for _ in range(rng.randint(c.min_ops, c.max_ops)):
+            op = rng.choice(c.ops)
+            b = _number(rng, c.mul_digits if op == "*" else c.operand_digits)
+            if op == "-" and not c.allow_negative and b > value:
+                op = "+"
+            result = _OPS[op](value, b)
+            operations.append((op, b))
+            steps.append(f"{value} {op} {b} = {result}")
+            value = result
+        expr = " ".join([str(start)] + [f"{op} {b}" for op, b in operations])
+        return Problem(
+            id="",
+            prompt=f"Compute left to right: {expr}\n",
+            answer=str(value),
+            steps=steps,
+            meta={
+                "start": start,
+                "operations": [[op, b] for op, b in operations],
+                "solution": "\n".join(steps + [f"Answer: {value}"]),
+                "difficulty": len(operations),
+            },
+        )
+
+    # --- verification ---
+    def verify(self, problem: Problem, completion: str) -> float:
+        """1.0 iff the last `Answer:` equals the gold integer.
+
+        >>> t = ArithmeticTask(); p = t[0]
+        >>> t.verify(p, p.meta["solution"]), t.verify(p, "Answer: -1")
+        (1.0, 0.0)
+        """
+        predicted = parse_int(extract_final_answer(completion))
+        return float(predicted is not None and predicted == int(problem.answer))
+
+    def running_values(self, problem: Problem) -> list[int]:
+        values = [problem.meta["start"]]
+        for op, b in problem.meta["operations"]:
+            values.append(_OPS[op](values[-1], b))
+        return values
+
+    def check_step(self, problem: Problem, previous_steps: list[str], step: str) -> bool:
+        i = len(previous_steps)
+        operations = problem.meta["operations"]
+        values = self.running_values(problem)
+        if i == len(operations):  # the answer line
+            return parse_int(extract_final_answer(step)) == values[-1] if step.lower().startswith("answer") else False
+        if i > len(operations):
+            return False
+        m = _STEP.match(step)
+        if not m:
+            return False
+        a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+        want_op, want_b = operations[i]
+        return a == values[i] and op == want_op and b == want_b and c == values[i + 1]
+
+    def corrupt(self, problem: Problem, rng: random.Random) -> tuple[list[str], int]:
+        """A solution with one miscalculated step whose error propagates to the answer.
+
+        Errors look like real slips: off by one, a dropped/added carry (±10), or a digit swap.
+        """
+        operations = problem.meta["operations"]
+        bad = rng.randrange(len(operations))
+        value, steps = problem.meta["start"], []
+        for i, (op, b) in enumerate(operations):
+            result = _OPS[op](value, b)
+            if i == bad:
+                result = _plausible_wrong(result, rng, self.config.allow_negative)
+            steps.append(f"{value} {op} {b} = {result}")
+            value = result
+        return steps + [f"Answer: {value}"], bad
+
+
+def _plausible_wrong(result: int, rng: random.Random, allow_negative: bool) -> int:
+    for _ in range(20):
+        kind = rng.random()
+        if kind < 0.4:
+            wrong = result + rng.choice([-1, 1])
+        elif kind < 0.8:
+            wrong = result + rng.choice([-10, 10])
+        else:
+            digits = list(str(abs(result)))
+            if len(digits) >= 2 and digits[-1] != digits[-2]:
+                digits[-1], digits[-2] = digits[-2], digits[-1]
+            wrong = int("".join(digits)) * (1 if result >= 0 else -1)
+        if wrong != result and (allow_negative or wrong >= 0):
+            return wrong
+    return result + 1

@@ -1,0 +1,1 @@
+"""Verifiers and reward functions: plain callables `(problem, completion) -> float | None`."""
