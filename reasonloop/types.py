@@ -107,6 +107,14 @@ RECORD_TYPES: dict[str, type] = {"problem": Problem, "sample": Sample, "eval": E
 """Record kind written in each JSONL row (`"kind"`) -> dataclass."""
 
 
+def split_steps(text: str, separator: str = "\n") -> list[str]:
+    """Split a completion into non-empty, stripped steps (default: one step per line).
+
+    The one step segmentation shared by tasks, labeling, PRMs and search.
+    """
+    return [s.strip() for s in text.split(separator) if s.strip()]
+
+
 def to_record(obj: Problem | Sample | EvalRecord) -> dict[str, Any]:
     """Dataclass -> JSON-ready dict tagged with its kind and the schema version."""
     kind = next(k for k, cls in RECORD_TYPES.items() if type(obj) is cls)

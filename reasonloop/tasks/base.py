@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
 
-from reasonloop.types import Problem
+from reasonloop.types import Problem, split_steps  # noqa: F401  (re-exported)
 
 Split = Literal["train", "test"]
 TEST_BUCKETS = 10  # one prompt in TEST_BUCKETS goes to the test split
@@ -78,8 +78,3 @@ def first_error(task: StepTask, problem: Problem, steps: list[str]) -> int | Non
         if not task.check_step(problem, steps[:i], step):
             return i
     return None
-
-
-def split_steps(text: str, separator: str = "\n") -> list[str]:
-    """Split a completion into non-empty, stripped steps (default: one step per line)."""
-    return [s.strip() for s in text.split(separator) if s.strip()]
