@@ -1,26 +1,54 @@
 r"""Final-answer extraction from free-form completions.
 
+Hand-written rather than delegated to Math-Verify's extractor because graders need a rule
+they can state, and the same rule must hold for integer tasks that never touch sympy.
+
 The rule, when a completion holds several candidates:
 1. Reasoning is removed first: everything inside `<think>...</think>` (and everything
-   before a lone `</think>`) is never graded.
+   before a lone `</think>`) is never graded. An unterminated `<think>` means the model
+   never left its reasoning, so nothing after it is an answer either.
 2. Forms are tried in priority order: `<answer>...</answer>`, `\boxed{...}` / `\fbox{...}`,
-   an `Answer:` line, `#### N`, "the answer is ...". The first form present wins.
+   an `Answer:` line, `#### N`, "the answer is ...". The first form present wins; lower
+   forms are ignored even if they disagree.
 3. Within that form the *last* occurrence is the answer (models restate and correct
-   themselves; the final statement is the one they commit to).
+   themselves; the final statement is the one they commit to) ...
+4. ... except for the two "committing" forms, `<answer>` tags and `\boxed{}`: several
+   *different* boxed (or tagged) answers are hedging ("\boxed{3} or \boxed{4}") and
+   `extract_answer` marks them `hedged`; graders score a hedged completion 0. Repeating
+   the same answer ("\boxed{3} ... so \boxed{3}") is not hedging.
 
-`extract_all` returns every candidate of the winning form, for graders that want to refuse
-hedged answers ("\boxed{3} or \boxed{4}").
+Candidates are cleaned of presentation noise: surrounding `$`/`\(`/`**`, a trailing
+period, and a leading "the (final) answer is" inside an `Answer:` line.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*[:：]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-_HASHES = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
+_ANSWER_LINE = re.compile(
+    r"^[ \t>*_#]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*(.*?)\s*$", re.IGNORECASE | re.MULTILINE
+)
+_HASHES = re.compile(r"####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _THE_ANSWER_IS = re.compile(r"the (?:final )?answer is[:\s]*(.+?)(?:\.\s|\.$|$|\n)", re.IGNORECASE)
+_LEADING_PHRASE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is[:\s]*", re.IGNORECASE)
+_MATH_DELIMITERS = [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**")]
+
+COMMITTING_FORMS = ("tag", "boxed")
+"""Forms where several different candidates count as hedging (rule 4)."""
+
+
+@dataclass
+class Extraction:
+    """What a completion answers: the committed answer and how it was found."""
+
+    answer: str | None
+    candidates: list[str] = field(default_factory=list)
+    form: str | None = None
+    """"tag", "boxed", "answer_line", "hashes", "the_answer_is", or None when nothing was found"""
+    hedged: bool = False
 
 
 def strip_reasoning(text: str) -> str:
@@ -35,48 +63,110 @@ def strip_reasoning(text: str) -> str:
 
 
 def extract_boxed(text: str) -> list[str]:
-    r"""Contents of every `\boxed{...}` / `\fbox{...}`, with nested braces balanced."""
-    out = []
+    r"""Contents of every `\boxed{...}` / `\fbox{...}`, with nested braces balanced.
+
+    >>> extract_boxed(r"so \boxed{\frac{1}{2}} and \boxed{\{1, 2\}}")
+    ['\\frac{1}{2}', '\\{1, 2\\}']
+    """
+    found: list[tuple[int, str]] = []
     for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
         depth, i = 1, m.end()
         while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            ch = text[i]
+            if ch == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
+                i += 2  # an escaped brace (\{ \}) is content, not structure
+                continue
+            depth += {"{": 1, "}": -1}.get(ch, 0)
             i += 1
         if depth == 0:
-            out.append(text[m.end(): i - 1].strip())
+            found.append((m.start(), text[m.end(): i - 1].strip()))
     # `\boxed 5` (no braces) also occurs in the wild
-    out += [m.group(1) for m in re.finditer(r"\\boxed\s+([^\s{$]+)", text)]
-    return out
+    found += [(m.start(), m.group(1)) for m in re.finditer(r"\\boxed\s+([^\s{$]+)", text)]
+    return [content for _, content in sorted(found)]
+
+
+def clean_candidate(candidate: str) -> str:
+    """Strip presentation noise around an answer: math delimiters, bold, a final period."""
+    c = candidate.strip()
+    for _ in range(3):  # delimiters can nest: "**$42$**"
+        before = c
+        c = _LEADING_PHRASE.sub("", c).strip().strip("*").strip()  # markdown bold, paired or not
+        if c.endswith("."):  # sentence end: "42." / "$x=3$."
+            c = c[:-1].rstrip()
+        for left, right in _MATH_DELIMITERS:
+            if len(c) >= len(left) + len(right) and c.startswith(left) and c.endswith(right):
+                c = c[len(left): len(c) - len(right)].strip()
+        if c == before:
+            break
+    inner = extract_boxed(c)
+    if len(inner) == 1 and c.startswith(("\\boxed", "\\fbox")):
+        c = inner[0]
+    return c
+
+
+def _finders():
+    return (
+        ("tag", lambda t: [m.group(1) for m in _ANSWER_TAG.finditer(t)]),
+        ("boxed", extract_boxed),
+        ("answer_line", lambda t: [m.group(1) for m in _ANSWER_LINE.finditer(t)]),
+        ("hashes", lambda t: [m.group(1) for m in _HASHES.finditer(t)]),
+        ("the_answer_is", lambda t: [m.group(1) for m in _THE_ANSWER_IS.finditer(t)]),
+    )
+
+
+def _normalise_for_hedging(candidate: str) -> str:
+    return re.sub(r"\s+|\\[,;!: ]|\\left|\\right", "", candidate).replace("dfrac", "frac").replace("tfrac", "frac")
+
+
+def extract_answer(text: str) -> Extraction:
+    r"""Apply the module's rule and say which form was used and whether it hedges.
+
+    >>> extract_answer(r"<think>maybe \boxed{1}</think> So \boxed{2}.").answer
+    '2'
+    >>> e = extract_answer(r"\boxed{3} or \boxed{4}"); e.answer, e.hedged
+    ('4', True)
+    >>> extract_answer("Answer: **$1,000$**.").answer
+    '1,000'
+    """
+    text = strip_reasoning(text or "")
+    for form, finder in _finders():
+        found = [clean_candidate(c) for c in finder(text) if c is not None]
+        if form == "answer_line":
+            # "Answer:" followed by nothing on the line is a heading, not an answer
+            found = [c for c in found if c]
+        if found:
+            distinct = {_normalise_for_hedging(c) for c in found}
+            hedged = form in COMMITTING_FORMS and len(distinct) > 1
+            return Extraction(answer=found[-1], candidates=found, form=form, hedged=hedged)
+    return Extraction(answer=None)
 
 
 def extract_all(text: str) -> list[str]:
     """Every candidate of the highest-priority answer form present (see module docstring)."""
-    text = strip_reasoning(text)
-    for finder in (
-        lambda t: [m.group(1).strip() for m in _ANSWER_TAG.finditer(t)],
-        extract_boxed,
-        lambda t: [m.group(1) for m in _ANSWER_LINE.finditer(t)],
-        lambda t: [m.group(1) for m in _HASHES.finditer(t)],
-        lambda t: [m.group(1).strip() for m in _THE_ANSWER_IS.finditer(t)],
-    ):
-        found = [c for c in finder(text) if c is not None]
-        if found:
-            return found
-    return []
+    return extract_answer(text).candidates
 
 
 def extract_final_answer(text: str) -> str | None:
-    """The answer a completion commits to, or None if it states none."""
-    found = extract_all(text)
-    return found[-1].strip() if found else None
+    """The answer a completion commits to, or None if it states none.
+
+    >>> extract_final_answer("Natalia sold 48 + 24 = 72 clips.\\n#### 72")
+    '72'
+    """
+    return extract_answer(text).answer
 
 
 def parse_int(text: str | None) -> int | None:
-    """Parse an integer answer tolerantly: '1,234', '−5' (unicode minus), '$42$', '42.0'."""
+    """Parse an integer answer tolerantly: '1,234', '−5' (unicode minus), '$42$', '42.0'.
+
+    >>> parse_int("$-1,234$"), parse_int("\\u22125"), parse_int("42.0"), parse_int("4.5")
+    (-1234, -5, 42, None)
+    """
     if text is None:
         return None
-    t = text.strip().strip("$").replace("\u2212", "-").replace(",", "").replace(" ", "")
+    t = text.strip().strip("$").replace("\u2212", "-").replace(" ", "")
     t = re.sub(r"\\text\{[^}]*\}", "", t).rstrip(".")
+    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", t):  # thousands separators only in groups of 3
+        t = t.replace(",", "")
     if re.fullmatch(r"[+-]?\d+", t):
         return int(t)
     if re.fullmatch(r"[+-]?\d+\.0*", t):
