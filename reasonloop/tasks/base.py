@@ -78,3 +78,25 @@ def first_error(task: StepTask, problem: Problem, steps: list[str]) -> int | Non
         if not task.check_step(problem, steps[:i], step):
             return i
     return None
+
+
+def build_item(task, index: int, draw: Callable[[random.Random], Problem]) -> Problem:
+    """Item `index` of a procedural task: a pure function of (name, seed, split, index).
+
+    `task` needs `name` and a `config` with `size`, `seed` and `split`.
+    """
+    c = task.config
+    if not 0 <= index < c.size:
+        raise IndexError(f"{task.name}: index {index} out of range 0..{c.size - 1}")
+    rng = item_rng(task.name, c.seed, c.split, index)
+    problem = draw_in_split(rng, c.split, draw)
+    problem.id = f"{task.name}/{c.split}/{c.seed}/{index}"
+    return problem
+
+
+def check_common_config(config) -> None:
+    """Validation every procedural config shares (size, split)."""
+    if config.size < 1:
+        raise ValueError(f"size must be positive, got {config.size}")
+    if config.split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {config.split!r}")
