@@ -96,3 +96,13 @@ def init_model(config: TinyModelConfig) -> Path:
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def main(config: TinyModelConfig) -> Path:
+    """`reasonloop init-model DIR`: write the model and report its size."""
+    from transformers import AutoModelForCausalLM
+
+    path = init_model(config)
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    print(f"wrote a {count_parameters(model) / 1e6:.2f} M-parameter Llama ({config.tokenizer}-level tokenizer) to {path}")
+    return path

@@ -63,6 +63,18 @@ def save_checkpoint(
     return path
 
 
+def save_model(path: str | Path, model, tokenizer=None) -> Path:
+    """Atomically write a `from_pretrained`-loadable model (and tokenizer) directory."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    atomic_replace_dir(tmp, path)
+    return path
+
+
 def load_trainer_state(path: str | Path, optimizer=None, scheduler=None, restore_rng: bool = True) -> dict:
     """Restore optimizer/scheduler/RNG from a checkpoint; returns its `extra` dict."""
     state = torch.load(Path(path) / "trainer_state.pt", map_location="cpu", weights_only=False)

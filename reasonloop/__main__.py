@@ -1,0 +1,5 @@
+import sys
+
+from reasonloop.cli import main
+
+sys.exit(main())

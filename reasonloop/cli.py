@@ -1,0 +1,135 @@
+"""`reasonloop <command> [ARG] [--config FILE] [key.sub=value ...] [--print-config] [--resume]`.
+
+Every command is a Python function `main(cfg)` taking one typed config dataclass; the CLI
+only resolves the config (defaults -> YAML -> overrides, see `reasonloop.config`) and
+calls it. `COMMANDS` is the whole registry. Modules are imported only for the command
+that runs, so `reasonloop --help` and `reasonloop list` start without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str
+    config: str
+    """name of the config dataclass in `module`"""
+    help: str
+    function: str = "main"
+    positional: str | None = None
+    """config field filled by a bare positional argument (e.g. `init-model DIR`)"""
+
+
+COMMANDS: dict[str, Command] = {
+    "init-model": Command("reasonloop.models.tiny", "TinyModelConfig", "write a tiny Llama model + local tokenizer",
+                          function="main", positional="path"),
+    "pretrain": Command("reasonloop.algorithms.pretrain", "PretrainConfig",
+                        "teach a model a task's format from procedural solutions (some flawed)"),
+    "sample": Command("reasonloop.rollout.sample", "SampleConfig", "sample and verify completions into a JSONL file"),
+    "sft": Command("reasonloop.algorithms.sft", "SFTConfig", "fine-tune on a samples JSONL (completion-only loss)"),
+    "selftrain": Command("reasonloop.algorithms.selftrain", "SelfTrainConfig",
+                         "rejection-sampling self-training (STaR / ReST-EM / RFT)"),
+    "eval": Command("reasonloop.evaluate.run", "EvalConfig", "greedy accuracy, maj@k and pass@k on held-out problems"),
+}
+
+LISTS = {"tasks", "commands"}
+
+
+def usage() -> str:
+    lines = [
+        "usage: reasonloop <command> [ARG] [--config FILE.yaml] [key.sub=value ...] [--print-config] [--resume]",
+        "       reasonloop list {tasks,commands}",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<12} {c.help}" for name, c in COMMANDS.items()]
+    lines += ["  list         list tasks or commands"]
+    return "\n".join(lines)
+
+
+def list_things(what: str) -> None:
+    if what == "commands":
+        for name, c in COMMANDS.items():
+            print(f"{name:<12} {c.help}")
+    elif what == "tasks":
+        from reasonloop.tasks import describe_tasks
+
+        for name, description in describe_tasks():
+            print(f"{name:<24} {description}")
+    else:
+        raise SystemExit(f"reasonloop list: expected one of {sorted(LISTS)}, got {what!r}")
+
+
+def parse_args(argv: list[str], command: Command) -> tuple[str | None, list[str], bool, bool]:
+    """-> (yaml path, overrides, print_config, resume)"""
+    yaml_path, overrides, print_config, resume = None, [], False, False
+    it = iter(argv)
+    for arg in it:
+        if arg == "--config":
+            yaml_path = next(it, None)
+            if yaml_path is None:
+                raise SystemExit("--config needs a file path")
+        elif arg.startswith("--config="):
+            yaml_path = arg.split("=", 1)[1]
+        elif arg == "--print-config":
+            print_config = True
+        elif arg == "--resume":
+            resume = True
+        elif arg in ("-h", "--help"):
+            raise SystemExit(f"usage: reasonloop <cmd> [--config FILE] [key.sub=value ...]\n{command.help}\n"
+                             "Run with --print-config to see every key and its default.")
+        elif "=" in arg and not arg.startswith("-"):
+            overrides.append(arg)
+        elif command.positional and not arg.startswith("-"):
+            overrides.append(f"{command.positional}={arg}")
+        else:
+            raise SystemExit(f"unrecognised argument {arg!r} (overrides are written key.sub=value)")
+    return yaml_path, overrides, print_config, resume
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name == "list":
+        list_things(rest[0] if rest else "commands")
+        return 0
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS) + ["list"], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"reasonloop: unknown command {name!r}{hint}\n\n{usage()}", file=sys.stderr)
+        return 2
+    command = COMMANDS[name]
+    yaml_path, overrides, print_config, resume = parse_args(rest, command)
+
+    from reasonloop.config import ConfigError, dump_config, load_config
+
+    module = importlib.import_module(command.module)
+    config_cls = getattr(module, command.config)
+    if resume:
+        overrides.append("resume=true")
+    try:
+        cfg = load_config(config_cls, yaml_path, overrides)
+    except ConfigError as e:
+        print(f"reasonloop {name}: {e}", file=sys.stderr)
+        return 2
+    if print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    from reasonloop.utils import quiet_hf
+
+    quiet_hf()
+    getattr(module, command.function)(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+import pytest
+
+from reasonloop.store.runs import RunDir
+
+
+def test_run_dir_layout_metrics_and_state(tmp_path):
+    run = RunDir.create(tmp_path / "r", config_yaml="a: 1\n")
+    assert (run.root / "config.yaml").read_text() == "a: 1\n"
+    assert run.samples_dir.is_dir() and run.checkpoints_dir.is_dir()
+    run.log({"step": 1, "loss": 2.0})
+    run.log({"step": 2, "loss": 1.0})
+    assert [r["loss"] for r in run.read_metrics()] == [2.0, 1.0]
+    run.truncate_metrics(lambda r: r["step"] <= 1)
+    assert [r["step"] for r in run.read_metrics()] == [1]
+    run.save_state({"iteration": 2})
+    assert run.load_state() == {"iteration": 2}
+
+
+def test_new_run_refuses_a_directory_with_checkpoints(tmp_path):
+    run = RunDir.create(tmp_path / "r")
+    ckpt = run.checkpoint_path(3)
+    ckpt.mkdir()
+    run.mark_latest(ckpt)
+    assert run.latest_checkpoint() == ckpt
+    with pytest.raises(FileExistsError, match="--resume"):
+        RunDir.create(tmp_path / "r")
+    assert RunDir.create(tmp_path / "r", resume=True).latest_checkpoint() == ckpt
