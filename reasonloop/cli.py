@@ -34,6 +34,14 @@ COMMANDS: dict[str, Command] = {
     "selftrain": Command("reasonloop.algorithms.selftrain", "SelfTrainConfig",
                          "rejection-sampling self-training (STaR / ReST-EM / RFT)"),
     "eval": Command("reasonloop.evaluate.run", "EvalConfig", "greedy accuracy, maj@k and pass@k on held-out problems"),
+    # registered ahead of their modules so each is a one-line concern of its own file
+    "dpo": Command("reasonloop.algorithms.dpo", "DPOConfig", "direct preference optimisation on correct/incorrect pairs"),
+    "grpo": Command("reasonloop.algorithms.grpo", "GRPOConfig", "RL with verifiable rewards: the GRPO family"),
+    "label": Command("reasonloop.algorithms.step_labels", "LabelConfig",
+                     "automatic step labels: Monte-Carlo, binary search, node compression"),
+    "prm": Command("reasonloop.algorithms.prm", "PRMConfig", "train a process / outcome / value reward model"),
+    "search": Command("reasonloop.search.run", "SearchConfig",
+                      "test-time compute: majority, best-of-N, beam, DVTS, MCTS, self-correction"),
 }
 
 LISTS = {"tasks", "commands"}
