@@ -73,6 +73,7 @@ def test_every_command_runs_end_to_end(tmp_path, tiny_model_dir, capsys):
 
 def test_list_tasks_and_commands(capsys):
     assert main(["list", "commands"]) == 0
-    assert all(name in capsys.readouterr().out for name in COMMANDS)
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
     assert main(["list", "tasks"]) == 0
     assert "arithmetic" in capsys.readouterr().out
