@@ -17,16 +17,17 @@ So `answers_equal(gold, candidate)` tries, in order:
    "0.5"); a decimal with 3 or more places also matches a gold value it rounds
    ("0.333" for 1/3). No sympy is touched;
 3. a guard: a candidate that asks sympy to build an astronomically large number (an
-   exponent tower, a 5+ digit exponent, a factorial of a power) is wrong unless the gold is
-   of the same kind; such answers are never correct for real datasets and are what hangs sympy;
+   exponent tower, a 5+ digit exponent, a factorial of a power) or is longer than
+   `MAX_ANSWER_CHARS` is wrong unless the gold is of the same kind; such answers are never correct for real datasets and are what hangs sympy;
 4. Math-Verify in a worker process, with its own timeout disabled; the parent waits at
    most `timeout` wall-clock seconds and otherwise kills the worker and starts a fresh one
    (raising `VerifyTimeout`). Workers run under an address-space limit, so a blow-up that is
    fast enough to escape the timeout fails with MemoryError instead of eating the machine.
 Results (timeouts included: a pair that hung once hangs again) are cached per process.
 
-Gold answers written as plain text that Math-Verify does not extract (`sqrt(2)/2`,
-`[0,1)`, `x^2+2x+1`) are retried wrapped in `$...$` and then in `\boxed{}`.
+Gold answers are parsed in math mode (`$gold$`) first: bare, Math-Verify rejects plain-text
+`sqrt(2)/2`, `[0,1)`, `x^2+2x+1` and, worse, mis-extracts `2\sqrt{3}` as 2 and `10^{6}` as
+10. Python-style gold (`2**0.5/2`) is parsed bare, where it is understood.
 """
 
 from __future__ import annotations
@@ -58,6 +59,19 @@ class VerifyTimeout(TimeoutError):
 # --- 1. textual identity -------------------------------------------------------------------
 
 _NOISE = re.compile(r"\s+|\\left|\\right|\\[,;:! ]|\\displaystyle|\^\{?\\circ\}?|°")
+
+
+def strip_outer_braces(text: str) -> str:
+    """`{{5}}` -> `5`: redundant grouping braces around a whole answer."""
+    t = text.strip()
+    while len(t) >= 2 and t[0] == "{" and t[-1] == "}":
+        depth = 0
+        for i, ch in enumerate(t):
+            depth += {"{": 1, "}": -1}.get(ch, 0)
+            if depth == 0 and i < len(t) - 1:
+                return t  # the first brace closes early: "{a}{b}" is not one group
+        t = t[1:-1].strip()
+    return t
 
 
 def canonical_text(text: str) -> str:
@@ -107,13 +121,14 @@ def parse_number(text: str | None) -> Number | None:
     t = _PERCENT.sub("", t)
     t = _UNIT_WORDS.sub("", t)
     t = re.sub(r"\^\{?\\circ\}?$|°$", "", t).strip().removeprefix("\\$").strip()
-    if len(t) > 60:
-        return None
     if m := _PLAIN.fullmatch(t):
         sign, whole, frac = m.groups()
         if not whole and not frac:
             return None
-        value = Fraction((whole or "0").replace(",", "") + ("." + frac if frac else ""))
+        try:
+            value = Fraction((whole or "0").replace(",", "") + ("." + frac if frac else ""))
+        except ValueError:  # beyond Python's int-from-string digit limit (4300)
+            return None
         return Number(-value if sign == "-" else value, percent, len(frac or ""))
     if (m := _FRAC.fullmatch(t)) or (m := _SLASH.fullmatch(t)):
         groups = [g for g in m.groups() if g is not None]
@@ -149,20 +164,32 @@ _EXPLOSIVE = [
 ]
 
 
+MAX_ANSWER_CHARS = 1000
+"""longer answers are never sent to sympy (real final answers are short)"""
+
+
 def looks_explosive(text: str) -> bool:
     r"""Would evaluating this need an astronomically large number (see step 3)?
 
     >>> looks_explosive(r"10^{10^{10}}"), looks_explosive(r"2^{10}"), looks_explosive("(10^{100})!")
     (True, False, True)
     """
-    return any(p.search(text) for p in _EXPLOSIVE)
+    return len(text) > MAX_ANSWER_CHARS or any(p.search(text) for p in _EXPLOSIVE)
 
 
 # --- 4. Math-Verify in killable worker processes -------------------------------------------
 
 
 def _parse_gold(parse, gold: str):
-    for text in (gold, f"${gold}$", f"\\boxed{{{gold}}}"):
+    # Bare LaTeX gold is mis-extracted rather than rejected ("2\sqrt{3}" -> 2, "10^{6}" -> 10),
+    # so it goes in math mode first; Python-style "2**0.5/2" is only understood bare.
+    if "$" in gold or "\\boxed" in gold:
+        attempts = (gold,)
+    elif "**" in gold:
+        attempts = (gold, f"${gold}$")
+    else:
+        attempts = (f"${gold}$", gold, f"\\boxed{{{gold}}}")
+    for text in attempts:
         parsed = parse(text, parsing_timeout=None)
         if parsed:
             return parsed
@@ -426,7 +453,7 @@ def answers_equal(gold: str, candidate: str, *, timeout: float | None = None, gu
     >>> answers_equal("1234", "1,234"), answers_equal("0.5", r"\frac{1}{2}"), answers_equal("7", "-7")
     (True, True, False)
     """
-    gold, candidate = gold.strip(), candidate.strip()
+    gold, candidate = strip_outer_braces(gold), strip_outer_braces(candidate)
     if not candidate or not gold:
         return False
     if canonical_text(gold) == canonical_text(candidate):
