@@ -1,8 +1,16 @@
-"""`reasonloop eval`: greedy accuracy, maj@k and pass@k of a model on held-out problems.
+"""`reasonloop eval`: greedy accuracy, maj@k and pass@k of a model on held-out problems,
+or a grid of task x model x test-time strategy with a report.
 
-Writes `records.jsonl` (one `EvalRecord` per problem and strategy), `results.json`, and
-prints a table. `evaluate_model()` is the same evaluation as a function, used by the
-training loops and the quickstart to score checkpoints.
+Default (no `strategies:`): greedy accuracy plus maj@k / pass@k over `samples_per_prompt`
+samples; writes `records.jsonl` (one `EvalRecord` per problem and strategy),
+`results.json`, and prints a table. `evaluate_model()` is the same evaluation as a
+function, used by the training loops and the quickstart to score checkpoints.
+
+Grid (`strategies:` set, optionally `tasks:` and `models:`): every cell runs one
+strategy of `reasonloop.search` and writes `cells/<task>__<model>__<label>.jsonl`
+(its `EvalRecord`s); a killed grid resumes by skipping finished cells. `results.json`
+holds each cell's metrics (`evaluate.metrics.summarize`) and `report.md` a table plus
+one accuracy-vs-tokens plot per task x model (`evaluate.report`). See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -17,9 +25,39 @@ from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.store.runs import RunDir
+from reasonloop.search.scorers import ScorerConfig
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import EvalRecord
 from reasonloop.utils import console
+
+
+@dataclass
+class StrategySpec:
+    """One column of the grid: a search strategy with its options and scorer."""
+
+    name: str = "greedy"
+    """a name from `reasonloop.search.STRATEGIES`"""
+    options: dict = field(default_factory=dict)
+    """fields of the strategy's config dataclass, e.g. {n: 8}"""
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    label: str = ""
+    """row name in the report (default: name, scorer and options)"""
+    line: str = ""
+    """plot line this point belongs to (default: name + scorer)"""
+
+    def __post_init__(self):
+        from reasonloop.search import build_strategy_config
+
+        build_strategy_config(self.name, self.options, f"strategies[{self.name}].options")
+
+    @property
+    def line_name(self) -> str:
+        return self.line or (self.name if self.scorer.kind == "none" else f"{self.name} [{self.scorer.kind}]")
+
+    @property
+    def label_name(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items())
+        return self.label or (self.line_name + (f" ({opts})" if opts else ""))
 
 
 @dataclass
@@ -36,10 +74,19 @@ class EvalConfig:
     max_new_tokens: int = 128
     run_name: str = "eval"
     output_dir: str = "runs"
+    strategies: list[StrategySpec] = field(default_factory=list)
+    """test-time strategies to grid over; empty = the default greedy + maj@k/pass@k evaluation"""
+    tasks: list[TaskSpec] = field(default_factory=list)
+    """grid tasks (default: `task`)"""
+    models: list[ModelConfig] = field(default_factory=list)
+    """grid models (default: `model`)"""
 
     def __post_init__(self):
         if self.num_problems < 1 or self.samples_per_prompt < 0:
             raise ValueError("num_problems must be >= 1 and samples_per_prompt >= 0")
+        labels = [s.label_name for s in self.strategies]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"strategies: two entries share a label {labels}; set `label:` to tell them apart")
 
 
 def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperature: float,
@@ -84,6 +131,28 @@ def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperat
     return results, records
 
 
+IID_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n")
+"""strategies whose candidates are i.i.d. samples, so pass@k / maj@k over them are meaningful"""
+
+
+def selections_to_records(task, problems, selections, strategy: str, model_id: str,
+                          iid_candidates: bool = False) -> list[EvalRecord]:
+    """Grade each search `Selection` (and every candidate) with the task's verifier."""
+    records = []
+    for problem, sel in zip(problems, selections):
+        if sel.problem_id != problem.id:
+            raise ValueError(f"selection for {sel.problem_id!r} is not for problem {problem.id!r}")
+        oks = [task.verify(problem, c) == 1.0 for c in sel.candidates]
+        records.append(EvalRecord(
+            problem_id=problem.id, task=task.name, strategy=strategy, answer=problem.answer, selected=sel.answer,
+            correct=task.verify(problem, sel.text) == 1.0, predictions=[canonical_answer(c) for c in sel.candidates],
+            sample_correct=oks, tokens=sel.budget.tokens, model_calls=sel.budget.model_calls,
+            scorer_calls=sel.budget.scorer_calls, model_id=model_id,
+            meta={"text": sel.text, "scores": sel.scores, "iid_candidates": iid_candidates,
+                  **sel.meta}))
+    return records
+
+
 def print_results(title: str, results: dict) -> None:
     from rich.table import Table
 
@@ -96,6 +165,8 @@ def print_results(title: str, results: dict) -> None:
 
 
 def main(cfg: EvalConfig) -> dict:
+    if cfg.strategies:
+        return run_grid(cfg)
     from reasonloop.rollout.engine import TorchEngine
 
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
@@ -108,4 +179,52 @@ def main(cfg: EvalConfig) -> dict:
     write_jsonl(run.root / "records.jsonl", records)
     run.write_json("results.json", results)
     print_results(f"eval: {cfg.model.path} on {cfg.task.name}/{cfg.split}", results)
+    return results
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text).strip("_")[:120]
+
+
+def run_grid(cfg: EvalConfig) -> dict:
+    """Every task x model x strategy cell; finished cells (their JSONL exists) are reused."""
+    from reasonloop.evaluate.metrics import summarize
+    from reasonloop.evaluate.report import write_report
+    from reasonloop.rollout.engine import TorchEngine
+    from reasonloop.search.run import run_strategy
+    from reasonloop.search.scorers import make_scorer
+    from reasonloop.store.jsonl import read_jsonl
+
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
+    cells_dir = run.root / "cells"
+    cells_dir.mkdir(exist_ok=True)
+    cells = []
+    for task_spec in cfg.tasks or [cfg.task]:
+        task = task_spec.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
+        problems = list(task)
+        for model_cfg in cfg.models or [cfg.model]:
+            sampler = None
+            for spec in cfg.strategies:
+                model_name = Path(model_cfg.path).name or model_cfg.path
+                path = cells_dir / f"{_slug(task_spec.name)}__{_slug(model_name)}__{_slug(spec.label_name)}.jsonl"
+                if path.exists():
+                    records = read_jsonl(path, EvalRecord)
+                else:
+                    sampler = sampler or TorchEngine.from_config(model_cfg)
+                    start = time.perf_counter()
+                    records, _ = run_strategy(spec.name, spec.options, problems, task, sampler,
+                                              make_scorer(spec.scorer, task), label=spec.label_name)
+                    for r in records:
+                        r.meta["seconds"] = (time.perf_counter() - start) / len(records)
+                    write_jsonl(path, records)
+                cell = {"task": task_spec.name, "model": model_cfg.path, "strategy": spec.name,
+                        "label": spec.label_name, "line": spec.line_name, "scorer": spec.scorer.kind,
+                        "options": spec.options, **summarize(records),
+                        "seconds_per_problem": sum(r.meta.get("seconds", 0.0) for r in records) / len(records)}
+                cells.append(cell)
+                console.print(f"{cell['task']} | {model_name} | {cell['label']}: accuracy {cell['accuracy']:.3f} "
+                              f"± {cell['accuracy_ci95']:.3f}, {cell['tokens_per_problem']:.0f} tokens/problem")
+    results = {"split": cfg.split, "num_problems": cfg.num_problems, "seed": cfg.seed, "cells": cells}
+    run.write_json("results.json", results)
+    write_report(run.root, cells)
     return results
