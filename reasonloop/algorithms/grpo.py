@@ -1,0 +1,501 @@
+"""RL with verifiable rewards: GRPO and its family, in one loop.
+
+Each step: draw `prompts_per_step` problems, sample `samples_per_prompt` completions per
+problem with the policy being trained (`TorchEngine`, in place), score them with the
+task's verifier (+ optional format / overlong shaping), turn the group's rewards into
+advantages, and take `num_iterations x minibatches` clipped policy-gradient steps.
+
+Papers (the maths lives in `rl_maths.py`, the data choices in `curriculum.py`):
+- GRPO: Shao et al. 2024, DeepSeekMath, arXiv:2402.03300 (group-normalised advantages,
+  PPO clipping, k3 KL in the loss, seq-mean-token-mean aggregation).
+- Dr.GRPO: Liu et al. 2025, arXiv:2503.20783 (no std normalisation, constant normaliser).
+- DAPO: Yu et al. 2025, arXiv:2503.14476 (clip-higher eps_high=0.28, dynamic sampling,
+  token-mean loss, overlong filtering, soft overlong punishment).
+- RLOO: Ahmadian et al. 2024, arXiv:2402.14740. REINFORCE++: Hu 2025, arXiv:2501.03262.
+- Dual-clip PPO: Ye et al. 2020, arXiv:1912.09729. GPPO: Klear-Reasoner, arXiv:2508.07629.
+- Online difficulty filtering: Bae et al. 2025, arXiv:2504.03380. SEC: Chen et al. 2025,
+  arXiv:2505.14970. Guide: Nath et al. 2025, arXiv:2506.13923 (hints for all-wrong groups).
+
+Old logprobs: the sampler returns log softmax(logits / T) of each drawn token from the
+very weights being trained, before any update of this batch, i.e. exactly pi_old. So by
+default (`old_logprobs="sampler"`) no extra forward pass is made, whatever
+`num_iterations`; the training forward uses the same temperature T. `"recompute"` runs a
+no-grad teacher-forced pass instead (needed when the sampler's numerics differ from the
+trainer's, e.g. a bf16 or vLLM sampler). With top-k/top-p the tokens are drawn from the
+truncated distribution but the logprobs are untruncated (the sampler contract), which is
+what TRL and verl do too.
+
+Deviations from the papers, all deliberate:
+- Fresh procedural problems every step (the papers loop over a fixed dataset).
+- Dynamic sampling / difficulty filtering refill the batch by sampling a new set of
+  `prompts_per_step` prompts per round, at most `max_refill_rounds` times; if the batch is
+  still short, the step trains on the groups it has (DAPO keeps sampling until full).
+- Guide: all-wrong groups get `guide_fraction` of their samples regenerated with the
+  reference solution's first `guide_hint_steps` steps appended to the prompt as a hint.
+  Those samples are trained under the *hint-free* prompt, with the hinted sampling
+  logprobs as pi_old, so the ratio pi_theta(o|q) / pi_old(o|q, hint) is the paper's
+  importance correction (and is clipped like any other ratio).
+- KL "in the reward" subtracts kl_coef x the sequence's summed estimator (with the
+  sampling logprobs standing in for the policy) before the advantages, as in PPO-RLHF.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from reasonloop.algorithms.common import OptimConfig, collate, make_optimizer, make_scheduler, token_logprobs
+from reasonloop.algorithms.curriculum import (
+    CurriculumConfig, SelfEvolvingCurriculum, choose_categories, parse_category,
+)
+from reasonloop.algorithms.health import HealthConfig, HealthMonitor
+from reasonloop.algorithms.rl_maths import (
+    ADVANTAGES, CLIPS, KL_ESTIMATORS, aggregate_loss, has_reward_variance, masked_entropy,
+    pass_rate_in_band, soft_overlong_penalty,
+)
+from reasonloop.algorithms.sft import LoRAConfig, apply_lora
+from reasonloop.config import dump_config
+from reasonloop.evaluate.run import evaluate_model
+from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
+from reasonloop.store.runs import RunDir
+from reasonloop.tasks.spec import TaskSpec
+from reasonloop.types import Problem, Sample
+from reasonloop.utils import console, seed_everything
+from reasonloop.verify import answer_format_reward, correctness_reward, score_all
+
+TASK_SIZE = 10_000_000  # procedural tasks derive item i lazily; the cursor never wraps in practice
+
+
+@dataclass
+class GRPOConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskSpec = field(default_factory=TaskSpec)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    steps: int = 50
+    prompts_per_step: int = 8
+    samples_per_prompt: int = 8
+    """group size G"""
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=64))
+    # --- the objective
+    advantage: Literal["grpo", "drgrpo", "rloo", "reinforce_pp"] = "grpo"
+    clip: Literal["ppo", "dual_clip", "gppo"] = "ppo"
+    clip_eps_low: float = 0.2
+    clip_eps_high: float = 0.2
+    """> clip_eps_low is DAPO's clip-higher (paper: 0.28)"""
+    dual_clip_c: float = 3.0
+    loss_agg: Literal["token_mean", "seq_mean", "constant"] = "token_mean"
+    """"constant" divides by num_sequences x sampling.max_new_tokens (Dr.GRPO)"""
+    kl_coef: float = 0.0
+    """0: no reference model is loaded"""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_in: Literal["loss", "reward"] = "loss"
+    num_iterations: int = 1
+    """passes over each batch (PPO epochs, GRPO's mu)"""
+    minibatches: int = 1
+    """optimizer steps per pass (the batch is split into this many mini-batches of groups)"""
+    micro_batch_size: int = 64
+    """rows per forward/backward (gradients accumulate to the mini-batch)"""
+    old_logprobs: Literal["sampler", "recompute"] = "sampler"
+    # --- rewards
+    format_weight: float = 0.0
+    """weight of `verify.answer_format_reward`: 1 if a final answer can be extracted (and does not hedge)"""
+    overlong_weight: float = 0.0
+    """weight of DAPO's soft overlong punishment (0 down to -1 over the last `overlong_cache` tokens)"""
+    overlong_cache: int = 16
+    overlong_filter: bool = False
+    """truncated completions (finish_reason "length") get no loss (DAPO)"""
+    # --- data selection
+    dynamic_sampling: bool = False
+    """drop zero-variance groups and refill the batch (DAPO)"""
+    difficulty_band: list[float] = field(default_factory=list)
+    """[low, high]: keep groups whose pass rate lies in the band (online difficulty filtering)"""
+    max_refill_rounds: int = 4
+    guide: bool = False
+    """Guide: hinted regeneration for all-wrong groups"""
+    guide_hint_steps: int = 1
+    guide_fraction: float = 0.5
+    # --- everything else
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, schedule="constant", beta2=0.99))
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    eval_problems: int = 200
+    eval_every: int = 0
+    """held-out greedy eval every N steps (0: before training and at the end only)"""
+    eval_max_new_tokens: int = 64
+    save_every: int = 10
+    run_name: str = "grpo"
+    output_dir: str = "runs"
+    seed: int = 0
+    resume: bool = False
+
+    def __post_init__(self):
+        if self.steps < 1 or self.prompts_per_step < 1 or self.micro_batch_size < 1:
+            raise ValueError("steps, prompts_per_step and micro_batch_size must be >= 1")
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt must be >= 2 for group advantages, got {self.samples_per_prompt}")
+        if self.sampling.greedy:
+            raise ValueError("sampling.temperature must be > 0: GRPO needs diverse samples")
+        if not 0 <= self.clip_eps_low < 1 or self.clip_eps_high < 0 or self.dual_clip_c <= 1:
+            raise ValueError("need 0 <= clip_eps_low < 1, clip_eps_high >= 0, dual_clip_c > 1")
+        if self.num_iterations < 1 or self.minibatches < 1 or self.minibatches > self.prompts_per_step:
+            raise ValueError("num_iterations >= 1 and 1 <= minibatches <= prompts_per_step")
+        if self.kl_coef < 0 or self.format_weight < 0 or self.overlong_weight < 0:
+            raise ValueError("kl_coef, format_weight and overlong_weight must be >= 0")
+        if not 0 < self.overlong_cache < self.sampling.max_new_tokens:
+            raise ValueError("overlong_cache must be in (0, sampling.max_new_tokens)")
+        if self.difficulty_band and (len(self.difficulty_band) != 2
+                                     or not 0 <= self.difficulty_band[0] <= self.difficulty_band[1] <= 1):
+            raise ValueError(f"difficulty_band must be [low, high] with 0 <= low <= high <= 1, got {self.difficulty_band}")
+        if self.guide and (self.guide_hint_steps < 1 or not 0 < self.guide_fraction <= 1):
+            raise ValueError("guide needs guide_hint_steps >= 1 and 0 < guide_fraction <= 1")
+        if self.save_every < 0 or self.eval_every < 0 or self.eval_problems < 0 or self.max_refill_rounds < 0:
+            raise ValueError("save_every, eval_every, eval_problems and max_refill_rounds must be >= 0")
+
+    @property
+    def optimizer_steps(self) -> int:
+        return self.steps * self.num_iterations * self.minibatches
+
+
+# ---------------------------------------------------------------------------------------
+# Rewards: the verifier's correctness plus weighted shaping terms
+
+
+def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[Sample]) -> None:
+    """Fill `sample.rewards` (correct, format, length, total) in place.
+
+    Correctness is the task's verifier and format is `answer_format_reward`, both through
+    `verify.score_all` (parallel, timeouts, a raising verifier scores 0). The overlong term
+    is DAPO's soft punishment on *token* counts, as in the paper, from the sampler's ids.
+    """
+    scores = score_all({"correct": correctness_reward(task), "format": answer_format_reward},
+                       problems, [s.text for s in samples])
+    for i, s in enumerate(samples):
+        ok, fmt = scores["correct"][i] or 0.0, scores["format"][i] or 0.0
+        length = soft_overlong_penalty(s.num_tokens, cfg.sampling.max_new_tokens, cfg.overlong_cache)
+        s.rewards.update(correct=ok, format=fmt, length=length,
+                         total=ok + cfg.format_weight * fmt + cfg.overlong_weight * length)
+
+
+def hint_prompt(problem: Problem, num_steps: int) -> str | None:
+    """Guide's hint: the prompt plus the reference solution's first steps (None if no reference)."""
+    solution = problem.reference_solution
+    if not solution:
+        return None
+    steps = [line for line in solution.split("\n") if line.strip()][:num_steps]
+    return problem.prompt.rstrip("\n") + "\nHint: the solution starts with\n" + "\n".join(steps) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Model loading (policy, optional LoRA, optional frozen reference)
+
+
+def load_policy(cfg: GRPOConfig, checkpoint: Path | None):
+    """(model, tokenizer) ready to train, from the checkpoint when resuming."""
+    full_weights = checkpoint is not None and cfg.lora.r == 0
+    path = str(checkpoint) if full_weights else cfg.model.path
+    model, tokenizer = load_model(ModelConfig(**{**vars(cfg.model), "path": path}), for_training=True)
+    if cfg.lora.r > 0:
+        model = apply_lora(model, cfg.lora, adapter_dir=checkpoint)
+    return model, tokenizer
+
+
+def reference_logprobs(cfg, model, ref_model, batch) -> torch.Tensor:
+    """Log-probs of the completion tokens under the frozen reference (base weights)."""
+    with torch.no_grad():
+        if ref_model is None:  # LoRA: the base model is the policy with its adapters switched off
+            with model.disable_adapter():
+                return token_logprobs(model, batch["input_ids"], batch["attention_mask"], cfg.sampling.temperature)[0]
+        return token_logprobs(ref_model, batch["input_ids"], batch["attention_mask"], cfg.sampling.temperature)[0]
+
+
+# ---------------------------------------------------------------------------------------
+# One batch of rows -> tensors
+
+
+def make_batch(rows: list[dict], pad_id: int, device, context_key: str = "context") -> dict[str, torch.Tensor]:
+    """Right-padded ids/masks plus the sampler's logprobs and the advantages, aligned (B, T-1)."""
+    t = collate([(r[context_key], r["completion"]) for r in rows], pad_id)
+    old = torch.zeros_like(t["loss_mask"])  # (B, T-1)
+    for b, r in enumerate(rows):
+        start = len(r[context_key]) - 1  # position predicting the first completion token
+        old[b, start: start + len(r["completion"])] = torch.tensor(r["old_logprobs"])
+    t["old_logprobs"] = old
+    t["advantages"] = torch.tensor([r["advantage"] for r in rows])[:, None]  # (B, 1)
+    t["train_mask"] = t["loss_mask"] * torch.tensor([0.0 if r["masked"] else 1.0 for r in rows])[:, None]
+    return {k: v.to(device) for k, v in t.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+
+
+def main(cfg: GRPOConfig) -> dict:
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    seed_everything(cfg.seed)
+    latest = run.latest_checkpoint() if cfg.resume else None
+    model, tokenizer = load_policy(cfg, latest)
+    device = next(model.parameters()).device
+    ref_model = None
+    if cfg.kl_coef > 0 and cfg.lora.r == 0:  # always the *base* weights, also when resuming
+        ref_model, _ = load_model(cfg.model, for_training=False)
+    sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
+                          system_prompt=cfg.model.system_prompt)
+    optimizer = make_optimizer(model.parameters(), cfg.optim)
+    scheduler = make_scheduler(optimizer, cfg.optim, cfg.optimizer_steps)
+
+    specs = [parse_category(c) for c in cfg.curriculum.categories] or [cfg.task]
+    tasks = [spec.build(split="train", size=TASK_SIZE, seed=cfg.seed + k) for k, spec in enumerate(specs)]
+    bandit = SelfEvolvingCurriculum(len(tasks), cfg.curriculum.alpha, cfg.curriculum.temperature)
+    monitor = HealthMonitor(cfg.health)
+    eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
+    state = {"step": 0, "cursors": [0] * len(tasks)}
+    if latest is not None:
+        state = load_trainer_state(latest, optimizer, scheduler)
+        bandit.load_state_dict(state["bandit"])
+        monitor.load_state_dict(state["health"])
+        run.truncate_metrics(lambda r: r.get("step", 0) <= state["step"])
+        console.print(f"grpo: resuming {run.root} from step {state['step']}")
+
+    def evaluate() -> dict:
+        if eval_task is None:
+            return {}
+        results, _ = evaluate_model(sampler, eval_task, list(eval_task), samples_per_prompt=0, temperature=1.0,
+                                    max_new_tokens=cfg.eval_max_new_tokens)
+        return {"eval/greedy_accuracy": results["greedy_accuracy"], "eval/ci95": results["greedy_ci95"]}
+
+    history = run.read_metrics()
+    if state["step"] == 0:
+        history = [{"step": 0, **evaluate()}]
+        run.log(history[0])
+    for step in range(state["step"] + 1, cfg.steps + 1):
+        t_step = time.perf_counter()
+        rng = random.Random(f"{cfg.seed}/{step}")  # all randomness of a step is a function of (seed, step)
+
+        # --- sample groups, score, filter and refill --------------------------------------
+        kept: list[tuple[int, Problem, list[Sample]]] = []
+        stats = {"sampled": 0, "zero_var": 0, "guided": 0, "rounds": 0}
+        all_samples: list[Sample] = []
+        for rnd in range(1 + (cfg.max_refill_rounds if cfg.dynamic_sampling or cfg.difficulty_band else 0)):
+            need = cfg.prompts_per_step - len(kept)
+            if need <= 0:
+                break
+            stats["rounds"] += 1
+            arms = choose_categories(cfg.prompts_per_step, len(tasks), cfg.curriculum.strategy, bandit, rng)
+            problems = []
+            for arm in arms:
+                problems.append((arm, tasks[arm][state["cursors"][arm] % TASK_SIZE]))
+                state["cursors"][arm] += 1
+            params = SamplingParams(**{**vars(cfg.sampling), "seed": (cfg.seed * 1_000_003 + step) * 101 + rnd})
+            groups = sampler.generate([p.prompt for _, p in problems], cfg.samples_per_prompt, params)
+            for (arm, p), group in zip(problems, groups):
+                for s in group:
+                    s.problem_id = p.id
+                score_samples(cfg, tasks[arm], [p] * len(group), group)
+            if cfg.guide:
+                stats["guided"] += guide_all_wrong(cfg, sampler, tasks, problems, groups, params)
+            rewards = torch.tensor([[s.rewards["total"] for s in g] for g in groups])  # (P, G)
+            correct = torch.tensor([[s.rewards["correct"] for s in g] for g in groups])  # (P, G)
+            keep = torch.ones(len(groups), dtype=torch.bool)
+            variance = has_reward_variance(rewards)
+            if cfg.dynamic_sampling:
+                keep &= variance
+            if cfg.difficulty_band:
+                keep &= pass_rate_in_band(correct, *cfg.difficulty_band)
+            stats["sampled"] += len(groups)
+            stats["zero_var"] += int((~variance).sum())
+            all_samples += [s for g in groups for s in g]
+            kept += [(arm, p, g) for (arm, p), g, k in zip(problems, groups, keep.tolist()) if k][:need]
+        t_sample = time.perf_counter() - t_step
+
+        # --- advantages (KL-shaped rewards first, if asked) ---------------------------------
+        rows = []
+        for arm, p, group in kept:
+            context = sampler.encode_context(p.prompt)
+            for s in group:
+                rows.append({"arm": arm, "context": context,
+                             "sample_context": sampler.encode_context(s.meta["hint_prompt"])
+                             if "hint_prompt" in s.meta else context,
+                             "completion": list(s.token_ids), "old_logprobs": list(s.logprobs),
+                             "reward": s.rewards["total"],
+                             "masked": cfg.overlong_filter and s.finish_reason == "length"})
+        metrics: dict = {"step": step}
+        if rows:
+            if cfg.old_logprobs == "recompute":
+                recompute_old_logprobs(cfg, model, rows, tokenizer.pad_token_id, device)
+            if cfg.kl_coef > 0 and cfg.kl_in == "reward":
+                for r, kl in zip(rows, sequence_kl(cfg, model, ref_model, rows, tokenizer.pad_token_id, device)):
+                    r["reward"] -= cfg.kl_coef * kl
+            group_rewards = torch.tensor([r["reward"] for r in rows]).view(len(kept), cfg.samples_per_prompt)
+            advantages = ADVANTAGES[cfg.advantage](group_rewards)  # (P, G)
+            for r, a in zip(rows, advantages.flatten().tolist()):
+                r["advantage"] = a
+            arm_progress: dict[int, list[float]] = {}
+            for (arm, _, _), adv in zip(kept, advantages.abs().mean(1).tolist()):
+                arm_progress.setdefault(arm, []).append(adv)
+            bandit.update({a: sum(v) / len(v) for a, v in arm_progress.items()})
+
+            # --- policy update: num_iterations passes x minibatches optimizer steps -------------
+            t_train = time.perf_counter()
+            metrics.update(update_policy(cfg, model, ref_model, optimizer, scheduler, rows, len(kept),
+                                         tokenizer.pad_token_id, device, rng))
+            metrics["time/train"] = time.perf_counter() - t_train
+
+        # --- metrics, health alarms, eval, checkpoint ---------------------------------------
+        n = max(1, len(all_samples))
+        lengths = [s.num_tokens for s in all_samples]
+        metrics.update({
+            "reward/mean": sum(s.rewards["total"] for s in all_samples) / n,
+            "reward/correct": sum(s.rewards["correct"] for s in all_samples) / n,
+            "reward/format": sum(s.rewards["format"] for s in all_samples) / n,
+            "reward/length": sum(s.rewards["length"] for s in all_samples) / n,
+            "groups/sampled": stats["sampled"], "groups/kept": len(kept), "groups/rounds": stats["rounds"],
+            "groups/zero_variance_frac": stats["zero_var"] / max(1, stats["sampled"]),
+            "groups/guided": stats["guided"],
+            "len/mean": sum(lengths) / n, "len/max": max(lengths, default=0),
+            "len/truncated_frac": sum(s.finish_reason == "length" for s in all_samples) / n,
+            "tokens/generated": sum(lengths),
+            **({f"curriculum/q{k}": q for k, q in enumerate(bandit.q)} if len(tasks) > 1 else {}),
+        })
+        if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+            metrics.update(evaluate())
+        if step == cfg.steps:
+            metrics.update(evaluate())
+        metrics["time/sample"] = t_sample
+        metrics["time/step"] = time.perf_counter() - t_step
+        for alarm in monitor.update(step, metrics):
+            console.print(f"[yellow]grpo step {step}: health alarm {alarm.name}: {alarm.message}[/yellow]")
+        metrics.update(monitor.metrics())
+        run.log(metrics)
+        history.append(metrics)
+        if not rows:
+            console.print(f"[yellow]grpo step {step}: no usable group after filtering; no update[/yellow]")
+        console.print(f"grpo step {step}/{cfg.steps}: reward {metrics['reward/mean']:.3f} "
+                      f"correct {metrics['reward/correct']:.3f} len {metrics['len/mean']:.1f} "
+                      f"({metrics['time/step']:.2f}s)", highlight=False)
+        state["step"] = step
+        if step == cfg.steps or (cfg.save_every and step % cfg.save_every == 0):
+            extra = {**state, "bandit": bandit.state_dict(), "health": monitor.state_dict()}
+            run.mark_latest(save_checkpoint(run.checkpoint_path(step), model, tokenizer, optimizer, scheduler, extra))
+
+    # --- final model and summary ------------------------------------------------------------
+    final = model.merge_and_unload() if cfg.lora.r > 0 else model
+    save_model(run.root / "final", final, tokenizer)
+    steps = [h for h in history if "reward/mean" in h]
+    accuracies = [h["eval/greedy_accuracy"] for h in history if "eval/greedy_accuracy" in h]
+    summary = {
+        "steps": cfg.steps,
+        "base_accuracy": history[0].get("eval/greedy_accuracy") if history else None,
+        "final_accuracy": accuracies[-1] if accuracies else None,
+        "reward_first": steps[0]["reward/mean"] if steps else None,
+        "reward_last10": sum(h["reward/mean"] for h in steps[-10:]) / max(1, len(steps[-10:])),
+        "seconds_per_step_median": statistics.median(h["time/step"] for h in steps) if steps else None,
+        "final_model": str(run.root / "final"),
+    }
+    run.write_json("summary.json", summary)
+    console.print(f"grpo: accuracy {summary['base_accuracy']} -> {summary['final_accuracy']}; "
+                  f"model in {summary['final_model']}")
+    return summary
+
+
+run_grpo = main
+"""`run_grpo(cfg) -> summary` for callers that read better with a verb (the quickstart)."""
+
+
+def guide_all_wrong(cfg, sampler, tasks, problems, groups, params) -> int:
+    """Guide: for groups with no correct sample, regenerate a fraction with a hint; returns how many groups."""
+    targets = [(i, hint_prompt(p, cfg.guide_hint_steps)) for i, ((_, p), g) in enumerate(zip(problems, groups))
+               if not any(s.rewards["correct"] == 1.0 for s in g)]
+    targets = [(i, h) for i, h in targets if h is not None]
+    if not targets:
+        return 0
+    k = max(1, round(cfg.guide_fraction * cfg.samples_per_prompt))
+    hinted = sampler.generate([h for _, h in targets], k, SamplingParams(**{**vars(params), "seed": params.seed + 7}))
+    for (i, h), new in zip(targets, hinted):
+        arm, p = problems[i]
+        for s in new:
+            s.problem_id, s.prompt, s.meta["hint_prompt"] = p.id, p.prompt, h  # trained without the hint
+        score_samples(cfg, tasks[arm], [p] * k, new)
+        groups[i][-k:] = new
+    return len(targets)
+
+
+def recompute_old_logprobs(cfg, model, rows, pad_id, device) -> None:
+    """pi_old by a no-grad teacher-forced pass over each row's *sampling* context (hint included)."""
+    with torch.no_grad():
+        for m in range(0, len(rows), cfg.micro_batch_size):
+            chunk = rows[m: m + cfg.micro_batch_size]
+            batch = make_batch([{**r, "advantage": 0.0} for r in chunk], pad_id, device, "sample_context")
+            logprobs, _ = token_logprobs(model, batch["input_ids"], batch["attention_mask"], cfg.sampling.temperature)
+            for b, r in enumerate(chunk):
+                start = len(r["sample_context"]) - 1
+                r["old_logprobs"] = logprobs[b, start: start + len(r["completion"])].tolist()
+
+
+def sequence_kl(cfg, model, ref_model, rows, pad_id, device) -> list[float]:
+    """Summed per-token KL estimate of each row (sampling logprobs vs reference), for KL-in-reward."""
+    out = []
+    for m in range(0, len(rows), cfg.micro_batch_size):
+        batch = make_batch([{**r, "advantage": 0.0} for r in rows[m: m + cfg.micro_batch_size]], pad_id, device)
+        ref = reference_logprobs(cfg, model, ref_model, batch)  # (b, T-1)
+        kl = KL_ESTIMATORS[cfg.kl_estimator](batch["old_logprobs"], ref) * batch["loss_mask"]
+        out += kl.sum(1).tolist()
+    return out
+
+
+def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups, pad_id, device, rng) -> dict:
+    """The clipped policy-gradient updates on one batch of scored rows; returns averaged metrics."""
+    group = cfg.samples_per_prompt
+    sums: dict[str, float] = {}
+    model.train()
+    for _ in range(cfg.num_iterations):
+        order = list(range(num_groups))
+        rng.shuffle(order)  # mini-batches are whole groups
+        for mb in range(cfg.minibatches):
+            chosen = order[mb::cfg.minibatches]
+            mini = [rows[g * group + j] for g in chosen for j in range(group)]
+            mini.sort(key=lambda r: len(r["context"]) + len(r["completion"]))  # less padding per micro-batch
+            totals = {"total_tokens": float(sum(len(r["completion"]) for r in mini if not r["masked"]) or 1),
+                      "total_seqs": float(len(mini)), "constant": float(cfg.sampling.max_new_tokens)}
+            optimizer.zero_grad(set_to_none=True)
+            for m in range(0, len(mini), cfg.micro_batch_size):
+                batch = make_batch(mini[m: m + cfg.micro_batch_size], pad_id, device)
+                mask = batch["train_mask"]  # (b, T-1)
+                logp, logits = token_logprobs(model, batch["input_ids"], batch["attention_mask"],
+                                              cfg.sampling.temperature)  # (b, T-1), (b, T-1, V)
+                per_token, clipped = CLIPS[cfg.clip](logp, batch["old_logprobs"], batch["advantages"],
+                                                     cfg.clip_eps_low, cfg.clip_eps_high, cfg.dual_clip_c)
+                kl = torch.zeros_like(logp)
+                if cfg.kl_coef > 0:
+                    kl = KL_ESTIMATORS[cfg.kl_estimator](logp, reference_logprobs(cfg, model, ref_model, batch))
+                    if cfg.kl_in == "loss":
+                        per_token = per_token + cfg.kl_coef * kl
+                loss = aggregate_loss(per_token, mask, cfg.loss_agg, **totals)
+                loss.backward()
+                # metric sums, as token-weighted shares of the mini-batch
+                share = mask.sum().item() / totals["total_tokens"]
+                with torch.no_grad():
+                    n_tok = mask.sum().clamp(min=1)
+                    for key, value in (("loss", loss.item()),
+                                       ("policy/entropy", share * masked_entropy(logits.detach(), mask).item()),
+                                       ("policy/clip_frac", share * ((clipped * mask).sum() / n_tok).item()),
+                                       ("policy/kl", share * ((kl * mask).sum() / n_tok).item()),
+                                       ("policy/ratio_mean", share * (((logp - batch["old_logprobs"]).exp() * mask)
+                                                                      .sum() / n_tok).item())):
+                        sums[key] = sums.get(key, 0.0) + value
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.item()
+            optimizer.step()
+            scheduler.step()
+    n_updates = cfg.num_iterations * cfg.minibatches
+    out = {k: v / n_updates for k, v in sums.items()}
+    out["lr"] = scheduler.get_last_lr()[0]
+    return out

@@ -1,0 +1,76 @@
+"""Run-health alarms fire on synthetic metric streams exactly when their rule says."""
+
+import math
+
+from reasonloop.algorithms.health import HealthConfig, HealthMonitor, slope
+
+
+def run(stream, **cfg):
+    monitor = HealthMonitor(HealthConfig(**cfg))
+    return [[a.name for a in monitor.update(step, m)] for step, m in enumerate(stream, 1)], monitor
+
+
+HEALTHY = {"groups/zero_variance_frac": 0.3, "policy/entropy": 1.0, "policy/kl": 0.01, "policy/clip_frac": 0.05,
+           "len/mean": 20.0, "reward/correct": 0.5, "reward/format": 0.9, "reward/length": 0.0}
+
+
+def test_healthy_stream_raises_nothing():
+    fired, monitor = run([dict(HEALTHY) for _ in range(30)])
+    assert all(f == [] for f in fired)
+    assert set(monitor.metrics().values()) == {0}
+
+
+def test_zero_variance_needs_patience():
+    stream = [dict(HEALTHY, **{"groups/zero_variance_frac": 0.95}) for _ in range(4)]
+    fired, _ = run(stream, patience=3)
+    assert ["zero_variance" in f for f in fired] == [False, False, True, True]
+    fired, _ = run(stream[:2] + [dict(HEALTHY)] + stream[:2], patience=3)  # a healthy step resets the streak
+    assert not any("zero_variance" in f for f in fired)
+
+
+def test_entropy_collapse_against_baseline():
+    values = [1.0, 1.0, 1.0, 0.5, 0.15]
+    fired, monitor = run([dict(HEALTHY, **{"policy/entropy": v}) for v in values], baseline_steps=3)
+    assert ["entropy_collapse" in f for f in fired] == [False, False, False, False, True]
+    assert monitor.metrics()["health/entropy_collapse"] == 1
+
+
+def test_kl_blowup_absolute_and_relative():
+    fired, _ = run([dict(HEALTHY, **{"policy/kl": v}) for v in (0.01, 0.01, 0.01, 0.05, 0.5, 2.0)],
+                   kl_max=1.0, kl_jump=10.0, baseline_steps=3)
+    assert ["kl_blowup" in f for f in fired] == [False, False, False, False, True, True]
+
+
+def test_clip_fraction_and_length_drift():
+    fired, _ = run([dict(HEALTHY, **{"policy/clip_frac": 0.5}) for _ in range(3)], patience=2)
+    assert ["clip_fraction" in f for f in fired] == [False, True, True]
+    lengths = [20, 20, 20, 30, 36, 4]
+    fired, _ = run([dict(HEALTHY, **{"len/mean": v}) for v in lengths], length_drift_ratio=0.75)
+    assert ["length_drift" in f for f in fired] == [False, False, False, False, True, True]
+
+
+def test_non_finite_fires_immediately():
+    fired, _ = run([dict(HEALTHY), dict(HEALTHY, loss=float("nan")), dict(HEALTHY, **{"policy/kl": math.inf})])
+    assert ["non_finite" in f for f in fired] == [False, True, True]
+
+
+def test_reward_hacking_probe():
+    w = 10
+    hacking = [dict(HEALTHY, **{"reward/format": 0.5 + 0.04 * i, "reward/correct": 0.6 - 0.03 * i}) for i in range(w)]
+    fired, _ = run(hacking, hack_window=w)
+    assert ["reward_hacking" in f for f in fired] == [False] * (w - 1) + [True]
+    both_rise = [dict(HEALTHY, **{"reward/format": 0.5 + 0.04 * i, "reward/correct": 0.3 + 0.03 * i}) for i in range(w)]
+    fired, _ = run(both_rise, hack_window=w)
+    assert not any("reward_hacking" in f for f in fired)
+
+
+def test_slope_and_state_roundtrip():
+    assert slope([1.0, 3.0, 5.0]) == 2.0 and slope([4.0]) == 0.0
+    stream = [dict(HEALTHY, **{"groups/zero_variance_frac": 0.95}) for _ in range(4)]
+    _, full = run(stream, patience=3)
+    _, first = run(stream[:2], patience=3)
+    resumed = HealthMonitor(HealthConfig(patience=3))
+    resumed.load_state_dict(first.state_dict())
+    assert [a.name for a in resumed.update(3, stream[2])] == ["zero_variance"]
+    resumed.update(4, stream[3])
+    assert resumed.state_dict() == full.state_dict()
