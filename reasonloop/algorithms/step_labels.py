@@ -1,0 +1,453 @@
+"""Automatic step labels from the policy's own rollouts: the data a process reward model learns from.
+
+A solution is a list of steps (`reasonloop.types.split_steps`, one step per line by
+default). The *value* of a prefix `steps[:k]` is the probability that the policy, continuing
+from it, reaches the gold answer; it is estimated by sampling continuations through the
+`Sampler` (`prefixes=`) and grading them with the task's verifier. A step is labelled good
+when the prefix that ends with it can still reach the gold answer.
+
+Labelers (each is one function below, registered in `LABELERS`):
+
+- `monte_carlo_labels` (Math-Shepherd, Wang et al. 2023, arXiv:2312.08935): N continuations
+  from every prefix. Hard label = any continuation is correct (the paper's HE), soft label =
+  the fraction that are (SE). Cost: N x (steps - 1) rollouts per solution.
+- `binary_search_labels` (OmegaPRM, Luo et al. 2024, arXiv:2406.06592): for a solution whose
+  final answer is wrong, bisect for the first prefix whose Monte-Carlo value is 0; steps
+  before it are good, it and everything after are bad. Cost: N x ceil(log2(steps)) rollouts.
+- `ground_truth_labels`: exact labels from the task's `check_step` (procedural tasks only);
+  the reference every automatic labeler is scored against (`reasonloop.evaluate.process`).
+
+Data augmentation and targets:
+
+- `hnc_augment` (Hierarchical Node Compression, HRM paper, Wang et al. 2025): copies of
+  labelled solutions with two consecutive steps merged into one node;
+- `hrm_pair_rows`: HRM's coarse-grained training items, one per consecutive step pair,
+  scored at the end of the pair;
+- `rest_mcts_values`: ReST-MCTS* (Zhang et al. 2024, arXiv:2406.03816) value targets
+  v_k = max(v_{k-1} + (1 - v_{k-1}) / (m_k + 1) * (1 - 2 r_k), 0).
+
+Output rows follow TRL's stepwise format (`prompt`, `completions`, `labels`) plus our fields
+(`soft_labels`, `values`, `outcome`, `true_first_error`, `rollouts`, `tokens`, ...), so the
+same file trains a TRL `PRMTrainer` or `reasonloop prm`. `prm800k_rows` imports PRM800K.
+
+Deviations from the papers, on purpose:
+- The full solution (the prefix that contains every step) is graded directly by the
+  verifier, not by rollouts, in every labeler: its value is 0 or 1 at no sampling cost.
+- Binary search runs on single solutions (wrong final answer only; a correct final answer
+  labels every step good at zero cost), not inside OmegaPRM's MCTS with its Q+U candidate
+  pool: that tree is a rollout *selection* policy and does not change what is measured
+  here, which is how many rollouts locating a first error costs.
+- Binary search's soft labels: a probed prefix keeps its measured value; an unprobed good
+  step gets the value of the nearest probed good prefix after it (a lower bound if errors
+  are never undone); bad steps get 0.
+- HNC merges steps of already labelled linear solutions (the merged node takes the label of
+  its second step, which is the prefix value at the end of the merged node) instead of
+  merging nodes of an MCTS tree and re-aggregating the rollouts below them.
+- ReST-MCTS* needs the reasoning distance m_k (fewest steps from step k to a correct
+  answer); without a search tree we use the number of reference-solution steps left,
+  max(L - 1 - k, 0), L = len(reference steps) (or of this solution when there is none).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from reasonloop.models.policy import ModelConfig
+from reasonloop.rollout.sampler import Sampler, SamplingParams
+from reasonloop.store.atomic import atomic_write_json
+from reasonloop.store.jsonl import RecordError, append_jsonl, iter_jsonl, write_jsonl
+from reasonloop.tasks.base import StepTask, Task, first_error
+from reasonloop.tasks.spec import TaskSpec
+from reasonloop.types import Problem, split_steps
+
+
+@dataclass
+class LabelConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the policy whose rollouts estimate step values (and, with solutions=policy, write the solutions)"""
+    task: TaskSpec = field(default_factory=TaskSpec)
+    split: Literal["train", "test"] = "train"
+    num_problems: int = 200
+    seed: int = 0
+    solutions: Literal["policy", "corrupt"] = "policy"
+    """what gets labelled: the policy's own samples, or the task's corrupted reference solutions"""
+    solutions_per_problem: int = 4
+    method: Literal["mc", "binary_search", "ground_truth"] = "mc"
+    rollouts_per_step: int = 8
+    """N, continuations per Monte-Carlo estimate (Math-Shepherd: 8; OmegaPRM: 16)"""
+    temperature: float = 1.0
+    max_new_tokens: int = 96
+    step_separator: str = "\n"
+    hnc_rate: float = 0.0
+    """probability of adding one node-compressed copy of each labelled solution (0 disables HNC)"""
+    hrm_pairs: bool = False
+    """also write HRM's consecutive-step-pair items"""
+    output: str = "runs/labels/steps.jsonl"
+    prm800k: str = ""
+    """convert this PRM800K JSONL instead of labelling (no model needed)"""
+    neutral_is_bad: bool = False
+    """PRM800K: count a neutral (0) rating as a bad step"""
+
+    def __post_init__(self):
+        if self.num_problems < 1 or self.solutions_per_problem < 1 or self.rollouts_per_step < 1:
+            raise ValueError("num_problems, solutions_per_problem and rollouts_per_step must be >= 1")
+        if not 0 <= self.hnc_rate <= 1:
+            raise ValueError(f"hnc_rate must be in [0, 1], got {self.hnc_rate}")
+        if not self.step_separator:
+            raise ValueError("step_separator must be non-empty")
+
+
+@dataclass
+class LabeledSolution:
+    """One solution with a label per step and what the labels cost."""
+
+    problem_id: str
+    prompt: str
+    steps: list[str]
+    hard: list[bool]
+    """step i is good: the prefix ending with it can still reach the gold answer"""
+    soft: list[float]
+    """estimated value of the prefix ending with step i (1.0/0.0 where measured exactly)"""
+    outcome: bool
+    """the full solution's final answer is correct"""
+    method: str
+    rollouts: int = 0
+    tokens: int = 0
+    """completion tokens of those rollouts"""
+    true_first_error: int | None = None
+    """exact first wrong step from `check_step` (None: all correct), when the task can tell"""
+
+    @property
+    def first_error(self) -> int | None:
+        """The labels' first bad step (None: every step is labelled good)."""
+        return next((i for i, good in enumerate(self.hard) if not good), None)
+
+    def to_row(self) -> dict[str, Any]:
+        """TRL stepwise row (prompt / completions / labels) plus our fields."""
+        return {
+            "prompt": self.prompt, "completions": self.steps, "labels": self.hard, "soft_labels": self.soft,
+            "outcome": self.outcome, "problem_id": self.problem_id, "method": self.method,
+            "rollouts": self.rollouts, "tokens": self.tokens, "true_first_error": self.true_first_error,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Monte-Carlo estimates of prefix values
+
+
+def prefix_text(steps: list[str], k: int, separator: str = "\n") -> str:
+    """The completion text of the first k steps, ending with a separator so the policy starts a new step."""
+    return "".join(s + separator for s in steps[:k])
+
+
+def estimate_values(
+    sampler: Sampler, task: Task, problem: Problem, steps: list[str], ks: list[int], n: int,
+    params: SamplingParams, separator: str = "\n",
+) -> tuple[list[float], int, int]:
+    """Monte-Carlo value of each prefix `steps[:k]`, k in `ks`: the fraction of n continuations that verify.
+
+    The full solution (k == len(steps)) is graded directly at no cost. One `generate` call
+    serves every other prefix. Returns (values, rollouts, tokens).
+    """
+    values: dict[int, float] = {}
+    sampled = [k for k in ks if k < len(steps)]
+    for k in ks:
+        if k >= len(steps):
+            values[k] = task.verify(problem, prefix_text(steps, len(steps), separator))
+    rollouts = tokens = 0
+    if sampled:
+        prefixes = [prefix_text(steps, k, separator) for k in sampled]
+        groups = sampler.generate([problem.prompt] * len(sampled), n, params, prefixes=prefixes)
+        for k, prefix, group in zip(sampled, prefixes, groups):
+            values[k] = sum(task.verify(problem, prefix + s.text) for s in group) / len(group)
+            rollouts += len(group)
+            tokens += sum(s.num_tokens for s in group)
+    return [values[k] for k in ks], rollouts, tokens
+
+
+# ---------------------------------------------------------------------------------------
+# Labelers: (sampler, task, problem, steps, n, params, separator) -> LabeledSolution
+
+
+def monte_carlo_labels(
+    sampler: Sampler, task: Task, problem: Problem, steps: list[str], n: int, params: SamplingParams,
+    separator: str = "\n",
+) -> LabeledSolution:
+    """Math-Shepherd: N continuations from every prefix; hard = any correct, soft = fraction correct."""
+    values, rollouts, tokens = estimate_values(sampler, task, problem, steps, list(range(1, len(steps) + 1)), n,
+                                               params, separator)
+    return LabeledSolution(problem.id, problem.prompt, steps, hard=[v > 0 for v in values], soft=values,
+                           outcome=values[-1] == 1.0, method="mc", rollouts=rollouts, tokens=tokens)
+
+
+def binary_search_labels(
+    sampler: Sampler, task: Task, problem: Problem, steps: list[str], n: int, params: SamplingParams,
+    separator: str = "\n",
+) -> LabeledSolution:
+    """OmegaPRM: bisect for the first prefix whose Monte-Carlo value is 0.
+
+    Invariant: prefix `lo` is good (value > 0; the empty prefix is assumed good) and prefix
+    `hi` is bad (value 0); the first error is step hi - 1 once hi = lo + 1.
+    """
+    (outcome,), _, _ = estimate_values(sampler, task, problem, steps, [len(steps)], n, params, separator)
+    if outcome == 1.0:  # a correct final answer: every step is labelled good, no rollouts
+        return LabeledSolution(problem.id, problem.prompt, steps, [True] * len(steps), [1.0] * len(steps),
+                               outcome=True, method="binary_search")
+    probed: dict[int, float] = {len(steps): 0.0}
+    lo, hi, rollouts, tokens = 0, len(steps), 0, 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        (value,), r, t = estimate_values(sampler, task, problem, steps, [mid], n, params, separator)
+        probed[mid], rollouts, tokens = value, rollouts + r, tokens + t
+        lo, hi = (mid, hi) if value > 0 else (lo, mid)
+    hard = [k <= lo for k in range(1, len(steps) + 1)]  # step i ends prefix k = i + 1
+    # unprobed good steps: the value of the nearest probed good prefix after them (there is one: lo)
+    soft = [probed.get(k, probed.get(lo, 1.0)) if k <= lo else 0.0 for k in range(1, len(steps) + 1)]
+    for k in range(lo - 1, 0, -1):
+        if k not in probed:
+            soft[k - 1] = soft[k]
+    return LabeledSolution(problem.id, problem.prompt, steps, hard, soft, outcome=False, method="binary_search",
+                           rollouts=rollouts, tokens=tokens)
+
+
+def ground_truth_labels(
+    sampler: Sampler | None, task: Task, problem: Problem, steps: list[str], n: int = 0,
+    params: SamplingParams | None = None, separator: str = "\n",
+) -> LabeledSolution:
+    """Exact labels from the task's `check_step`: good iff before the first wrong step."""
+    if not isinstance(task, StepTask):
+        raise TypeError(f"task {task.name!r} has no check_step, so it has no ground-truth step labels")
+    error = first_error(task, problem, steps)
+    hard = [error is None or i < error for i in range(len(steps))]
+    outcome = task.verify(problem, prefix_text(steps, len(steps), separator)) == 1.0
+    return LabeledSolution(problem.id, problem.prompt, steps, hard, [float(h) for h in hard], outcome=outcome,
+                           method="ground_truth", true_first_error=error)
+
+
+Labeler = Callable[..., LabeledSolution]
+LABELERS: dict[str, Labeler] = {
+    "mc": monte_carlo_labels,
+    "binary_search": binary_search_labels,
+    "ground_truth": ground_truth_labels,
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Augmentation (HNC, HRM pairs) and value targets (ReST-MCTS*): pure functions of rows
+
+
+def merge_steps(row: dict[str, Any], i: int, separator: str = "\n") -> dict[str, Any]:
+    """Row with steps i and i+1 merged into one node that takes step i+1's labels (its end-of-node value)."""
+    steps = row["completions"]
+    if not 0 <= i < len(steps) - 1:
+        raise ValueError(f"cannot merge steps {i} and {i + 1} of a {len(steps)}-step solution")
+    merged = dict(row)
+    merged["completions"] = steps[:i] + [steps[i] + separator + steps[i + 1]] + steps[i + 2:]
+    for key in ("labels", "soft_labels", "values"):
+        if key in row and row[key] is not None:
+            merged[key] = row[key][:i] + row[key][i + 1:]
+    if row.get("true_first_error") is not None:  # the merged node is wrong iff it contains the first error
+        merged["true_first_error"] = row["true_first_error"] - (row["true_first_error"] > i)
+    return merged
+
+
+def hnc_augment(rows: list[dict[str, Any]], rate: float, rng: random.Random, separator: str = "\n") -> list[dict]:
+    """Hierarchical Node Compression: for each row (>= 2 steps), with probability `rate`, one copy
+    with a random consecutive pair merged. Returns only the new rows."""
+    out = []
+    for row in rows:
+        if len(row["completions"]) >= 2 and rng.random() < rate:
+            out.append({**merge_steps(row, rng.randrange(len(row["completions"]) - 1), separator), "augment": "hnc"})
+    return out
+
+
+def hrm_pair_rows(row: dict[str, Any], separator: str = "\n") -> list[dict[str, Any]]:
+    """HRM coarse-grained items: for each pair (i, i+1), the solution up to the merged pair,
+    labelled at every node, the pair node taking step i+1's label."""
+    out = []
+    for i in range(len(row["completions"]) - 1):
+        merged = merge_steps(row, i, separator)
+        cut = i + 1  # nodes up to and including the merged pair
+        item = {**merged, "completions": merged["completions"][:cut], "augment": "hrm_pair"}
+        for key in ("labels", "soft_labels", "values"):
+            if key in merged and merged[key] is not None:
+                item[key] = merged[key][:cut]
+        tfe = merged.get("true_first_error")
+        item["true_first_error"] = tfe if tfe is not None and tfe < cut else None
+        out.append(item)
+    return out
+
+
+def rest_mcts_values(good: list[bool], distances: list[int]) -> list[float]:
+    """ReST-MCTS* inferred values: v_0 = 0, v_k = max(v_{k-1} + (1 - v_{k-1}) / (m_k + 1) * (1 - 2 r_k), 0),
+    with r_k = 0 for a good step and 1 for a bad one, m_k the reasoning distance left after step k.
+
+    >>> [round(v, 4) for v in rest_mcts_values([True, True, False], [2, 1, 0])]
+    [0.3333, 0.6667, 0.3333]
+    """
+    values, v = [], 0.0
+    for g, m in zip(good, distances, strict=True):
+        v = max(v + (1 - v) / (m + 1) * (1 if g else -1), 0.0)
+        values.append(v)
+    return values
+
+
+def reasoning_distances(num_steps: int, reference_steps: int | None) -> list[int]:
+    """m_k = reference steps left after step k (our stand-in for the tree's distance to a correct leaf)."""
+    total = reference_steps or num_steps
+    return [max(total - 1 - k, 0) for k in range(num_steps)]
+
+
+# ---------------------------------------------------------------------------------------
+# PRM800K import
+
+
+def prm800k_rows(path: str | Path, neutral_is_bad: bool = False) -> list[dict[str, Any]]:
+    """PRM800K JSONL (openai/prm800k, `label.steps[].completions[].rating`) -> stepwise rows.
+
+    The chosen completion of each step is kept (the human completion when the labeler wrote
+    one); labelling stops at the first bad step, as PRM800K's phase 2 does. Steps rated
+    -1 are bad; 0 (neutral) is good unless `neutral_is_bad`.
+    """
+    rows = []
+    for lineno, raw in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        try:
+            question, label = raw["question"], raw["label"]
+            steps, labels = [], []
+            for s in label["steps"]:
+                chosen = s.get("chosen_completion")
+                if s.get("human_completion"):
+                    text, rating = s["human_completion"]["text"], s["human_completion"].get("rating", 1)
+                elif chosen is not None:
+                    text, rating = s["completions"][chosen]["text"], s["completions"][chosen]["rating"]
+                else:  # no chosen completion: the labeler stopped at a step whose completions were all rated
+                    worst = min(s["completions"], key=lambda c: c["rating"] if c["rating"] is not None else 1)
+                    text, rating = worst["text"], worst["rating"]
+                rating = 1 if rating is None else rating
+                good = rating > 0 or (rating == 0 and not neutral_is_bad)
+                steps.append(text)
+                labels.append(good)
+                if not good:
+                    break
+        except (KeyError, TypeError, IndexError) as e:
+            raise RecordError(f"{where}: not a PRM800K row ({type(e).__name__}: {e})") from None
+        if steps:
+            error = next((i for i, g in enumerate(labels) if not g), None)
+            rows.append({"prompt": question["problem"], "completions": steps, "labels": labels,
+                         "soft_labels": [float(g) for g in labels], "outcome": error is None and
+                         label.get("finish_reason") == "solution", "problem_id": f"prm800k/{lineno}",
+                         "method": "human", "rollouts": 0, "tokens": 0, "true_first_error": error})
+    return rows
+
+
+def read_step_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Stepwise rows (ours or TRL's) with their fields checked; errors name `path:line`."""
+    rows = []
+    for lineno, row in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        for key in ("prompt", "completions", "labels"):
+            if key not in row:
+                raise RecordError(f"{where}: missing field {key!r} (a stepwise row has prompt, completions, labels)")
+        if not isinstance(row["completions"], list) or not row["completions"]:
+            raise RecordError(f"{where}: field 'completions': expected a non-empty list of step strings")
+        for key in ("labels", "soft_labels", "values"):
+            if row.get(key) is not None and len(row[key]) != len(row["completions"]):
+                raise RecordError(f"{where}: field {key!r} has {len(row[key])} entries for "
+                                  f"{len(row['completions'])} steps")
+        row["labels"] = [bool(x) for x in row["labels"]]
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# The `label` command
+
+
+def solutions_to_label(cfg: LabelConfig, task: Task, problems: list[Problem], sampler: Sampler | None,
+                       rng: random.Random) -> list[tuple[Problem, list[str]]]:
+    """(problem, steps) for every solution to label: the policy's samples or corrupted references."""
+    out = []
+    if cfg.solutions == "corrupt":
+        if not isinstance(task, StepTask):
+            raise TypeError(f"task {task.name!r} cannot corrupt solutions; use solutions=policy")
+        for p in problems:
+            for _ in range(cfg.solutions_per_problem):
+                # half corrupted, half reference: first-error F1 needs both kinds
+                steps = task.corrupt(p, rng)[0] if rng.random() < 0.5 else split_steps(p.reference_solution)
+                out.append((p, steps))
+        return out
+    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                            step_separator=cfg.step_separator, seed=cfg.seed)
+    groups = sampler.generate([p.prompt for p in problems], cfg.solutions_per_problem, params)
+    for p, group in zip(problems, groups):
+        out += [(p, split_steps(s.text, cfg.step_separator)) for s in group if split_steps(s.text, cfg.step_separator)]
+    return out
+
+
+def label_solutions(
+    solutions: Iterable[tuple[Problem, list[str]]], task: Task, sampler: Sampler | None, method: str,
+    n: int, params: SamplingParams, separator: str = "\n",
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Label each solution with `LABELERS[method]`; rows carry the exact first error and ReST-MCTS* values."""
+    labeler = LABELERS[method]
+    rows = []
+    for problem, steps in solutions:
+        labeled = labeler(sampler, task, problem, steps, n, params, separator)
+        if isinstance(task, StepTask):
+            labeled.true_first_error = first_error(task, problem, steps)
+        row = labeled.to_row()
+        reference = split_steps(problem.reference_solution, separator) if problem.reference_solution else None
+        row["values"] = rest_mcts_values(labeled.hard, reasoning_distances(len(steps), len(reference or []) or None))
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return rows
+
+
+def main(cfg: LabelConfig) -> dict[str, Any]:
+    from reasonloop.utils import console, seed_everything
+
+    output, partial = Path(cfg.output), Path(cfg.output + ".partial")
+    if cfg.prm800k:
+        rows = prm800k_rows(cfg.prm800k, cfg.neutral_is_bad)
+        done: list[dict] = []
+    else:
+        seed_everything(cfg.seed)
+        task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
+        sampler = None
+        if cfg.method != "ground_truth" or cfg.solutions == "policy":
+            from reasonloop.rollout.engine import TorchEngine
+
+            sampler = TorchEngine.from_config(cfg.model)
+        rng = random.Random(cfg.seed)
+        solutions = solutions_to_label(cfg, task, [task[i] for i in range(len(task))], sampler, rng)
+        # resume: rows already labelled (appended one by one) are kept; labelling restarts after them
+        done = [row for _, row in iter_jsonl(partial, skip_torn_tail=True)] if partial.exists() else []
+        params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                                step_separator=cfg.step_separator, seed=cfg.seed + 1)
+        new = label_solutions(solutions[len(done):], task, sampler, cfg.method, cfg.rollouts_per_step, params,
+                              cfg.step_separator, on_row=lambda row: append_jsonl(partial, [row]))
+        rows = done + new
+    augmented = hnc_augment(rows, cfg.hnc_rate, random.Random(cfg.seed), cfg.step_separator)
+    if cfg.hrm_pairs:
+        augmented += [item for row in rows for item in hrm_pair_rows(row, cfg.step_separator)]
+    write_jsonl(output, rows + augmented)
+    partial.unlink(missing_ok=True)
+    summary = {
+        "rows": len(rows), "augmented_rows": len(augmented), "rollouts": sum(r["rollouts"] for r in rows),
+        "tokens": sum(r["tokens"] for r in rows), "method": "human" if cfg.prm800k else cfg.method,
+    }
+    if any(r.get("true_first_error", "missing") != "missing" for r in rows) and not cfg.prm800k:
+        from reasonloop.evaluate.process import evaluate_labels
+
+        summary.update(evaluate_labels(rows))
+    atomic_write_json(output.with_suffix(".summary.json"), summary)
+    console.print(f"label: {json.dumps(summary)}")
+    return summary
