@@ -293,7 +293,7 @@ def _classify(code: int, stderr: str, timed_out: bool) -> Verdict:
 
 
 def run_tests(program: str, tests: str | list[str], *, limits: SandboxLimits | None = None) -> RunResult:
-    """Run `program` followed by `tests` (assert statements); passed iff all of it exits 0.
+    r"""Run `program` followed by `tests` (assert statements); passed iff all of it exits 0.
 
     >>> run_tests("def add(a, b):\n    return a + b", "assert add(2, 3) == 5").verdict
     'passed'
@@ -317,7 +317,7 @@ def extract_code(completion: str) -> str | None:
 
 
 def code_reward(problem, completion: str) -> float | None:
-    """1.0 iff the completion's last ```python block passes `problem.meta["tests"]`.
+    r"""1.0 iff the completion's last ```python block passes `problem.meta["tests"]`.
 
     None when the problem has no tests. The per-run limits come from
     `problem.meta.get("limits", {})` (fields of SandboxLimits).

@@ -196,6 +196,15 @@ def _parse_gold(parse, gold: str):
     return []
 
 
+WARMUP_PAIRS = [
+    ("1", "1"), (r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}"), (r"\frac{\pi}{3}", r"\pi/3"),
+    (r"(1, \infty)", r"[1, \infty)"), (r"\{-1, 1\}", r"\{1,-1\}"), (r"(3, \frac{\pi}{2})", r"(3, \pi)"),
+    ("x^2+2x+1", "(x+1)^2"), ("3", "x=3"), (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"),
+    ("0.5", r"50\%"), (r"e^{2}", r"e^2"),
+]
+"""Checks each worker runs once at start, so first-use costs of sympy paths are not paid by items."""
+
+
 def _worker_main() -> None:
     """Worker loop (`python -m reasonloop.verify.math`): JSON lines [gold, candidate] in,
     ["ok", bool] / ["error", message] / ["memory", message] out."""
@@ -209,7 +218,8 @@ def _worker_main() -> None:
     logging.disable(logging.WARNING)  # "timeout is disabled" warnings: we enforce it outside
     from math_verify import parse, verify
 
-    verify(parse("$1$", parsing_timeout=None), parse("$1$", parsing_timeout=None), timeout_seconds=None)
+    for gold, candidate in WARMUP_PAIRS:  # load sympy's lazily imported paths before the first real item
+        verify(_parse_gold(parse, gold), parse(f"\\boxed{{{candidate}}}", parsing_timeout=None), timeout_seconds=None)
     # after imports and warm-up, so only a runaway computation can hit the limit
     memory_bytes = int(sys.argv[1]) if len(sys.argv) > 1 else WORKER_MEMORY_BYTES
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
@@ -317,9 +327,14 @@ class MathVerifyPool:
 
     def _acquire(self) -> _Worker:
         with self._lock:
-            grow = self._started < self.size and self._idle.empty()
-            self._started += grow
-        worker = self._spawn() if grow else self._idle.get()
+            missing = self.size - self._started if self._idle.empty() else 0
+            self._started += max(0, missing)
+        if missing > 0:  # start all missing workers now, so they warm up in parallel
+            for _ in range(missing - 1):
+                self._idle.put(self._spawn())
+            worker = self._spawn()
+        else:
+            worker = self._idle.get()
         try:
             worker.wait_ready()
         except BaseException:
@@ -419,6 +434,7 @@ def _close_pool() -> None:
 _CACHE: OrderedDict[tuple[str, str], bool | None] = OrderedDict()
 _CACHE_SIZE = 100_000
 _cache_lock = threading.Lock()
+_in_flight: dict[tuple[str, str], threading.Event] = {}
 cache_stats = {"hits": 0, "misses": 0}
 
 
@@ -464,20 +480,33 @@ def answers_equal(gold: str, candidate: str, *, timeout: float | None = None, gu
     if guard and looks_explosive(candidate) and not looks_explosive(gold):
         return False
     key = (gold, candidate)
-    hit, value = _cached(key)
-    if hit:
-        if value is None:  # this pair timed out before: it will again
-            raise VerifyTimeout(f"math-verify timed out on {candidate[:80]!r} (cached)")
-        return value
+    limit = item_timeout.get() if timeout is None else timeout
+    while True:
+        hit, value = _cached(key)
+        if hit:
+            if value is None:  # this pair timed out before: it will again
+                raise VerifyTimeout(f"math-verify timed out on {candidate[:80]!r} (cached)")
+            return value
+        with _cache_lock:  # one check per distinct pair: a GRPO group repeats its answers
+            running = _in_flight.get(key)
+            if running is None:
+                _in_flight[key] = threading.Event()
+        if running is None:
+            break
+        running.wait(limit + 1.0)
     try:
-        value = get_pool().check(gold, candidate, item_timeout.get() if timeout is None else timeout)
-    except VerifyTimeout:
-        _store(key, None)
-        raise
-    except ValueError:
-        value = False  # sympy could not make sense of it: not an equal answer
-    _store(key, value)
-    return value
+        try:
+            value = get_pool().check(gold, candidate, limit)
+        except VerifyTimeout:
+            _store(key, None)
+            raise
+        except ValueError:
+            value = False  # sympy could not make sense of it: not an equal answer
+        _store(key, value)  # before waking the waiters, so they find it
+        return value
+    finally:
+        with _cache_lock:
+            _in_flight.pop(key).set()
 
 
 def grade_math(gold: str, completion: str, *, timeout: float | None = None) -> float:

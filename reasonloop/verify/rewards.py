@@ -17,7 +17,6 @@ behind a process boundary, as `math` and `code_tests` are).
 from __future__ import annotations
 
 import os
-import queue
 import re
 import threading
 import time
@@ -178,8 +177,7 @@ def score_all(
     pool.size = max(pool.size, min(workers, os.cpu_count() or 1))  # more processes than cores only add start-up cost
     hard_limit = timeout * len(fns) + 30.0
 
-    def run(i: int, results: queue.Queue) -> None:
-        token = item_timeout.set(timeout)
+    def evaluate(i: int) -> tuple[dict[str, float | None], str | None, bool]:
         values, error, late = {}, None, False
         for name, fn in fns.items():
             try:
@@ -189,29 +187,55 @@ def score_all(
                 values[name], late, error = 0.0, True, error or f"{name}: {e}"
             except Exception as e:  # a bad completion must not stop the batch
                 values[name], error = 0.0, error or f"{name}: {type(e).__name__}: {e}"
-        item_timeout.reset(token)
-        results.put((i, values, error, late))
+        return values, error, late
 
-    results: queue.Queue = queue.Queue()
-    running: dict[int, float] = {}
-    next_item = 0
-    while next_item < n or running:
-        while next_item < n and len(running) < workers:
-            running[next_item] = time.monotonic()
-            threading.Thread(target=run, args=(next_item, results), daemon=True).start()
-            next_item += 1
-        try:
-            i, values, error, late = results.get(timeout=0.05)
-        except queue.Empty:
-            now = time.monotonic()
-            for i, started in list(running.items()):
-                if now - started > hard_limit:  # stuck in Python: abandon the thread
-                    del running[i]
-                    timed_out[i], errors[i] = True, f"abandoned after {hard_limit:g}s"
-            continue
-        if running.pop(i, None) is None:
-            continue  # already abandoned
-        for name, value in values.items():
-            rewards[name][i] = value
-        errors[i], timed_out[i] = error, late
+    # A few long-lived threads pull item indices; one thread per item would pay a
+    # thread hand-off per item, which costs milliseconds on a loaded machine.
+    lock = threading.Lock()
+    all_done = threading.Event()
+    started: dict[int, float] = {}  # item -> start time, while it runs
+    abandoned: set[int] = set()
+    state = {"next": 0, "finished": 0}
+
+    def worker() -> None:
+        token = item_timeout.set(timeout)
+        while True:
+            with lock:
+                i = state["next"]
+                if i >= n:
+                    break
+                state["next"] += 1
+                started[i] = time.monotonic()
+            values, error, late = evaluate(i)
+            with lock:
+                if i in abandoned:
+                    break  # a replacement thread took over; this one just ends
+                del started[i]
+                for name, value in values.items():
+                    rewards[name][i] = value
+                errors[i], timed_out[i] = error, late
+                state["finished"] += 1
+                if state["finished"] + len(abandoned) == n:
+                    all_done.set()
+        item_timeout.reset(token)
+
+    def start_worker() -> None:
+        threading.Thread(target=worker, daemon=True, name="score_all").start()
+
+    if n == 0:
+        all_done.set()
+    for _ in range(max(1, min(workers, n))):
+        start_worker()
+    while not all_done.wait(0.05):
+        now = time.monotonic()
+        with lock:
+            stuck = [i for i, t in started.items() if now - t > hard_limit]
+            for i in stuck:  # stuck in Python: abandon the thread, keep the capacity
+                del started[i]
+                abandoned.add(i)
+                timed_out[i], errors[i] = True, f"abandoned after {hard_limit:g}s"
+            if stuck and state["finished"] + len(abandoned) == n:
+                all_done.set()
+        for _ in stuck:
+            start_worker()
     return Scores(rewards, errors, timed_out)
