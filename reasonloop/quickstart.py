@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.sft import TrainConfig
@@ -31,7 +32,9 @@ class QuickstartConfig:
     model: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(
         hidden_size=128, intermediate_size=384, num_layers=4, num_heads=4, num_kv_heads=4))
     pretrain_examples: int = 12_000
-    wrong_step_fraction: float = 0.25
+    wrong_step_fraction: float = 0.6
+    flaw: Literal["slip", "misconception"] = "misconception"
+    """see `reasonloop.algorithms.pretrain`: the base model learns to drop carries most of the time"""
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(
         batch_size=32, micro_batch_size=32, optim=OptimConfig(lr=5e-3, warmup_steps=20, min_lr_ratio=0.05)))
     eval_problems: int = 200
@@ -89,7 +92,7 @@ def run(cfg: QuickstartConfig) -> dict:
     start = time.perf_counter()
     pre = pretrain.main(pretrain.PretrainConfig(
         model=ModelConfig(path=str(init_dir)), task=cfg.task, num_examples=cfg.pretrain_examples,
-        wrong_step_fraction=cfg.wrong_step_fraction, train=cfg.pretrain, run_name="pretrain",
+        wrong_step_fraction=cfg.wrong_step_fraction, flaw=cfg.flaw, train=cfg.pretrain, run_name="pretrain",
         output_dir=str(root), seed=cfg.seed))
     base_dir = root / "pretrain" / "final"
     stages.append({"stage": "pretrain", "train_tokens": pre["train_tokens"], "loss": pre["loss_last"],

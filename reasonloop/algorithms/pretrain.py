@@ -1,9 +1,16 @@
 """Teach a fresh model a task's solution format, leaving it a realistic, imperfect reasoner.
 
 The training set is the task's reference solutions, except that a `wrong_step_fraction` of
-them contain one plausible wrong step whose error propagates to the final answer (the
-task's `corrupt`). The base model therefore learns the format *and* to make mistakes
-sometimes, which is the situation self-training and RL start from with real models.
+them are flawed, in one of two ways (`flaw`):
+
+- "slip": one plausible wrong step (off by one, a carry error, swapped digits) whose error
+  propagates to the answer (the task's `corrupt`). Random slips are never the most likely
+  step, so they make *sampling* error-prone but barely touch greedy decoding.
+- "misconception": a systematic error applied at every step where it can occur (for
+  arithmetic, never carrying or borrowing: the task's `misconception`). Above a fraction
+  of 0.5 it becomes the model's most likely step, like a real model's misconceptions:
+  greedy decoding inherits it, while sampling still finds correct solutions sometimes,
+  which is exactly what verification-based self-training and RL can exploit.
 
 This is supervised pretraining on procedural data, not a method from a paper: it exists so
 the whole loop (sample -> verify -> learn) runs end to end on a CPU in minutes.
@@ -14,6 +21,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
 
 from reasonloop.algorithms.sft import TrainConfig, fit
 from reasonloop.config import dump_config
@@ -22,7 +30,13 @@ from reasonloop.store.checkpoint import save_model
 from reasonloop.store.runs import RunDir
 from reasonloop.tasks.base import StepTask
 from reasonloop.tasks.spec import TaskSpec
+from reasonloop.types import Problem
 from reasonloop.utils import console, seed_everything
+
+
+@runtime_checkable
+class MisconceptionTask(Protocol):
+    def misconception(self, problem: Problem) -> tuple[list[str], int] | None: ...
 
 
 @dataclass
@@ -31,7 +45,9 @@ class PretrainConfig:
     task: TaskSpec = field(default_factory=TaskSpec)
     num_examples: int = 20_000
     wrong_step_fraction: float = 0.2
-    """fraction of training solutions that contain one wrong step"""
+    """fraction of training solutions that are flawed"""
+    flaw: Literal["slip", "misconception"] = "slip"
+    """"slip": one random wrong step; "misconception": a systematic error (see module docstring)"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=64, micro_batch_size=64))
     run_name: str = "pretrain"
     output_dir: str = "runs"
@@ -44,18 +60,22 @@ class PretrainConfig:
             raise ValueError("num_examples must be positive")
 
 
-def make_pretraining_pairs(task, wrong_step_fraction: float, seed: int) -> list[tuple[str, str]]:
+def make_pretraining_pairs(
+    task, wrong_step_fraction: float, seed: int, flaw: str = "slip"
+) -> list[tuple[str, str]]:
     """(prompt, solution text) for every problem, a fraction of them flawed."""
-    if wrong_step_fraction > 0 and not isinstance(task, StepTask):
+    if wrong_step_fraction > 0 and flaw == "slip" and not isinstance(task, StepTask):
         raise TypeError(f"task {task.name!r} cannot corrupt steps; set wrong_step_fraction=0")
+    if wrong_step_fraction > 0 and flaw == "misconception" and not isinstance(task, MisconceptionTask):
+        raise TypeError(f"task {task.name!r} has no systematic misconception; use flaw=slip")
     rng = random.Random(seed)
     pairs = []
     for problem in task:
+        flawed = None
         if rng.random() < wrong_step_fraction:
-            steps, _ = task.corrupt(problem, rng)
-            pairs.append((problem.prompt, "\n".join(steps)))
-        else:
-            pairs.append((problem.prompt, problem.reference_solution))
+            flawed = task.corrupt(problem, rng) if flaw == "slip" else task.misconception(problem)
+        text = "\n".join(flawed[0]) if flawed else problem.reference_solution
+        pairs.append((problem.prompt, text))
     return pairs
 
 
@@ -63,7 +83,7 @@ def main(cfg: PretrainConfig) -> dict:
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
     seed_everything(cfg.seed)
     task = cfg.task.build(split="train", size=cfg.num_examples, seed=cfg.seed)
-    pairs = make_pretraining_pairs(task, cfg.wrong_step_fraction, cfg.seed)
+    pairs = make_pretraining_pairs(task, cfg.wrong_step_fraction, cfg.seed, cfg.flaw)
     model, tokenizer = load_model(cfg.model, for_training=True)
     summary = fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
                   system_prompt=cfg.model.system_prompt, description="pretrain",

@@ -139,6 +139,22 @@ class ArithmeticTask:
         want_op, want_b = operations[i]
         return a == values[i] and op == want_op and b == want_b and c == values[i + 1]
 
+    def misconception(self, problem: Problem) -> tuple[list[str], int] | None:
+        """The solution of a solver who never carries or borrows: (steps, first wrong step).
+
+        A *systematic* error, unlike `corrupt`'s random slips: a model trained on enough of
+        these makes it as its most likely step, so greedy decoding inherits it while sampling
+        still finds the right steps sometimes. None when no step needs a carry or borrow.
+        """
+        value, steps, first = problem.meta["start"], [], None
+        for i, (op, b) in enumerate(problem.meta["operations"]):
+            result = _without_carry(value, op, b)
+            if result != _OPS[op](value, b) and first is None:
+                first = i
+            steps.append(f"{value} {op} {b} = {result}")
+            value = result
+        return None if first is None else (steps + [f"Answer: {value}"], first)
+
     def corrupt(self, problem: Problem, rng: random.Random) -> tuple[list[str], int]:
         """A solution with one miscalculated step whose error propagates to the answer.
 
@@ -154,6 +170,15 @@ class ArithmeticTask:
             steps.append(f"{value} {op} {b} = {result}")
             value = result
         return steps + [f"Answer: {value}"], bad
+
+
+def _without_carry(a: int, op: str, b: int) -> int:
+    """a op b computed with the carry (for +) or the borrow (for -) out of the units digit dropped."""
+    if op == "+" and a >= 0 and a % 10 + b % 10 >= 10:
+        return a + b - 10
+    if op == "-" and a >= 10 and a % 10 < b % 10:
+        return a - b + 10
+    return _OPS[op](a, b)
 
 
 def _plausible_wrong(result: int, rng: random.Random, allow_negative: bool) -> int:
