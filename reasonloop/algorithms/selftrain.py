@@ -1,30 +1,55 @@
-"""Self-training by rejection sampling: sample k per problem, keep the verified-correct ones,
-fine-tune, repeat. The simplest form of STaR / ReST-EM / RFT.
+"""Self-training on verified rationales: sample k per problem, keep what verifies, fine-tune,
+repeat. One loop, four documented options that turn it into each member of the family.
 
-Papers:
-- STaR (Zelikman et al. 2022, arXiv:2203.14465): keep correct rationales, fine-tune, repeat;
-  restarts fine-tuning from the *base* model each iteration.
-- ReST-EM (Singh et al. 2023, arXiv:2312.06585): E-step = sample and filter with a binary
-  reward, M-step = fine-tune from the base model on the filtered set; a few iterations.
-- RFT (Yuan et al. 2023, arXiv:2308.01825): distinct correct reasoning paths (dedup) matter.
+Papers and the option that implements each:
+- RFT (Yuan et al. 2023, arXiv:2308.01825) / ReST-EM (Singh et al. 2023, arXiv:2312.06585):
+  the default loop. E-step: sample `samples_per_prompt` per problem and keep the
+  verified-correct, distinct rationales (`max_kept_per_problem` caps them, RFT's dedup);
+  M-step: fine-tune. `init_each_iteration="base"` is ReST-EM (every M-step starts from the
+  base weights on the current data); "continue" keeps fine-tuning the latest model.
+- STaR (Zelikman et al. 2022, arXiv:2203.14465), `rationalize=true`: for every problem with
+  no correct sample, re-ask with the gold answer as a hint (`hint_template`), keep a
+  rationale that reaches the gold answer, and store it with the *original* prompt, never
+  the hint (rationales that quote the hint are dropped, see `leaks_hint`).
+- B-STaR (Zeng et al. 2024, arXiv:2412.17256), `adapt="bstar"`: before each iteration, probe
+  a small problem subset at every (temperature, k) in `bstar.temperatures x
+  bstar.samples_per_prompt` and use the configuration with the best balance score
+  (`balance_score`, the definition of the paper's Eq. 2 / its `determine_hyper.py`):
+      bs = mean_i  min(n'_i / n*, 1) * n'_i / n_i
+  n_i: distinct selected responses of query i, n'_i: those that are truly correct, n*: the
+  number of correct responses wanted per query (`bstar.target_correct`).
+- Partially-correct solutions (in the spirit of process supervision; no single paper),
+  `partial_solutions=true`: for a problem with no correct sample on a task that checks steps
+  (`check_step` / `first_error`), train on the longest prefix whose steps all verify, without
+  an end-of-sequence token, so the model learns the right start without learning to stop.
 
-Options (all validated at config load):
-- `init_each_iteration="base"` is ReST-EM/STaR (M-step from the base weights on the
-  current iteration's data); "continue" keeps fine-tuning the latest model (cheaper,
-  common in practice).
-- `max_kept_per_problem` caps distinct correct rationales per problem (RFT dedup), so easy
-  problems do not dominate the training set.
+Exploration and exploitation (B-STaR's monitoring) are logged at every iteration for every
+variant: `explore/pass@k` (problems with >= 1 correct sample), `explore/distinct_correct`
+(distinct correct rationales per problem), `exploit/kept_step_precision` (the kept set's
+fraction whose every step verifies: how well the outcome verifier picks sound rationales)
+and `bstar/balance_score`.
 
-Deviations: fresh problems are drawn each iteration (procedural tasks have unlimited
-problems; the papers reuse a fixed training set); rationalization, B-STaR's adaptive
-exploration and partial-solution learning are not in this file yet.
+Deviations:
+- Fresh problems are drawn each iteration (procedural tasks are unlimited; the papers reuse a
+  fixed training set).
+- B-STaR with a binary outcome verifier and no reward model: "selected" = verifier-correct,
+  "truly correct" = every step verifies (`check_step`), or the verifier alone when the task
+  cannot check steps (the precision term is then 1). The paper searches temperature and a
+  reward-model threshold; its released code searches temperature and k, as we do. Queries
+  with nothing selected count 0 (the paper's code adds the gold solution to every query, so
+  none is empty). Among configurations within `bstar.tolerance` of the best score we take
+  the cheapest (fewest samples, then lowest temperature): the score alone always prefers
+  the largest k.
+- STaR's rationalization uses few-shot hints in the paper; ours appends a hint line to the
+  prompt, which a model fine-tuned without hints may ignore; the log reports how often it helps.
 
-Resume: each iteration records its phase in `state.json`; sampled data is saved before
-training, so a killed run resumes from the last finished phase of the current iteration.
+Resume: each iteration records its phase in `state.json`; the B-STaR probe and the sampled
+data are saved before training, so a killed run resumes in the same iteration and reuses them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +57,39 @@ from typing import Literal
 
 from reasonloop.algorithms.sft import TrainConfig, fit
 from reasonloop.config import dump_config
+from reasonloop.evaluate.metrics import pass_at_k
 from reasonloop.evaluate.run import evaluate_model
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.store.atomic import atomic_write_json
 from reasonloop.store.checkpoint import save_model
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
 from reasonloop.store.runs import RunDir
+from reasonloop.tasks.base import StepTask, first_error
 from reasonloop.tasks.spec import TaskSpec
-from reasonloop.types import Sample
+from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.utils import console, seed_everything
+
+
+@dataclass
+class BStarConfig:
+    temperatures: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9, 1.1])
+    samples_per_prompt: list[int] = field(default_factory=lambda: [2, 4, 8])
+    """candidate k; the probe samples max(k) once per temperature and scores each k on a prefix"""
+    probe_problems: int = 32
+    target_correct: int = 4
+    """n* of the balance score: correct responses wanted per query"""
+    tolerance: float = 0.01
+    """configurations within this of the best score tie; the cheapest wins"""
+
+    def __post_init__(self):
+        if not self.temperatures or min(self.temperatures) <= 0:
+            raise ValueError("bstar.temperatures must be a non-empty list of positive temperatures")
+        if not self.samples_per_prompt or min(self.samples_per_prompt) < 1:
+            raise ValueError("bstar.samples_per_prompt must be a non-empty list of k >= 1")
+        if self.probe_problems < 1 or self.target_correct < 1 or self.tolerance < 0:
+            raise ValueError("bstar needs probe_problems >= 1, target_correct >= 1, tolerance >= 0")
 
 
 @dataclass
@@ -56,6 +104,17 @@ class SelfTrainConfig:
     """distinct correct rationales kept per problem"""
     init_each_iteration: Literal["continue", "base"] = "continue"
     """"base": fine-tune from the base model every iteration (ReST-EM, STaR); "continue": from the latest"""
+    rationalize: bool = False
+    """STaR: re-ask unsolved problems with the gold answer as a hint; keep hint-free rationales"""
+    hint_template: str = "{prompt}Hint: the answer is {answer}.\n"
+    rationalization_samples: int = 1
+    """samples drawn per unsolved problem with the hint"""
+    partial_solutions: bool = False
+    """unsolved problems: train on the longest fully verified step prefix (tasks with check_step)"""
+    min_prefix_steps: int = 1
+    adapt: Literal["none", "bstar"] = "none"
+    """"bstar": choose temperature and k each iteration by the balance score on a probe set"""
+    bstar: BStarConfig = field(default_factory=BStarConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=32, micro_batch_size=32))
     eval_problems: int = 200
     """held-out problems scored (greedy) after every iteration; 0 disables"""
@@ -70,6 +129,13 @@ class SelfTrainConfig:
             raise ValueError("iterations, problems_per_iteration and samples_per_prompt must be >= 1")
         if self.max_kept_per_problem < 1:
             raise ValueError("max_kept_per_problem must be >= 1")
+        if self.rationalize and ("{prompt}" not in self.hint_template or "{answer}" not in self.hint_template):
+            raise ValueError("hint_template must contain {prompt} and {answer}")
+        if self.rationalization_samples < 1 or self.min_prefix_steps < 1:
+            raise ValueError("rationalization_samples and min_prefix_steps must be >= 1")
+
+
+# --- selection and measurement: pure functions -----------------------------------------
 
 
 def select_correct(samples: list[Sample], max_per_problem: int) -> list[Sample]:
@@ -83,6 +149,113 @@ def select_correct(samples: list[Sample], max_per_problem: int) -> list[Sample]:
         per_problem[s.problem_id] = per_problem.get(s.problem_id, 0) + 1
         kept.append(s)
     return kept
+
+
+def balance_score(selected: list[int], truly_correct: list[int], target_correct: int) -> float:
+    """B-STaR's balance score: mean over queries of min(n'/n*, 1) * n'/n (0 where n = 0).
+
+    >>> balance_score(selected=[4, 2, 0], truly_correct=[4, 1, 0], target_correct=4)  # (1 + 1/4*1/2 + 0) / 3
+    0.375
+    """
+    if len(selected) != len(truly_correct) or not selected:
+        raise ValueError("need one (selected, truly_correct) count per query, and at least one query")
+    scores = [min(c / target_correct, 1.0) * c / n if n else 0.0 for n, c in zip(selected, truly_correct)]
+    return sum(scores) / len(scores)
+
+
+def leaks_hint(text: str, hint_line: str) -> bool:
+    """Does a rationale quote the hint (so that training on it would teach copying a hint)?"""
+    return bool(hint_line.strip()) and hint_line.strip().lower() in text.lower()
+
+
+def longest_verified_prefix(task: StepTask, problem: Problem, steps: list[str]) -> list[str]:
+    """The steps before the first one that fails `check_step` (all of them if none fails)."""
+    error = first_error(task, problem, steps)
+    return steps if error is None else steps[:error]
+
+
+def steps_all_verify(task, problem: Problem, text: str) -> bool | None:
+    """True/False when the task checks steps, None when it cannot."""
+    if not isinstance(task, StepTask):
+        return None
+    return first_error(task, problem, split_steps(text)) is None
+
+
+def explore_exploit(task, problems: list[Problem], samples: list[Sample], kept: list[Sample], k: int,
+                    target_correct: int) -> dict:
+    """B-STaR's monitoring metrics for one round of sampling (`k` samples per problem)."""
+    by_id = {p.id: p for p in problems}
+    correct_n: dict[str, int] = {}
+    distinct: dict[str, set] = {}
+    for s in samples:
+        correct_n[s.problem_id] = correct_n.get(s.problem_id, 0) + s.correct
+        if s.correct:
+            distinct.setdefault(s.problem_id, set()).add(s.text.strip())
+    sound = {id(s): steps_all_verify(task, by_id[s.problem_id], s.text) for s in kept}
+    selected_n = [sum(s.problem_id == p.id for s in kept) for p in problems]
+    truly_n = [sum(s.problem_id == p.id and sound[id(s)] is not False for s in kept) for p in problems]
+    checkable = [v for v in sound.values() if v is not None]
+    return {
+        "explore/pass@1": sum(correct_n.values()) / max(1, len(samples)),
+        f"explore/pass@{k}": sum(pass_at_k(k, correct_n.get(p.id, 0), k) for p in problems) / len(problems),
+        "explore/distinct_correct": sum(len(v) for v in distinct.values()) / len(problems),
+        "exploit/kept_step_precision": sum(checkable) / len(checkable) if checkable else None,
+        "bstar/balance_score": balance_score(selected_n, truly_n, target_correct),
+    }
+
+
+# --- sampling phases ------------------------------------------------------------------------
+
+
+def sample_and_verify(sampler, task, problems: list[Problem], k: int, params: SamplingParams,
+                      prompts: list[str] | None = None) -> list[Sample]:
+    """k verified samples per problem (generated from `prompts` when given, e.g. hinted ones)."""
+    groups = sampler.generate(prompts or [p.prompt for p in problems], k, params)
+    samples = []
+    for p, group in zip(problems, groups):
+        for s in group:
+            s.problem_id = p.id
+            s.rewards["correct"] = task.verify(p, s.text)
+            samples.append(s)
+    return samples
+
+
+def rationalize(sampler, task, problems: list[Problem], cfg: SelfTrainConfig, params: SamplingParams) -> list[Sample]:
+    """STaR rationalization: hinted re-asks of `problems`; returns verified samples stored hint-free."""
+    hints = [cfg.hint_template.format(prompt=p.prompt, answer=p.answer) for p in problems]
+    out = []
+    for p, hinted, s in zip(
+        [p for p in problems for _ in range(cfg.rationalization_samples)],
+        [h for h in hints for _ in range(cfg.rationalization_samples)],
+        sample_and_verify(sampler, task, problems, cfg.rationalization_samples, params, prompts=hints),
+    ):
+        hint_line = hinted[len(p.prompt):] if hinted.startswith(p.prompt) else hinted
+        s.prompt = p.prompt  # stored as an answer to the *original* question: the hint never reaches training
+        s.meta = {**s.meta, "rationalized": True, "hint_leak": leaks_hint(s.text, hint_line)}
+        out.append(s)
+    return out
+
+
+def bstar_probe(sampler, task, problems: list[Problem], cfg: SelfTrainConfig, seed: int) -> dict:
+    """Score every (temperature, k) on the probe problems; return the grid and the choice."""
+    b, k_max, grid = cfg.bstar, max(cfg.bstar.samples_per_prompt), []
+    tokens = 0
+    for t in b.temperatures:
+        params = SamplingParams(**{**vars(cfg.sampling), "temperature": t, "seed": seed})
+        samples = sample_and_verify(sampler, task, problems, k_max, params)
+        tokens += sum(s.num_tokens for s in samples)
+        for k in b.samples_per_prompt:
+            first_k = [s for i, s in enumerate(samples) if i % k_max < k]  # samples come grouped per problem
+            kept = select_correct(first_k, cfg.max_kept_per_problem)
+            m = explore_exploit(task, problems, first_k, kept, k, b.target_correct)
+            grid.append({"temperature": t, "k": k, "balance_score": m["bstar/balance_score"]})
+    best = max(g["balance_score"] for g in grid)
+    near = [g for g in grid if g["balance_score"] >= best - b.tolerance]
+    choice = min(near, key=lambda g: (g["k"], g["temperature"]))
+    return {"grid": grid, "choice": choice, "tokens": tokens}
+
+
+# --- the loop ---------------------------------------------------------------------------------
 
 
 def main(cfg: SelfTrainConfig) -> dict:
@@ -110,56 +283,91 @@ def main(cfg: SelfTrainConfig) -> dict:
         console.print(f"selftrain: base accuracy {base.get('eval/greedy_accuracy', float('nan')):.3f}")
 
     for it in range(state["iteration"] + 1, cfg.iterations + 1):
-        timing: dict[str, float] = {}
+        t_iter = time.perf_counter()
+        seed = cfg.seed * 1000 + it
+        task = cfg.task.build(split="train", size=cfg.problems_per_iteration, seed=seed)
+        problems = list(task)
         samples_path = run.samples_dir / f"iter_{it:03d}.jsonl"
-        # --- sample and verify (skipped when resuming after this phase) ---
+        probe_path = run.samples_dir / f"iter_{it:03d}_bstar.json"
+        timing: dict[str, float] = {}
+        # --- B-STaR: pick temperature and k on a probe set (saved, so a resume reuses it) ---
+        temperature, k, probe = cfg.sampling.temperature, cfg.samples_per_prompt, None
+        if cfg.adapt == "bstar":
+            if probe_path.exists():
+                probe = json.loads(probe_path.read_text())
+            else:
+                t0 = time.perf_counter()
+                probe_task = cfg.task.build(split="train", size=cfg.bstar.probe_problems, seed=seed + 500_000)
+                probe = bstar_probe(sampler, probe_task, list(probe_task), cfg, seed)
+                probe["seconds"] = time.perf_counter() - t0
+                atomic_write_json(probe_path, probe)
+            temperature, k = probe["choice"]["temperature"], probe["choice"]["k"]
+        params = SamplingParams(**{**vars(cfg.sampling), "temperature": temperature, "seed": seed})
+        # --- sample, verify, rationalize (skipped when resuming after this phase) ---
         if state == {"iteration": it - 1, "phase": "sampled"} and samples_path.exists():
             samples = read_jsonl(samples_path, Sample)
         else:
             t0 = time.perf_counter()
-            task = cfg.task.build(split="train", size=cfg.problems_per_iteration, seed=cfg.seed * 1000 + it)
-            problems = list(task)
-            params = SamplingParams(**{**vars(cfg.sampling), "seed": cfg.seed * 1000 + it})
-            groups = sampler.generate([p.prompt for p in problems], cfg.samples_per_prompt, params)
-            samples = []
-            for p, group in zip(problems, groups):
-                for s in group:
-                    s.problem_id = p.id
-                    s.rewards["correct"] = task.verify(p, s.text)
-                    samples.append(s)
+            samples = sample_and_verify(sampler, task, problems, k, params)
+            if cfg.rationalize:
+                solved = {s.problem_id for s in samples if s.correct}
+                samples += rationalize(sampler, task, [p for p in problems if p.id not in solved], cfg, params)
             write_jsonl(samples_path, samples)
             state = {"iteration": it - 1, "phase": "sampled"}
             run.save_state(state)
             timing["time/sample"] = time.perf_counter() - t0
-        kept = select_correct(samples, cfg.max_kept_per_problem)
+        own = [s for s in samples if not s.meta.get("rationalized")]
+        rationales = [s for s in samples if s.meta.get("rationalized") and not s.meta.get("hint_leak")]
+        kept = select_correct(own, cfg.max_kept_per_problem)
         solved = {s.problem_id for s in kept}
+        kept_rationales = select_correct([s for s in rationales if s.problem_id not in solved], 1)
+        # --- partial solutions: longest verified prefix of unsolved problems ---
+        prefixes: list[tuple[str, str]] = []
+        if cfg.partial_solutions and isinstance(task, StepTask):
+            prefixes = partial_prefixes(task, problems, own, solved | {s.problem_id for s in kept_rationales},
+                                        cfg.min_prefix_steps)
+        pairs = [(s.prompt, s.text) for s in kept + kept_rationales] + prefixes
+        eos = [True] * (len(kept) + len(kept_rationales)) + [False] * len(prefixes)
+        write_jsonl(run.samples_dir / f"iter_{it:03d}_train.jsonl",
+                    [{"prompt": p, "completion": c, "eos": e} for (p, c), e in zip(pairs, eos)])
         # --- learn ---
         if cfg.init_each_iteration == "base" and it > 1:
             fresh, _ = load_model(cfg.model, for_training=True)
             model.load_state_dict(fresh.state_dict())
         summary = {}
-        if kept:
-            summary = fit(model, tokenizer, [(s.prompt, s.text) for s in kept], cfg.train,
-                          use_chat_template=cfg.model.use_chat_template, system_prompt=cfg.model.system_prompt,
-                          description=f"selftrain iter {it}")
+        if pairs:
+            summary = fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
+                          system_prompt=cfg.model.system_prompt, description=f"selftrain iter {it}", eos=eos)
         else:
             console.print(f"[yellow]iteration {it}: no correct samples; nothing to learn from[/yellow]")
         # --- evaluate, checkpoint, log ---
         t0 = time.perf_counter()
+        hinted = [s for s in samples if s.meta.get("rationalized")]
         metrics = {
             "iteration": it,
-            "samples": len(samples),
-            "sample_accuracy": sum(s.correct for s in samples) / len(samples),
-            "problems_solved": len(solved) / max(1, len({s.problem_id for s in samples})),
+            "temperature": temperature,
+            "samples_per_prompt": k,
+            "samples": len(own),
+            "sample_accuracy": sum(s.correct for s in own) / len(own),
+            "problems_solved": len(solved) / len(problems),
             "kept": len(kept),
-            "tokens_generated": sum(s.num_tokens for s in samples),
+            "rationalized/tried": len({s.problem_id for s in hinted}),
+            "rationalized/kept": len(kept_rationales),
+            "rationalized/hint_leaks": sum(bool(s.meta.get("hint_leak")) for s in hinted),
+            "partial/prefixes": len(prefixes),
+            **explore_exploit(task, problems, own, kept, k, cfg.bstar.target_correct),
+            "tokens_generated": sum(s.num_tokens for s in samples) + (probe["tokens"] if probe else 0),
             "train/loss": summary.get("loss_last"),
             "train/tokens": summary.get("train_tokens", 0),
             "time/train": summary.get("train_seconds", 0.0),
             **evaluate(),
         }
         timing["time/eval"] = time.perf_counter() - t0
+        timing["time/iteration"] = time.perf_counter() - t_iter  # this process only (a resumed phase is not re-timed)
         metrics.update(timing)
+        if probe:
+            metrics["bstar/probe_tokens"] = probe["tokens"]
+            metrics["bstar/chosen_score"] = probe["choice"]["balance_score"]
         ckpt = save_model(run.checkpoint_path(it), model, tokenizer)
         run.mark_latest(ckpt)
         run.log(metrics)
@@ -167,13 +375,29 @@ def main(cfg: SelfTrainConfig) -> dict:
         run.save_state(state)
         history.append(metrics)
         console.print(
-            f"selftrain iter {it}: sample acc {metrics['sample_accuracy']:.3f}, kept {len(kept)}, "
+            f"selftrain iter {it}: T={temperature} k={k}, sample acc {metrics['sample_accuracy']:.3f}, "
+            f"kept {len(kept)} (+{len(kept_rationales)} rationalized, +{len(prefixes)} prefixes), "
             f"eval acc {metrics.get('eval/greedy_accuracy', float('nan')):.3f}"
         )
     save_model(run.root / "final", model, tokenizer)
     result = {"iterations": history, "final_model": str(run.root / "final")}
     run.write_json("summary.json", result)
     return result
+
+
+def partial_prefixes(task: StepTask, problems: list[Problem], samples: list[Sample], skip: set[str],
+                     min_steps: int) -> list[tuple[str, str]]:
+    """One (prompt, verified prefix + newline) per unsolved problem: the longest over its samples."""
+    by_id = {p.id: p for p in problems}
+    best: dict[str, list[str]] = {}
+    for s in samples:
+        if s.problem_id in skip or s.correct:
+            continue
+        prefix = longest_verified_prefix(task, by_id[s.problem_id], split_steps(s.text))
+        if len(prefix) >= min_steps and len(prefix) > len(best.get(s.problem_id, [])):
+            best[s.problem_id] = prefix
+    # the trailing newline makes the model continue with a next step, not stop or glue text
+    return [(by_id[pid].prompt, "\n".join(steps) + "\n") for pid, steps in best.items()]
 
 
 def _with_path(model_cfg: ModelConfig, path: Path | None) -> ModelConfig:

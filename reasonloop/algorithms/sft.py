@@ -1,9 +1,22 @@
 """Supervised fine-tuning on (prompt, completion) pairs, loss on completion tokens only.
 
-`fit()` is the SFT phase that `pretrain` and `selftrain` call; `main()` is the `reasonloop
-sft` command, which trains on a samples JSONL (by default only samples whose "correct"
-reward is 1.0) and resumes exactly: the data order is a pure function of (seed, step), so
-a checkpoint needs only model, optimizer, scheduler, RNG and the step.
+`fit()` is the SFT phase that `pretrain`, `selftrain`, `distill` and `dpo` (its RPO term
+aside) build on; `main()` is the `reasonloop sft` command. It trains on a JSONL file of
+either reasonloop `Sample` records (by default only those whose "correct" reward is 1.0)
+or plain rows such as `{"prompt": ..., "completion": ...}` (field names configurable), and
+resumes exactly: the data order is a pure function of (seed, step), so a checkpoint needs
+only model (or LoRA adapter), optimizer, scheduler, RNG and the step.
+
+Options:
+- `train.packing`: concatenate examples into rows of up to `max_length` tokens. Attention
+  is block-diagonal and positions restart for every example, so a packed row computes
+  exactly the same log-probabilities as its examples one by one (tested); only padding is
+  saved. `batch_size` then counts packed rows, not examples.
+- gradient accumulation: `batch_size` sequences per optimizer step, `micro_batch_size` per
+  forward pass; the loss is the token mean over the whole batch either way.
+- LR schedule: `train.optim` (warmup, cosine/linear/constant decay).
+- `lora.r > 0`: train LoRA adapters through peft instead of all weights; checkpoints hold the
+  adapter and the final model is merged into a plain Hugging Face directory.
 """
 
 from __future__ import annotations
@@ -23,10 +36,13 @@ from reasonloop.algorithms.common import (
 from reasonloop.config import dump_config
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
-from reasonloop.store.jsonl import read_jsonl
+from reasonloop.store.jsonl import RecordError, from_row, iter_jsonl
 from reasonloop.store.runs import RunDir
 from reasonloop.types import Sample
 from reasonloop.utils import console, progress, seed_everything
+
+Example = tuple[list[int], list[int]]
+"""(context ids, completion ids): one tokenised training pair"""
 
 
 @dataclass
@@ -37,10 +53,12 @@ class TrainConfig:
     max_steps: int = 0
     """optimizer steps; 0 means derive from `epochs`"""
     batch_size: int = 32
-    """sequences per optimizer step (global)"""
+    """sequences (packed rows when packing) per optimizer step (global)"""
     micro_batch_size: int = 32
     """sequences per forward/backward pass (per device); gradients accumulate up to batch_size"""
     max_length: int = 512
+    packing: bool = False
+    """pack several examples per row (block-diagonal attention, exact maths, less padding)"""
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
 
@@ -51,6 +69,8 @@ class TrainConfig:
             )
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("set epochs > 0 or max_steps > 0")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {self.max_length}")
 
     def total_steps(self, num_examples: int) -> int:
         return self.max_steps or max(1, math.ceil(num_examples * self.epochs / self.batch_size))
@@ -68,6 +88,94 @@ def data_order(num_examples: int, total_steps: int, batch_size: int, seed: int) 
     return order[: total_steps * batch_size]
 
 
+# --- packing: pure functions -----------------------------------------------------------
+
+
+def pack_examples(lengths: list[int], max_length: int) -> list[list[int]]:
+    """Greedy next-fit packing in the given order: rows of example indices, each row's total
+    length <= max_length (an example longer than max_length gets a row of its own).
+
+    >>> pack_examples([3, 4, 2, 6, 1], max_length=7)
+    [[0, 1], [2], [3, 4]]
+    """
+    rows: list[list[int]] = []
+    used = max_length + 1  # forces a new row for the first example
+    for i, n in enumerate(lengths):
+        if used + n > max_length:
+            rows.append([])
+            used = 0
+        rows[-1].append(i)
+        used += n
+    return rows
+
+
+def collate_packed(rows: list[list[Example]], pad_id: int, max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Packed rows -> input_ids (B, T), position_ids (B, T), a block-diagonal causal
+    attention mask (B, 1, T, T) and loss_mask (B, T-1) on completion tokens only.
+
+    Token j attends to token i iff both belong to the same example and i <= j; positions
+    restart at 0 for every example, so each example sees exactly what it would unpacked.
+    """
+    seqs, segs, poss, targets = [], [], [], []
+    for row in rows:
+        ids, seg, pos, tgt = [], [], [], []
+        for e, (context, completion) in enumerate(row):
+            seq = context + completion
+            ids += seq
+            seg += [e] * len(seq)
+            pos += list(range(len(seq)))
+            tgt += [0] * len(context) + [1] * len(completion)  # tgt[t] = 1: token t is a completion token
+        if max_length:
+            ids, seg, pos, tgt = ids[:max_length], seg[:max_length], pos[:max_length], tgt[:max_length]
+        seqs.append(ids), segs.append(seg), poss.append(pos), targets.append(tgt)
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    segment = torch.full((len(rows), width), -1, dtype=torch.long)  # padding: segment -1 (attends to padding only)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    target = torch.zeros((len(rows), width), dtype=torch.float32)
+    for b, (ids, seg, pos, tgt) in enumerate(zip(seqs, segs, poss, targets)):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        segment[b, : len(ids)] = torch.tensor(seg)
+        position_ids[b, : len(ids)] = torch.tensor(pos)
+        target[b, : len(ids)] = torch.tensor(tgt)
+    causal = torch.tril(torch.ones(width, width, dtype=torch.bool))  # (T, T)
+    mask = (segment[:, :, None] == segment[:, None, :]) & causal  # (B, T, T)
+    # position t predicts token t+1; it counts only if t+1 is a completion token of the same example
+    same = segment[:, 1:] == segment[:, :-1]  # (B, T-1)
+    loss_mask = target[:, 1:] * same  # (B, T-1)
+    return {"input_ids": input_ids, "position_ids": position_ids, "attention_mask": mask[:, None], "loss_mask": loss_mask}
+
+
+def packed_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, T-1) next-token log-probabilities of a `collate_packed` batch."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"]).logits[:, :-1, :].float()  # (B, T-1, V)
+    targets = batch["input_ids"][:, 1:]  # (B, T-1)
+    return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+# --- the SFT phase -----------------------------------------------------------------------
+
+
+def encode_examples(tokenizer, pairs: list[tuple[str, str]], *, use_chat_template: bool = True,
+                    system_prompt: str = "", eos: list[bool] | None = None) -> list[Example]:
+    """Tokenise pairs as the sampler encodes prompts; EOS ends a completion unless `eos[i]` is False
+    (partial solutions must not teach the model to stop after the prefix)."""
+    if eos is not None and len(eos) != len(pairs):
+        raise ValueError(f"eos has {len(eos)} flags for {len(pairs)} pairs")
+    encoded = encode_pairs(tokenizer, pairs, use_chat_template, system_prompt, add_eos=False)
+    flags = eos if eos is not None else [True] * len(pairs)
+    return [(c, x + [tokenizer.eos_token_id] if flag else x) for (c, x), flag in zip(encoded, flags)]
+
+
+def training_units(examples: list[Example], cfg: TrainConfig) -> list[list[Example]]:
+    """What one batch slot holds: one example, or one packed row of several."""
+    if not cfg.packing:
+        return [[e] for e in examples]
+    rows = pack_examples([len(c) + len(x) for c, x in examples], cfg.max_length)
+    return [[examples[i] for i in row] for row in rows]
+
+
 def fit(
     model,
     tokenizer,
@@ -81,17 +189,21 @@ def fit(
     start_step: int = 0,
     optimizer=None,
     scheduler=None,
+    eos: list[bool] | None = None,
 ) -> dict:
     """Train `model` in place on (prompt, completion) text pairs; returns summary metrics.
 
     `on_step(step, metrics)` runs after every optimizer step (logging, checkpointing).
-    Pass `start_step` with a restored optimizer/scheduler to resume exactly.
+    Pass `start_step` with a restored optimizer/scheduler to resume exactly. `eos[i]=False`
+    trains pair i without an end-of-sequence token (a partial solution).
     """
     if not pairs:
         raise ValueError("fit() got no training pairs")
-    encoded = encode_pairs(tokenizer, pairs, use_chat_template, system_prompt)
-    total = cfg.total_steps(len(encoded))
-    order = data_order(len(encoded), total, cfg.batch_size, cfg.seed)
+    examples = encode_examples(tokenizer, pairs, use_chat_template=use_chat_template, system_prompt=system_prompt,
+                               eos=eos)
+    units = training_units(examples, cfg)
+    total = cfg.total_steps(len(units))
+    order = data_order(len(units), total, cfg.batch_size, cfg.seed)
     optimizer = optimizer or make_optimizer(model.parameters(), cfg.optim)
     scheduler = scheduler or make_scheduler(optimizer, cfg.optim, total)
     device = next(model.parameters()).device
@@ -100,15 +212,20 @@ def fit(
     with progress() as bar:
         task = bar.add_task(description, total=total, completed=start_step, info="")
         for step in range(start_step, total):
-            batch = [encoded[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-            batch.sort(key=lambda p: len(p[0]) + len(p[1]))  # similar lengths per micro-batch: less padding
-            num_target = sum(len(c) for _, c in batch)
+            batch = [units[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+            batch.sort(key=lambda u: sum(len(c) + len(x) for c, x in u))  # similar lengths per micro-batch
+            num_target = sum(len(x) for u in batch for _, x in u)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for m in range(0, len(batch), cfg.micro_batch_size):
-                t = collate(batch[m : m + cfg.micro_batch_size], tokenizer.pad_token_id, cfg.max_length)
-                t = {k: v.to(device) for k, v in t.items()}
-                logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"])  # (b, T-1)
+                micro = batch[m : m + cfg.micro_batch_size]
+                if cfg.packing:
+                    t = {k: v.to(device) for k, v in collate_packed(micro, tokenizer.pad_token_id, cfg.max_length).items()}
+                    logprobs = packed_logprobs(model, t)  # (b, T-1)
+                else:
+                    t = collate([u[0] for u in micro], tokenizer.pad_token_id, cfg.max_length)
+                    t = {k: v.to(device) for k, v in t.items()}
+                    logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"])  # (b, T-1)
                 # weight each micro-batch by its share of completion tokens: token-mean over the full batch
                 weight = t["loss_mask"].sum().item() / max(1, num_target)
                 loss = sft_loss(logprobs, t["loss_mask"]) * weight
@@ -136,64 +253,127 @@ def fit(
     }
 
 
+# --- LoRA (optional, through peft) ----------------------------------------------------------
+
+
+@dataclass
+class LoRAConfig:
+    r: int = 0
+    """adapter rank; 0 trains all weights (no LoRA)"""
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def __post_init__(self):
+        if self.r < 0 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError("lora needs r >= 0, alpha > 0 and 0 <= dropout < 1")
+        if self.r > 0 and not self.target_modules:
+            raise ValueError("lora.target_modules must name at least one module when lora.r > 0")
+
+
+def apply_lora(model, cfg: LoRAConfig, adapter_dir: str | Path | None = None):
+    """Wrap `model` with fresh LoRA adapters, or with the trainable adapter saved in `adapter_dir`."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter_dir is not None:
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+    return get_peft_model(model, LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                                            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
+
+
+# --- the `sft` command ------------------------------------------------------------------------
+
+
 @dataclass
 class SFTConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: str = ""
-    """samples JSONL (reasonloop Sample records)"""
+    """JSONL of reasonloop Sample records, or of plain rows with `prompt_field` / `completion_field`"""
+    prompt_field: str = "prompt"
+    """field of a plain row holding the prompt (Sample records always use `prompt`)"""
+    completion_field: str = "completion"
+    """field of a plain row holding the rationale (Sample records always use `text`)"""
     only_correct: bool = True
-    """train only on samples whose "correct" reward is 1.0"""
+    """Sample records: train only on those whose "correct" reward is 1.0"""
     train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     run_name: str = "sft"
     output_dir: str = "runs"
     save_every: int = 0
     """checkpoint every N optimizer steps (0: only at the end)"""
     resume: bool = False
 
+    def __post_init__(self):
+        if not self.prompt_field or not self.completion_field:
+            raise ValueError("prompt_field and completion_field must be non-empty")
+        if self.save_every < 0:
+            raise ValueError("save_every must be >= 0")
 
-def load_pairs(path: str | Path, only_correct: bool) -> list[tuple[str, str]]:
-    samples = read_jsonl(path, Sample)
-    kept = [s for s in samples if s.correct or not only_correct]
-    if not kept:
-        raise ValueError(f"{path}: no usable samples ({len(samples)} read, only_correct={only_correct})")
-    return [(s.prompt, s.text) for s in kept]
+
+def load_pairs(path: str | Path, only_correct: bool = True, prompt_field: str = "prompt",
+               completion_field: str = "completion") -> list[tuple[str, str]]:
+    """(prompt, completion) pairs from a JSONL file; errors name the file, line and field."""
+    pairs, read = [], 0
+    for line, row in iter_jsonl(path):
+        read += 1
+        where = f"{path}:{line}"
+        if row.get("kind") == "sample":
+            s = from_row(row, Sample, where=where)
+            if s.correct or not only_correct:
+                pairs.append((s.prompt, s.text))
+            continue
+        for key in (prompt_field, completion_field):
+            if key not in row:
+                raise RecordError(f"{where}: missing field {key!r} (fields: {sorted(row)}; "
+                                  "set prompt_field= / completion_field= to map yours)")
+            if not isinstance(row[key], str):
+                raise RecordError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
+        pairs.append((row[prompt_field], row[completion_field]))
+    if not pairs:
+        raise ValueError(f"{path}: no usable training pairs ({read} rows read, only_correct={only_correct})")
+    return pairs
 
 
 def main(cfg: SFTConfig) -> dict:
     if not cfg.data:
-        raise ValueError("sft needs data=<samples.jsonl>")
+        raise ValueError("sft needs data=<file.jsonl>")
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
     seed_everything(cfg.train.seed)
-    pairs = load_pairs(cfg.data, cfg.only_correct)
-    model_cfg, start_step, optimizer, scheduler = cfg.model, 0, None, None
+    pairs = load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
     latest = run.latest_checkpoint() if cfg.resume else None
-    if latest is not None:
-        model_cfg = ModelConfig(**{**vars(cfg.model), "path": str(latest)})
+    use_lora = cfg.lora.r > 0
+    # a full-weight checkpoint is a model directory; a LoRA checkpoint is an adapter over the base model
+    model_cfg = cfg.model if latest is None or use_lora else ModelConfig(**{**vars(cfg.model), "path": str(latest)})
     model, tokenizer = load_model(model_cfg, for_training=True)
+    if use_lora:
+        model = apply_lora(model, cfg.lora, adapter_dir=latest)
+    examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
+                               system_prompt=cfg.model.system_prompt)
+    total = cfg.train.total_steps(len(training_units(examples, cfg.train)))
+    optimizer = make_optimizer(model.parameters(), cfg.train.optim)
+    scheduler = make_scheduler(optimizer, cfg.train.optim, total)
+    start_step = 0
     if latest is not None:
-        optimizer = make_optimizer(model.parameters(), cfg.train.optim)
-        scheduler = make_scheduler(optimizer, cfg.train.optim, cfg.train.total_steps(len(pairs)))
         start_step = load_trainer_state(latest, optimizer, scheduler)["step"]
         run.truncate_metrics(lambda r: r.get("step", 0) <= start_step)
         console.print(f"resuming {run.root} from step {start_step}")
-    total = cfg.train.total_steps(len(pairs))
-    state = {}
 
     def on_step(step: int, metrics: dict) -> None:
         run.log(metrics)
         if step == total or (cfg.save_every and step % cfg.save_every == 0):
-            ckpt = save_checkpoint(run.checkpoint_path(step), model, tokenizer, state["opt"], state["sched"],
+            ckpt = save_checkpoint(run.checkpoint_path(step), model, tokenizer, optimizer, scheduler,
                                    extra={"step": step})
             run.mark_latest(ckpt)
 
-    optimizer = optimizer or make_optimizer(model.parameters(), cfg.train.optim)
-    scheduler = scheduler or make_scheduler(optimizer, cfg.train.optim, total)
-    state.update(opt=optimizer, sched=scheduler)
     summary = fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
                   system_prompt=cfg.model.system_prompt, on_step=on_step, start_step=start_step,
                   optimizer=optimizer, scheduler=scheduler)
+    if use_lora:
+        model = model.merge_and_unload()  # the final model is a plain HF directory any tool can load
     save_model(run.root / "final", model, tokenizer)
-    summary["examples"] = len(pairs)
+    summary.update(examples=len(pairs), rows=len(training_units(examples, cfg.train)))
     run.write_json("summary.json", summary)
-    console.print(f"sft: {summary['steps']} steps, final loss {summary['loss_last']:.4f}; model in {run.root / 'final'}")
+    loss = summary["loss_last"]
+    console.print(f"sft: {summary['steps']} steps, final loss {loss if loss is None else round(loss, 4)}; "
+                  f"model in {run.root / 'final'}")
     return summary
