@@ -65,4 +65,4 @@ def describe_tasks() -> list[tuple[str, str]]:
     return rows + [(f"{GYM_PREFIX}<name>", ReasoningGymTask.description)]
 
 
-__all__ = ["TASKS", "make_task", "describe_tasks", "Task", "StepTask", "first_error", "split_steps"]
+__all__ = ["TASKS", "StepTask", "Task", "describe_tasks", "first_error", "make_task", "split_steps"]

@@ -32,8 +32,7 @@ from reasonloop.tasks.base import Split, build_item, check_common_config
 from reasonloop.types import Problem
 from reasonloop.verify.extract import extract_answer
 
-NAMES = ("Abe Bea Cora Dan Eli Fay Gus Hana Ivo Jade Kai Lena Milo Nora Otto Pia Quin Rosa Sam Tess "
-         "Uma Vic Wes Xena Yuri Zoe").split()
+NAMES = ["Abe", "Bea", "Cora", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jade", "Kai", "Lena", "Milo", "Nora", "Otto", "Pia", "Quin", "Rosa", "Sam", "Tess", "Uma", "Vic", "Wes", "Xena", "Yuri", "Zoe"]
 RELATIONS = (("taller", "tallest", "shortest"), ("older", "oldest", "youngest"),
              ("faster", "fastest", "slowest"), ("heavier", "heaviest", "lightest"))
 _GIVEN = re.compile(r"^\s*(\w+)\s*>\s*(\w+)\s*\(\s*given\s*\)\s*\.?\s*$", re.IGNORECASE)

@@ -40,7 +40,18 @@ def get_reward(name: str):
 
 
 __all__ = [
-    "REWARDS", "get_reward", "Scores", "score_all", "math_reward", "code_reward", "grade_math", "answers_equal",
-    "think_format_reward", "answer_format_reward", "correctness_reward", "overlong_penalty", "length_penalty",
+    "REWARDS",
+    "Scores",
+    "answer_format_reward",
+    "answers_equal",
+    "code_reward",
+    "correctness_reward",
+    "get_reward",
+    "grade_math",
+    "length_penalty",
+    "math_reward",
+    "overlong_penalty",
+    "score_all",
+    "think_format_reward",
     "weighted_sum",
 ]

@@ -6,7 +6,13 @@ import pathlib
 import pytest
 
 from reasonloop.tasks.datasets import (
-    DatasetError, load_aime, load_generic, load_gsm8k, load_math, load_prm800k, read_rows,
+    DatasetError,
+    load_aime,
+    load_generic,
+    load_gsm8k,
+    load_math,
+    load_prm800k,
+    read_rows,
 )
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"

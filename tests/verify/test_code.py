@@ -8,7 +8,14 @@ import time
 import pytest
 
 from reasonloop.types import Problem
-from reasonloop.verify.code import SandboxLimits, _interpreter_exposure, code_reward, extract_code, run_python, run_tests
+from reasonloop.verify.code import (
+    SandboxLimits,
+    _interpreter_exposure,
+    code_reward,
+    extract_code,
+    run_python,
+    run_tests,
+)
 
 FAST = SandboxLimits(timeout=3)
 

@@ -8,7 +8,14 @@ import pytest
 
 from reasonloop.types import Problem
 from reasonloop.verify.math import (
-    VerifyTimeout, answers_equal, canonical_text, clear_cache, get_pool, grade_math, looks_explosive, math_reward,
+    VerifyTimeout,
+    answers_equal,
+    canonical_text,
+    clear_cache,
+    get_pool,
+    grade_math,
+    looks_explosive,
+    math_reward,
     parse_number,
 )
 from reasonloop.verify.rewards import score_all

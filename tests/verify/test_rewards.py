@@ -36,7 +36,7 @@ def test_overlong_penalty_matches_dapo():
 
 
 def test_weighted_sum_skips_not_applicable():
-    never = lambda p, c: None  # noqa: E731
+    never = lambda p, c: None
     assert weighted_sum([(never, 1.0)])(None, "x") is None
     total = weighted_sum({never: 5.0, length_penalty(1): 2.0})
     assert total(None, "xx") == -2.0
