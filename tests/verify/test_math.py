@@ -208,6 +208,7 @@ def _hang_in_child(queue):
         queue.put("timeout")
 
 
+@pytest.mark.slow  # ~6 s: a spawned interpreter starts its own worker pool
 def test_timeouts_work_from_a_subprocess():
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
