@@ -132,6 +132,9 @@ class GRPOConfig:
     """held-out greedy eval every N steps (0: before training and at the end only)"""
     eval_max_new_tokens: int = 64
     save_every: int = 10
+    time_budget_s: float = 0.0
+    """stop after the first step that ends past this many seconds of training (0: no limit);
+    the final eval and checkpoint still run (the bench uses it for equal-wall-time comparisons)"""
     run_name: str = "grpo"
     output_dir: str = "runs"
     seed: int = 0
@@ -150,13 +153,15 @@ class GRPOConfig:
             raise ValueError("num_iterations >= 1 and 1 <= minibatches <= prompts_per_step")
         if self.kl_coef < 0 or self.format_weight < 0 or self.overlong_weight < 0:
             raise ValueError("kl_coef, format_weight and overlong_weight must be >= 0")
-        if not 0 < self.overlong_cache < self.sampling.max_new_tokens:
-            raise ValueError("overlong_cache must be in (0, sampling.max_new_tokens)")
+        if self.overlong_weight > 0 and not 0 < self.overlong_cache <= self.sampling.max_new_tokens:
+            raise ValueError(f"overlong_cache must be in (0, sampling.max_new_tokens={self.sampling.max_new_tokens}]")
         if self.difficulty_band and (len(self.difficulty_band) != 2
                                      or not 0 <= self.difficulty_band[0] <= self.difficulty_band[1] <= 1):
             raise ValueError(f"difficulty_band must be [low, high] with 0 <= low <= high <= 1, got {self.difficulty_band}")
         if self.guide and (self.guide_hint_steps < 1 or not 0 < self.guide_fraction <= 1):
             raise ValueError("guide needs guide_hint_steps >= 1 and 0 < guide_fraction <= 1")
+        if self.time_budget_s < 0:
+            raise ValueError("time_budget_s must be >= 0")
         if self.save_every < 0 or self.eval_every < 0 or self.eval_problems < 0 or self.max_refill_rounds < 0:
             raise ValueError("save_every, eval_every, eval_problems and max_refill_rounds must be >= 0")
 
@@ -180,7 +185,8 @@ def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[
                        problems, [s.text for s in samples])
     for i, s in enumerate(samples):
         ok, fmt = scores["correct"][i] or 0.0, scores["format"][i] or 0.0
-        length = soft_overlong_penalty(s.num_tokens, cfg.sampling.max_new_tokens, cfg.overlong_cache)
+        cache = min(cfg.overlong_cache, cfg.sampling.max_new_tokens)  # logged even when its weight is 0
+        length = soft_overlong_penalty(s.num_tokens, cfg.sampling.max_new_tokens, cache)
         s.rewards.update(correct=ok, format=fmt, length=length,
                          total=ok + cfg.format_weight * fmt + cfg.overlong_weight * length)
 
@@ -365,12 +371,14 @@ def main(cfg: GRPOConfig) -> dict:
             "tokens/generated": sum(lengths),
             **({f"curriculum/q{k}": q for k, q in enumerate(bandit.q)} if len(tasks) > 1 else {}),
         })
-        if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
-            metrics.update(evaluate())
-        if step == cfg.steps:
-            metrics.update(evaluate())
         metrics["time/sample"] = t_sample
-        metrics["time/step"] = time.perf_counter() - t_step
+        metrics["time/step"] = time.perf_counter() - t_step  # training only: eval time is logged apart
+        state["train_seconds"] = state.get("train_seconds", 0.0) + metrics["time/step"]
+        last = step == cfg.steps or bool(cfg.time_budget_s and state["train_seconds"] >= cfg.time_budget_s)
+        if last or (cfg.eval_every and step % cfg.eval_every == 0):
+            t_eval = time.perf_counter()
+            metrics.update(evaluate())
+            metrics["time/eval"] = time.perf_counter() - t_eval
         for alarm in monitor.update(step, metrics):
             console.print(f"[yellow]grpo step {step}: health alarm {alarm.name}: {alarm.message}[/yellow]")
         metrics.update(monitor.metrics())
@@ -382,9 +390,11 @@ def main(cfg: GRPOConfig) -> dict:
                       f"correct {metrics['reward/correct']:.3f} len {metrics['len/mean']:.1f} "
                       f"({metrics['time/step']:.2f}s)", highlight=False)
         state["step"] = step
-        if step == cfg.steps or (cfg.save_every and step % cfg.save_every == 0):
+        if last or (cfg.save_every and step % cfg.save_every == 0):
             extra = {**state, "bandit": bandit.state_dict(), "health": monitor.state_dict()}
             run.mark_latest(save_checkpoint(run.checkpoint_path(step), model, tokenizer, optimizer, scheduler, extra))
+        if last:
+            break
 
     # --- final model and summary ------------------------------------------------------------
     final = model.merge_and_unload() if cfg.lora.r > 0 else model
@@ -392,7 +402,8 @@ def main(cfg: GRPOConfig) -> dict:
     steps = [h for h in history if "reward/mean" in h]
     accuracies = [h["eval/greedy_accuracy"] for h in history if "eval/greedy_accuracy" in h]
     summary = {
-        "steps": cfg.steps,
+        "steps": state["step"],
+        "train_seconds": state.get("train_seconds", 0.0),
         "base_accuracy": history[0].get("eval/greedy_accuracy") if history else None,
         "final_accuracy": accuracies[-1] if accuracies else None,
         "reward_first": steps[0]["reward/mean"] if steps else None,

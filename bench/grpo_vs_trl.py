@@ -1,0 +1,201 @@
+"""reasonloop `grpo` vs TRL `GRPOTrainer` on the same tiny model, prompts and settings, in one run.
+
+    .venv/bin/python bench/grpo_vs_trl.py --base runs/grpo_work/pretrain/final --steps 8
+
+What is the same for both (and how):
+- weights: both load `--base` (a pretrained tiny char-level Llama; built here with
+  `init-model` + `pretrain` when `--base` is not given);
+- prompts: problems 0..steps*P-1 of `arithmetic` (train split, seed 0, max_ops=3), in that
+  order (`shuffle_dataset=False` for TRL; reasonloop draws exactly these from its cursor);
+  the raw prompt text, no chat template, BOS added by the tokenizer in both
+  (TRL: `processing_class(text=prompts)`; reasonloop: `encode_prompt`);
+- P=8 prompts x G=8 completions per step, max completion length, temperature 1.0, no top-k/p;
+- reward: the task's verifier (`task.verify`) in both (TRL through a wrapper on the `idx` column);
+- objective: group-std advantages, PPO clip eps=0.2, token-mean loss over the batch (TRL's
+  default `loss_type="dapo"`), beta=0 (no reference model), one iteration per batch;
+- optimiser: AdamW, lr `--lr` constant, betas (0.9, 0.999), no weight decay, grad-clip 1.0;
+- CPU settings from docs cpu-baselines §4: fp32 (`bf16=False`), `gradient_checkpointing=False`,
+  `use_cpu=True`; the torch thread count is the same for both.
+
+Speed: median seconds per training step (TRL: a callback around each optimizer step;
+reasonloop: `time/step`, which covers sampling, rewards and the update, not evaluation).
+Accuracy: held-out greedy accuracy (same evaluator for both: `evaluate_model` with the
+TorchEngine, 100 test problems) after equal wall time: TRL runs `--steps` steps, and
+reasonloop runs until it has spent the same training seconds (`time_budget_s`).
+
+The two run one after the other in this process, TRL first (not interleaved): on a shared
+machine the load can change between them, so read the ratio with the printed loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+P, G = 8, 8
+
+
+def build_base(out: Path, num_examples: int) -> Path:
+    """init-model + pretrain, the quickstart's way of getting an imperfect base reasoner."""
+    py = [sys.executable, "-m", "reasonloop"]
+    env = {**os.environ, "REASONLOOP_QUIET": "1"}
+    subprocess.run(py + ["init-model", str(out / "init"), "hidden_size=128", "intermediate_size=384"], check=True,
+                   env=env)
+    subprocess.run(py + ["pretrain", f"model.path={out / 'init'}", f"output_dir={out}", "run_name=pretrain",
+                         f"num_examples={num_examples}", "task.options.max_ops=3", "train.optim.lr=3e-3"],
+                   check=True, env=env)
+    return out / "pretrain" / "final"
+
+
+def evaluate(path: Path, problems, task) -> float:
+    from reasonloop.evaluate.run import evaluate_model
+    from reasonloop.models.policy import ModelConfig
+    from reasonloop.rollout.engine import TorchEngine
+
+    engine = TorchEngine.from_config(ModelConfig(path=str(path)))
+    results, _ = evaluate_model(engine, task, problems, samples_per_prompt=0, temperature=1.0, max_new_tokens=64)
+    return results["greedy_accuracy"]
+
+
+def run_trl(base: Path, train_problems, task, args, out: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOTrainer
+
+    from reasonloop.models.policy import load_tokenizer
+
+    by_idx = {i: p for i, p in enumerate(train_problems)}
+
+    def correct(prompts, completions, idx, **kwargs):  # the same verifier reasonloop calls
+        return [float(task.verify(by_idx[i], c)) for i, c in zip(idx, completions)]
+
+    data = Dataset.from_list([{"prompt": p.prompt, "idx": i} for i, p in enumerate(train_problems)])
+    times: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            self.t = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            times.append(time.perf_counter() - self.t)
+
+    cfg = TRLConfig(
+        output_dir=str(out / "trl"), max_steps=args.steps, per_device_train_batch_size=P * G,
+        gradient_accumulation_steps=1, num_generations=G, max_completion_length=args.max_new_tokens,
+        learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        adam_beta1=0.9, adam_beta2=0.999, max_grad_norm=1.0, beta=0.0, epsilon=0.2, num_iterations=1,
+        loss_type="dapo", scale_rewards="group", temperature=1.0, top_p=1.0, top_k=0, use_vllm=False,
+        bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False, shuffle_dataset=False,
+        logging_steps=1, report_to="none", save_strategy="no", dataloader_num_workers=0, seed=0,
+        log_completions=False, disable_tqdm=True,
+    )
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
+    tok = load_tokenizer(base)
+    tok.padding_side = "left"
+    trainer = GRPOTrainer(model=model, reward_funcs=correct, args=cfg, train_dataset=data, processing_class=tok,
+                          callbacks=[StepTimer()])
+    trainer.train()
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    trainer.save_model(str(out / "trl" / "final"))
+    tok.save_pretrained(str(out / "trl" / "final"))
+    return {"step_seconds": times, "train_seconds": sum(times), "rewards": rewards,
+            "completion_length": [h.get("completions/mean_length") for h in trainer.state.log_history
+                                  if "completions/mean_length" in h]}
+
+
+def run_ours(base: Path, args, out: Path, budget: float) -> dict:
+    from reasonloop.algorithms.common import OptimConfig
+    from reasonloop.algorithms.grpo import GRPOConfig, main
+    from reasonloop.models.policy import ModelConfig
+    from reasonloop.rollout.sampler import SamplingParams
+    from reasonloop.tasks.spec import TaskSpec
+
+    cfg = GRPOConfig(
+        model=ModelConfig(path=str(base)), task=TaskSpec("arithmetic", {"max_ops": 3}),
+        steps=args.steps * 20, prompts_per_step=P, samples_per_prompt=G,
+        sampling=SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens),
+        advantage="grpo", clip="ppo", clip_eps_low=0.2, clip_eps_high=0.2, loss_agg="token_mean", kl_coef=0.0,
+        optim=OptimConfig(lr=args.lr, schedule="constant", beta1=0.9, beta2=0.999, weight_decay=0.0, grad_clip=1.0),
+        micro_batch_size=P * G, eval_problems=0, save_every=0, time_budget_s=budget,
+        output_dir=str(out), run_name="ours", seed=0,
+    )
+    summary = main(cfg)
+    rows = [json.loads(line) for line in (out / "ours" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "time/step" in r]
+    return {"step_seconds": [r["time/step"] for r in steps], "train_seconds": summary["train_seconds"],
+            "rewards": [r["reward/correct"] for r in steps], "steps": summary["steps"],
+            "time_sample": [r["time/sample"] for r in steps], "time_train": [r.get("time/train", 0.0) for r in steps],
+            "completion_length": [r["len/mean"] for r in steps]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base", type=Path, help="pretrained model dir (default: build one here)")
+    parser.add_argument("--steps", type=int, default=8, help="TRL steps; reasonloop gets the same wall time")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--eval-problems", type=int, default=100)
+    parser.add_argument("--pretrain-examples", type=int, default=6000)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_grpo_vs_trl")
+    args = parser.parse_args()
+    os.environ.setdefault("REASONLOOP_QUIET", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from reasonloop.utils import quiet_hf
+
+    quiet_hf()
+    import torch
+
+    from reasonloop.algorithms.grpo import TASK_SIZE
+    from reasonloop.tasks import make_task
+
+    shutil.rmtree(args.out / "ours", ignore_errors=True)
+    shutil.rmtree(args.out / "trl", ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = args.base or build_base(args.out / "base", args.pretrain_examples)
+    train_task = make_task("arithmetic", split="train", size=TASK_SIZE, seed=0, max_ops=3)
+    train_problems = [train_task[i] for i in range(args.steps * P)]  # what reasonloop's cursor draws first
+    test_task = make_task("arithmetic", split="test", size=args.eval_problems, seed=0, max_ops=3)
+    test_problems = list(test_task)
+
+    load = [os.getloadavg()[0]]
+    trl = run_trl(base, train_problems, train_task, args, args.out)
+    load.append(os.getloadavg()[0])
+    ours = run_ours(base, args, args.out, budget=trl["train_seconds"])
+    load.append(os.getloadavg()[0])
+    acc = {"base": evaluate(base, test_problems, test_task),
+           "trl": evaluate(args.out / "trl" / "final", test_problems, test_task),
+           "ours": evaluate(args.out / "ours" / "final", test_problems, test_task)}
+    ours_s, trl_s = statistics.median(ours["step_seconds"]), statistics.median(trl["step_seconds"])
+    print(f"TRL:        {len(trl['step_seconds'])} steps, median {trl_s:.2f} s/step, {trl['train_seconds']:.1f} s, "
+          f"greedy acc {acc['trl']:.3f}")
+    print(f"reasonloop: {ours['steps']} steps, median {ours_s:.2f} s/step "
+          f"(sample+reward {statistics.median(ours['time_sample']):.2f}, update "
+          f"{statistics.median(ours['time_train']):.2f}), {ours['train_seconds']:.1f} s, greedy acc {acc['ours']:.3f}")
+    print(f"base greedy acc {acc['base']:.3f}; load average before/between/after: {load}")
+    print(json.dumps({
+        "metric": "median_seconds_per_step", "ours": round(ours_s, 4), "peer": round(trl_s, 4),
+        "ratio": round(trl_s / ours_s, 3), "peer_name": "trl.GRPOTrainer 1.16",
+        "accuracy_equal_wall_time": {k: round(v, 4) for k, v in acc.items()},
+        "steps": {"ours": ours["steps"], "trl": len(trl["step_seconds"])},
+        "train_seconds": {"ours": round(ours["train_seconds"], 2), "trl": round(trl["train_seconds"], 2)},
+        "mean_completion_len": {"ours": round(statistics.mean(ours["completion_length"]), 2),
+                                "trl": round(statistics.mean(trl["completion_length"]), 2)
+                                if trl["completion_length"] else None},
+        "settings": {"prompts_per_step": P, "group": G, "max_new_tokens": args.max_new_tokens, "lr": args.lr,
+                     "threads": torch.get_num_threads(), "eval_problems": args.eval_problems},
+        "loadavg": load,
+    }))
+
+
+if __name__ == "__main__":
+    main()
