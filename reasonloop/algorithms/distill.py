@@ -1,0 +1,167 @@
+"""Distillation of verified rationales: a teacher writes them, the verifier filters, the student
+is fine-tuned on what verified (rejection-sampled distillation, as in STaR's data recipe with
+a stronger model, or the "distilled" models of DeepSeek-R1, arXiv:2501.12948, which are SFT
+on verified teacher traces).
+
+The teacher is any `Sampler`, chosen by config:
+- `teacher.kind="local"`: a local model directory run through `TorchEngine`;
+- `teacher.kind="openai"`: an OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted
+  API) through `reasonloop.rollout.openai_backend`, when that backend is installed.
+
+Phases (each saved, so a killed run resumes): teacher samples -> `samples/teacher.jsonl`
+(all of them, with their verdicts), the kept set -> `samples/train.jsonl`, the student ->
+`final/`. Student accuracy is measured before and after on held-out problems.
+
+Deviation: no few-shot prompting of the teacher; the task prompt alone is sent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from reasonloop.algorithms.sft import TrainConfig, fit
+from reasonloop.config import dump_config
+from reasonloop.evaluate.run import evaluate_model
+from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.sampler import Sampler, SamplingParams
+from reasonloop.store.checkpoint import save_model
+from reasonloop.store.jsonl import read_jsonl, write_jsonl
+from reasonloop.store.runs import RunDir
+from reasonloop.tasks.spec import TaskSpec
+from reasonloop.types import Sample
+from reasonloop.utils import console, seed_everything
+
+
+@dataclass
+class TeacherConfig:
+    kind: Literal["local", "openai"] = "local"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """kind=local: the teacher's model directory"""
+    base_url: str = ""
+    """kind=openai: e.g. http://localhost:8000/v1"""
+    model_name: str = ""
+    """kind=openai: the served model's name"""
+    api_key_env: str = "OPENAI_API_KEY"
+    """kind=openai: environment variable holding the key (may be unset for local servers)"""
+
+    def __post_init__(self):
+        if self.kind == "openai" and (not self.base_url or not self.model_name):
+            raise ValueError("teacher.kind=openai needs teacher.base_url and teacher.model_name")
+
+
+@dataclass
+class DistillConfig:
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskSpec = field(default_factory=TaskSpec)
+    problems: int = 512
+    samples_per_prompt: int = 4
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=256))
+    max_kept_per_problem: int = 2
+    """distinct verified rationales kept per problem"""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=16, micro_batch_size=16))
+    eval_problems: int = 200
+    eval_max_new_tokens: int = 256
+    run_name: str = "distill"
+    output_dir: str = "runs"
+    seed: int = 0
+    resume: bool = False
+
+    def __post_init__(self):
+        if self.problems < 1 or self.samples_per_prompt < 1 or self.max_kept_per_problem < 1:
+            raise ValueError("problems, samples_per_prompt and max_kept_per_problem must be >= 1")
+
+
+def make_teacher(cfg: TeacherConfig) -> Sampler:
+    """The teacher `Sampler` named by the config."""
+    if cfg.kind == "local":
+        return TorchEngine.from_config(cfg.model)
+    try:
+        backend = importlib.import_module("reasonloop.rollout.openai_backend")
+    except ImportError as e:
+        raise RuntimeError("teacher.kind=openai needs reasonloop.rollout.openai_backend, which is not available "
+                           f"({e}); use teacher.kind=local") from None
+    return backend.OpenAISampler(base_url=cfg.base_url, model=cfg.model_name, api_key=os.environ.get(cfg.api_key_env))
+
+
+def keep_verified(samples: list[Sample], max_per_problem: int) -> list[Sample]:
+    """Verified-correct, distinct (after stripping) rationales, at most `max_per_problem` per problem."""
+    kept, seen, count = [], set(), {}
+    for s in samples:
+        key = (s.problem_id, s.text.strip())
+        if s.correct and key not in seen and count.get(s.problem_id, 0) < max_per_problem:
+            seen.add(key)
+            count[s.problem_id] = count.get(s.problem_id, 0) + 1
+            kept.append(s)
+    return kept
+
+
+def main(cfg: DistillConfig) -> dict:
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    seed_everything(cfg.seed)
+    teacher_path = run.samples_dir / "teacher.jsonl"
+    # --- teacher: sample and verify (reused on resume) ---
+    t0 = time.perf_counter()
+    if cfg.resume and teacher_path.exists():
+        samples = read_jsonl(teacher_path, Sample)
+    else:
+        task = cfg.task.build(split="train", size=cfg.problems, seed=cfg.seed)
+        problems = list(task)
+        teacher = make_teacher(cfg.teacher)
+        groups = teacher.generate([p.prompt for p in problems], cfg.samples_per_prompt,
+                                  SamplingParams(**{**vars(cfg.sampling), "seed": cfg.seed}))
+        samples = []
+        for p, group in zip(problems, groups):
+            for s in group:
+                s.problem_id = p.id
+                s.rewards["correct"] = task.verify(p, s.text)
+                samples.append(s)
+        write_jsonl(teacher_path, samples)
+        del teacher
+    teacher_seconds = time.perf_counter() - t0
+    kept = keep_verified(samples, cfg.max_kept_per_problem)
+    write_jsonl(run.samples_dir / "train.jsonl", kept)
+    if not kept:
+        raise RuntimeError(f"the teacher solved none of {cfg.problems} problems; nothing to distill "
+                           f"(samples in {teacher_path})")
+    # --- student: evaluate, fine-tune on the verified rationales, evaluate ---
+    student, tokenizer = load_model(cfg.student, for_training=True)
+    sampler = TorchEngine(student, tokenizer, model_id=cfg.student.path,
+                          use_chat_template=cfg.student.use_chat_template, system_prompt=cfg.student.system_prompt)
+    eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
+
+    def evaluate() -> float | None:
+        if eval_task is None:
+            return None
+        results, _ = evaluate_model(sampler, eval_task, list(eval_task), samples_per_prompt=0, temperature=1.0,
+                                    max_new_tokens=cfg.eval_max_new_tokens)
+        return results["greedy_accuracy"]
+
+    before = evaluate()
+    summary = fit(student, tokenizer, [(s.prompt, s.text) for s in kept], cfg.train,
+                  use_chat_template=cfg.student.use_chat_template, system_prompt=cfg.student.system_prompt,
+                  description="distill", on_step=lambda step, m: run.log(m))
+    after = evaluate()
+    save_model(run.root / "final", student, tokenizer)
+    result = {
+        "teacher_samples": len(samples),
+        "teacher_accuracy": sum(s.correct for s in samples) / len(samples),
+        "teacher_tokens": sum(s.num_tokens for s in samples),
+        "teacher_seconds": teacher_seconds,
+        "kept": len(kept),
+        "problems_kept": len({s.problem_id for s in kept}),
+        "student/accuracy_before": before,
+        "student/accuracy_after": after,
+        **{f"train/{k}": v for k, v in summary.items()},
+        "final_model": str(run.root / "final"),
+    }
+    run.write_json("summary.json", result)
+    console.print(f"distill: teacher accuracy {result['teacher_accuracy']:.3f}, kept {len(kept)}; "
+                  f"student {before} -> {after}; model in {run.root / 'final'}")
+    return result

@@ -1,0 +1,63 @@
+"""Distillation: only verified teacher rationales reach the student; the teacher phase resumes."""
+
+import importlib.util
+
+import pytest
+import torch
+
+import reasonloop.algorithms.distill as distill
+from reasonloop.algorithms.distill import DistillConfig, TeacherConfig, keep_verified, make_teacher
+from reasonloop.algorithms.sft import TrainConfig
+from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.store.jsonl import read_jsonl
+from reasonloop.tasks.spec import TaskSpec
+from reasonloop.types import Sample
+
+SPEC = TaskSpec("arithmetic", {"max_ops": 2})
+
+
+class Teacher:
+    """Right on every other problem (the reference solution), wrong otherwise."""
+
+    model_id = "teacher"
+    calls = 0
+
+    def generate(self, prompts, samples_per_prompt=1, params=None, prefixes=None):
+        Teacher.calls += 1
+        solutions = {p.prompt: p.reference_solution for p in SPEC.build(split="train", size=len(prompts), seed=0)}
+        return [[Sample("", q, solutions[q] if i % 2 == 0 else "Answer: -1") for _ in range(samples_per_prompt)]
+                for i, q in enumerate(prompts)]
+
+
+def test_keep_verified():
+    s = [Sample("a", "Q", "x", rewards={"correct": 1.0}), Sample("a", "Q", "x", rewards={"correct": 1.0}),
+         Sample("a", "Q", "y", rewards={"correct": 0.0})]
+    assert [x.text for x in keep_verified(s, 2)] == ["x"]
+
+
+def test_openai_teacher_needs_url_and_backend():
+    with pytest.raises(ValueError, match="base_url"):
+        TeacherConfig(kind="openai")
+    if importlib.util.find_spec("reasonloop.rollout.openai_backend") is None:
+        with pytest.raises(RuntimeError, match="openai_backend"):
+            make_teacher(TeacherConfig(kind="openai", base_url="http://localhost:1/v1", model_name="m"))
+
+
+def test_distill_trains_student_on_verified_only_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(distill, "make_teacher", lambda cfg: Teacher())
+    Teacher.calls = 0
+    cfg = DistillConfig(student=ModelConfig(path=str(tiny_model_dir), use_chat_template=False), task=SPEC,
+                        problems=6, samples_per_prompt=2, sampling=SamplingParams(max_new_tokens=8),
+                        train=TrainConfig(max_steps=2, batch_size=2, micro_batch_size=2), eval_problems=2,
+                        eval_max_new_tokens=8, output_dir=str(tmp_path), run_name="d")
+    out = distill.main(cfg)
+    assert out["teacher_accuracy"] == 0.5 and out["kept"] == 3 and out["problems_kept"] == 3
+    kept = read_jsonl(tmp_path / "d" / "samples" / "train.jsonl", Sample)
+    assert all(s.correct and s.text != "Answer: -1" for s in kept)
+    before, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
+    after, _ = load_model(ModelConfig(path=out["final_model"]))
+    assert any(not torch.equal(p, q) for p, q in zip(before.parameters(), after.parameters()))
+    cfg.resume = True
+    distill.main(cfg)
+    assert Teacher.calls == 1  # the teacher's samples were reused
