@@ -121,3 +121,24 @@ def test_smoke_run_writes_metrics_checkpoints_and_summary(tiny_model_dir, tmp_pa
     assert (tmp_path / "run" / "checkpoints" / "step-000002" / "trainer_state.pt").exists()
     assert (tmp_path / "run" / "final" / "config.json").exists()
     assert summary["final_accuracy"] is not None and summary["steps"] == 2
+
+
+def test_lora_updates_only_adapters_and_uses_base_as_reference(tiny_model_dir):
+    import random
+
+    from reasonloop.algorithms.sft import LoRAConfig, apply_lora
+
+    model, tok = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
+    model = apply_lora(model, LoRAConfig(r=4))
+    engine = TorchEngine(model, tok)
+    cfg = GRPOConfig(sampling=SamplingParams(temperature=0.7, max_new_tokens=10), overlong_cache=4,
+                     prompts_per_step=2, samples_per_prompt=3, kl_coef=0.1, lora=LoRAConfig(r=4))
+    rows = rows_from(engine)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    first = update_policy(cfg, model, None, opt, sched, rows, 2, tok.pad_token_id, "cpu", random.Random(0))
+    assert first["policy/kl"] == pytest.approx(0.0, abs=1e-6)  # adapters start at zero: policy == reference
+    second = update_policy(cfg, model, None, opt, sched, rows, 2, tok.pad_token_id, "cpu", random.Random(0))
+    assert second["policy/kl"] > 0
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if not p.requires_grad)
