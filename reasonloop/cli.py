@@ -35,6 +35,8 @@ COMMANDS: dict[str, Command] = {
                          "rejection-sampling self-training (STaR / ReST-EM / RFT)"),
     "eval": Command("reasonloop.evaluate.run", "EvalConfig", "greedy accuracy, maj@k and pass@k on held-out problems"),
     # registered ahead of their modules so each is a one-line concern of its own file
+    "distill": Command("reasonloop.algorithms.distill", "DistillConfig",
+                       "generate rationales with a teacher sampler, keep the verified ones, fine-tune a student"),
     "dpo": Command("reasonloop.algorithms.dpo", "DPOConfig", "direct preference optimisation on correct/incorrect pairs"),
     "grpo": Command("reasonloop.algorithms.grpo", "GRPOConfig", "RL with verifiable rewards: the GRPO family"),
     "label": Command("reasonloop.algorithms.step_labels", "LabelConfig",
