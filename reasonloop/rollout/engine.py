@@ -1,23 +1,43 @@
 """The built-in torch sampling engine for any Hugging Face causal LM (CPU or CUDA).
 
-Batched sampling with a KV cache: prompts (times `samples_per_prompt`) are sorted by
-length, packed into batches under a token budget, left-padded, prefilled once, then
-decoded token by token. Temperature, top-k, top-p, stop strings, EOS, per-token logprobs.
-See `rollout.sampler` for the contract.
+How a call runs (see `rollout.sampler` for the contract):
+
+1. Each prompt (+ prefix) is tokenized once. Prompts are sorted by length and packed,
+   all samples of a prompt together, into batches under `max_batch_size` rows and
+   `max_batch_tokens` (rows x (longest context + max_new_tokens)).
+2. Prefill: each *distinct* context in a batch runs through the model once (left-padded);
+   its KV cache is then copied to its `samples_per_prompt` rows (`share_prefill`).
+3. Decode: one token per row per step into a preallocated KV cache
+   (`_PreallocatedLayer`: one buffer per layer sized for the longest row, no per-step
+   concatenation). Rows that finish (EOS, stop string, length) are dropped from the batch
+   (`drop_finished`) once enough have finished to make the copy worth it.
+4. Stop strings are checked incrementally: each row's text grows by the newly decoded
+   characters (the offset trick of vLLM's detokenizer), and only the tail is searched.
+
+Sampling is batch-invariant: the random number for row (prompt i, sample j) at step t is
+a hash of (seed, i * samples_per_prompt + j, t), and the token is drawn by inverting the
+CDF with it. So a seeded call returns the same samples whatever the batch size, padding,
+prefill sharing or row dropping, and `engine.generate` is reproducible given `seed`.
 
 Written by hand rather than calling `model.generate`: we need the sampling-time logprob of
-every drawn token, stop strings checked per row, and control over batching; `generate`
-returns scores only through a slow, memory-hungry `output_scores` path.
+every drawn token, stop strings checked per row, rows leaving the batch as they finish,
+and control over batching. Measured effect of each choice: `docs/rollout.md`.
 """
 
 from __future__ import annotations
 
+import bisect
+
 import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from reasonloop.models.policy import ModelConfig, encode_prompt, format_prompt, load_model
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.types import Sample, split_steps
 
+
+# ---------------------------------------------------------------------------------------
+# Pure sampling maths
 
 def process_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Temperature, then top-k, then top-p (nucleus) filtering; removed entries become -inf.
@@ -30,45 +50,207 @@ def process_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: 
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
+        probs = sorted_logits.softmax(-1)
         # drop a token when the mass *before* it already reaches top_p (keeps at least one)
-        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop_sorted = (probs.cumsum(-1) - probs) >= top_p  # (B, V)
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
 
 
 def pick_tokens(
-    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
+    logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Choose the next token per row; returns (tokens (B,), logprobs (B,)) — see module contract."""
+    """Choose the next token per row; returns (tokens (B,), logprobs (B,)).
+
+    logprobs are log softmax(logits / T) of the chosen token, before top-k/top-p (the
+    contract in `rollout.sampler`). With `uniforms` ((B,) in (0, 1)) a token is drawn by
+    inverting the CDF of the filtered distribution at that number, which makes the draw a
+    function of the row's own random number only; otherwise `torch.multinomial(generator)`.
+    """
     logits = logits.float()
     if params.greedy:
         logp = torch.log_softmax(logits, dim=-1)  # (B, V)
         tokens = logits.argmax(dim=-1)
     else:
-        logp = torch.log_softmax(logits / params.temperature, dim=-1)
-        filtered = process_logits(logits, params.temperature, params.top_k, params.top_p)
-        tokens = torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(-1)
+        logp = torch.log_softmax(logits / params.temperature, dim=-1)  # (B, V)
+        probs = process_logits(logits, params.temperature, params.top_k, params.top_p).softmax(-1)
+        if uniforms is None:
+            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        else:
+            cdf = probs.cumsum(-1)  # (B, V); filtered-out tokens add 0, so they are never hit
+            target = uniforms.to(cdf)[:, None] * cdf[:, -1:]  # (B, 1), in (0, total]
+            tokens = torch.searchsorted(cdf, target).squeeze(-1).clamp_(max=logits.shape[-1] - 1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+def row_uniforms(seed: int, keys: torch.Tensor, step: int) -> torch.Tensor:
+    """A uniform number in (0, 1) per row: a hash of (seed, row key, step). (R,) float64.
+
+    Counter-based, so a row's stream does not depend on which other rows share its batch.
+    The mixer is the 32-bit integer hash `x = ((x >> 16) ^ x) * 0x45d9f3b` (3 rounds)
+    chained over the three inputs; every product stays below 2**63, so int64 is exact.
+    """
+    def mix(x: torch.Tensor) -> torch.Tensor:
+        for _ in range(3):
+            x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+        return (x >> 16) ^ x
+
+    h = mix(torch.full_like(keys, seed & 0xFFFFFFFF) ^ ((seed >> 32) & 0xFFFFFFFF))
+    h = mix(h ^ (keys & 0xFFFFFFFF))
+    h = mix(h ^ (step & 0xFFFFFFFF))
+    return (h.double() + 0.5) / 2.0**32
+
+
+# ---------------------------------------------------------------------------------------
+# KV cache with one preallocated buffer per layer
+
+class _PreallocatedLayer(DynamicLayer):
+    """A KV cache layer whose buffers (B, H, capacity, D) are allocated once.
+
+    `update` writes the new keys/values in place and returns views of the filled part, so
+    no step concatenates (DynamicLayer copies the whole cache every step). `keys`/`values`
+    are those views, which is all the HF attention and mask code reads.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+        super().__init__()
+        batch, heads, length, _ = keys.shape
+        self.k_buf = keys.new_empty((batch, heads, capacity, keys.shape[-1]))  # (B, H, C, D)
+        self.v_buf = values.new_empty((batch, heads, capacity, values.shape[-1]))
+        self.k_buf[:, :, :length] = keys
+        self.v_buf[:, :, :length] = values
+        self.length = length
+        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        self._views()
+
+    def _views(self):
+        self.keys = self.k_buf[:, :, : self.length]  # (B, H, L, D)
+        self.values = self.v_buf[:, :, : self.length]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        new = key_states.shape[-2]
+        if self.length + new > self.k_buf.shape[2]:
+            raise RuntimeError(f"KV cache capacity {self.k_buf.shape[2]} exceeded")
+        self.k_buf[:, :, self.length : self.length + new] = key_states
+        self.v_buf[:, :, self.length : self.length + new] = value_states
+        self.length += new
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep rows `indices`: copies only the filled part into a smaller buffer."""
+        k_new = self.k_buf.new_empty((len(indices),) + self.k_buf.shape[1:])  # (B', H, C, D)
+        v_new = self.v_buf.new_empty((len(indices),) + self.v_buf.shape[1:])
+        k_new[:, :, : self.length] = self.k_buf[indices, :, : self.length]
+        v_new[:, :, : self.length] = self.v_buf[indices, :, : self.length]
+        self.k_buf, self.v_buf = k_new, v_new
+        self._views()
+
+
+def _decode_cache(prefill: DynamicCache, rows: torch.Tensor, capacity: int, preallocate: bool) -> Cache:
+    """The decode-time cache: prefill row `rows[b]` becomes row b (one row per sample)."""
+    kinds = {type(layer) for layer in prefill.layers}
+    if preallocate and kinds == {DynamicLayer}:  # plain full attention in every layer
+        return Cache(layers=[_PreallocatedLayer(l.keys[rows], l.values[rows], capacity) for l in prefill.layers])
+    prefill.batch_select_indices(rows)  # sliding-window / hybrid models: HF's own layers
+    return prefill
+
+
+# ---------------------------------------------------------------------------------------
+# Incremental stop-string checking
+
+class _StopChecker:
+    """Per-row text built incrementally from new tokens; finds stop strings in the tail.
+
+    Decoding only the tokens since the last complete character (vLLM's prefix/read
+    offsets) costs O(1) per token instead of re-decoding the whole row every step; all
+    rows of a step are decoded in one `batch_decode` call.
+    """
+
+    def __init__(self, tokenizer, stops: list[str], include: bool, rows: int):
+        self.tok, self.stops, self.include = tokenizer, stops, include
+        self.longest = max(len(s) for s in stops)
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.prefix_at, self.read_at = [0] * rows, [0] * rows
+        self.text = [""] * rows
+        self.ends: list[list[int]] = [[] for _ in range(rows)]  # text length after each token
+
+    def step(self, rows: list[int], tokens: list[int]) -> dict[int, tuple[int, int]]:
+        """Append one token per row; returns {row: (tokens kept, char cut)} for rows that stopped."""
+        for r, t in zip(rows, tokens):
+            self.ids[r].append(t)
+        old = self.tok.batch_decode([self.ids[r][self.prefix_at[r] : self.read_at[r]] for r in rows],
+                                    skip_special_tokens=True)
+        new = self.tok.batch_decode([self.ids[r][self.prefix_at[r] :] for r in rows], skip_special_tokens=True)
+        stopped = {}
+        for r, a, b in zip(rows, old, new):
+            before = len(self.text[r])
+            if len(b) > len(a) and not b.endswith("\ufffd"):  # a complete character arrived
+                self.text[r] += b[len(a) :]
+                self.prefix_at[r], self.read_at[r] = self.read_at[r], len(self.ids[r])
+            self.ends[r].append(len(self.text[r]))
+            if len(self.text[r]) > before:
+                found = self._find(self.text[r], max(0, before - self.longest + 1))
+                if found is not None:
+                    start, end = found
+                    cut = end if self.include else start
+                    # tokens kept: up to the one that completes the stop string, or (stop string
+                    # excluded) the one that starts it
+                    n = bisect.bisect_left(self.ends[r], end if self.include else start + 1) + 1
+                    stopped[r] = (min(n, len(self.ids[r])), cut)
+        return stopped
+
+    def _find(self, text: str, since: int) -> tuple[int, int] | None:
+        """(start, end) of the earliest stop string starting at or after `since`."""
+        best = None
+        for s in self.stops:
+            k = text.find(s, since)
+            if k >= 0 and (best is None or k < best[0]):
+                best = (k, k + len(s))
+        return best
+
+
+# ---------------------------------------------------------------------------------------
+# The engine
+
 class TorchEngine:
-    """`Sampler` over an in-process HF model."""
+    """`Sampler` over an in-process HF model.
+
+    Args:
+        max_batch_size: most rows (samples) decoded together.
+        max_batch_tokens: rows x (longest context + max_new_tokens) per batch; bounds the KV cache.
+        share_prefill: prefill each distinct context once and copy its KV cache to its samples.
+        drop_finished: remove finished rows from the batch (and the KV cache) as they finish.
+        drop_fraction: drop once at least this fraction of the batch has finished (0 = every step).
+        preallocate_cache: one KV buffer per layer instead of growing it by concatenation.
+    """
 
     def __init__(
         self,
         model,
         tokenizer,
         model_id: str = "",
-        max_batch_size: int = 256,
+        max_batch_size: int = 512,
         max_batch_tokens: int = 1 << 17,
         use_chat_template: bool = True,
         system_prompt: str = "",
+        share_prefill: bool = True,
+        drop_finished: bool = True,
+        drop_fraction: float = 0.125,
+        preallocate_cache: bool = True,
     ):
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.use_chat_template, self.system_prompt = use_chat_template, system_prompt
+        self.share_prefill, self.drop_finished = share_prefill, drop_finished
+        self.drop_fraction, self.preallocate_cache = drop_fraction, preallocate_cache
 
     @classmethod
     def from_config(cls, config: ModelConfig, **kwargs) -> "TorchEngine":
@@ -87,6 +269,13 @@ class TorchEngine:
             ids += self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         return ids
 
+    def eos_ids(self) -> list[int]:
+        """The tokenizer's EOS plus any extra EOS ids of the model's generation config."""
+        ids = {self.tokenizer.eos_token_id}
+        extra = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids |= set(extra) if isinstance(extra, list) else {extra}
+        return sorted(i for i in ids if i is not None)
+
     @torch.no_grad()
     def generate(
         self,
@@ -100,116 +289,116 @@ class TorchEngine:
         if len(prefixes) != len(prompts):
             raise ValueError(f"got {len(prefixes)} prefixes for {len(prompts)} prompts")
         contexts = [self.encode_context(p, x) for p, x in zip(prompts, prefixes)]
-        rows = [(i, j) for i in range(len(prompts)) for j in range(samples_per_prompt)]
-        rows.sort(key=lambda r: -len(contexts[r[0]]))  # similar lengths share a batch: less padding
-        generator = None
-        if params.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        order = sorted(range(len(prompts)), key=lambda i: -len(contexts[i]))  # similar lengths: less padding
+        rows = [(i, j) for i in order for j in range(samples_per_prompt)]
+        # seed=None draws one from torch's global RNG, so torch.manual_seed still controls it
+        seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, ()).item())
 
-        results: dict[tuple[int, int], Sample] = {}
-        for batch in self._batches(rows, contexts, params.max_new_tokens):
-            outs = self._generate_batch([contexts[i] for i, _ in batch], params, generator)
-            for (i, j), (ids, lps, reason, text) in zip(batch, outs):
-                results[(i, j)] = Sample(
-                    problem_id="", prompt=prompts[i], text=text, token_ids=ids, logprobs=lps,
-                    finish_reason=reason, steps=split_steps(prefixes[i] + text, params.step_separator),
-                    model_id=self.model_id, meta={"prefix": prefixes[i]} if prefixes[i] else {},
-                )
+        was_training = self.model.training
+        self.model.eval()  # no dropout while sampling; restored below
+        try:
+            results: dict[tuple[int, int], Sample] = {}
+            for batch in self._batches(rows, contexts, params.max_new_tokens):
+                keys = [i * samples_per_prompt + j for i, j in batch]
+                outs = self._generate_batch([contexts[i] for i, _ in batch], [i for i, _ in batch], keys, params, seed)
+                for (i, j), (ids, lps, reason, text) in zip(batch, outs):
+                    results[(i, j)] = Sample(
+                        problem_id="", prompt=prompts[i], text=text, token_ids=ids, logprobs=lps,
+                        finish_reason=reason, steps=split_steps(prefixes[i] + text, params.step_separator),
+                        model_id=self.model_id, meta={"prefix": prefixes[i]} if prefixes[i] else {},
+                    )
+        finally:
+            self.model.train(was_training)
         return [[results[(i, j)] for j in range(samples_per_prompt)] for i in range(len(prompts))]
 
     def _batches(self, rows, contexts, max_new_tokens):
+        """Consecutive runs of `rows` under the row and token budgets (at least one row each)."""
         batch: list[tuple[int, int]] = []
+        longest = 0
         for row in rows:
-            longest = max([len(contexts[row[0]])] + [len(contexts[i]) for i, _ in batch])
-            if batch and (
-                len(batch) >= self.max_batch_size
-                or (len(batch) + 1) * (longest + max_new_tokens) > self.max_batch_tokens
-            ):
+            n = len(contexts[row[0]])
+            if batch and (len(batch) >= self.max_batch_size
+                          or (len(batch) + 1) * (max(longest, n) + max_new_tokens) > self.max_batch_tokens):
                 yield batch
-                batch = []
+                batch, longest = [], 0
             batch.append(row)
+            longest = max(longest, n)
         if batch:
             yield batch
 
-    def _generate_batch(self, contexts: list[list[int]], params: SamplingParams, generator):
-        from transformers import DynamicCache
+    def _generate_batch(self, contexts, prompt_ids, keys, params: SamplingParams, seed: int):
+        """Sample one completion per row; returns [(token_ids, logprobs, finish_reason, text)]."""
+        tok, device, model = self.tokenizer, self.device, self.model
+        n_rows, max_new = len(contexts), params.max_new_tokens
 
-        tok, device = self.tokenizer, self.device
-        batch_size, width = len(contexts), max(len(c) for c in contexts)
-        input_ids = torch.full((batch_size, width), tok.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((batch_size, width), dtype=torch.long)
-        for b, ids in enumerate(contexts):  # left padding: every row's last token is at -1
+        # --- prefill: each distinct prompt once, left-padded so every last token is at -1
+        if self.share_prefill:
+            distinct = list(dict.fromkeys(prompt_ids))
+            expand = torch.tensor([distinct.index(p) for p in prompt_ids], device=device)  # (B,)
+            prefill_ctx = [contexts[prompt_ids.index(p)] for p in distinct]
+        else:
+            expand, prefill_ctx = torch.arange(n_rows, device=device), contexts
+        width = max(len(c) for c in prefill_ctx)
+        input_ids = torch.full((len(prefill_ctx), width), tok.pad_token_id, dtype=torch.long)  # (P, W)
+        attention = torch.zeros((len(prefill_ctx), width), dtype=torch.long)  # (P, W)
+        for b, ids in enumerate(prefill_ctx):
             input_ids[b, width - len(ids):] = torch.tensor(ids)
             attention[b, width - len(ids):] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, W)
-        cache = DynamicCache()
-        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1, :]  # (B, V)
-        next_pos = positions[:, -1] + 1  # (B,)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (P, W)
+        prefill = DynamicCache()
+        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                    past_key_values=prefill, use_cache=True, logits_to_keep=1)
+        logits = out.logits[:, -1, :][expand]  # (B, V)
+        cache = _decode_cache(prefill, expand, width + max_new, self.preallocate_cache)
+        # generated tokens are always real: the mask is the prompt's, then ones
+        attention = torch.cat([attention[expand], attention.new_ones((n_rows, max_new))], 1)  # (B, W + T)
+        next_pos = positions[expand, -1] + 1  # (B,)
 
-        token_cols, logprob_cols = [], []
-        finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
-        reasons = ["length"] * batch_size
-        stop_cut: dict[int, int] = {}  # row -> char offset where its text ends
-        for _ in range(params.max_new_tokens):
-            tokens, logprobs = pick_tokens(logits, params, generator)
-            tokens = tokens.masked_fill(finished, tok.pad_token_id)
-            token_cols.append(tokens)
-            logprob_cols.append(logprobs)
-            hit_eos = (tokens == tok.eos_token_id) & ~finished
-            for b in hit_eos.nonzero().flatten().tolist():
-                reasons[b] = "eos"
-            finished |= hit_eos
-            if params.stop:
-                for b in (~finished).nonzero().flatten().tolist():
-                    text = tok.decode([int(c[b]) for c in token_cols], skip_special_tokens=True)
-                    cut = _stop_offset(text, params.stop, params.include_stop_str)
-                    if cut is not None:
-                        stop_cut[b], reasons[b] = cut, "stop"
-                        finished[b] = True
-            if bool(finished.all()):
+        # --- decode
+        eos = torch.tensor(self.eos_ids(), device=device)
+        key_t = torch.tensor(keys, dtype=torch.long, device=device)  # (B,) random-stream key per row
+        out_tokens = torch.full((n_rows, max_new), tok.pad_token_id, dtype=torch.long, device=device)  # (B, T)
+        out_logp = torch.zeros((n_rows, max_new), device=device)  # (B, T)
+        lengths, reasons, cuts = [max_new] * n_rows, ["length"] * n_rows, {}
+        checker = _StopChecker(tok, params.stop, params.include_stop_str, n_rows) if params.stop else None
+        active = torch.arange(n_rows, device=device)  # (A,) batch row of each slot still in the KV cache
+        done = torch.zeros(n_rows, dtype=torch.bool, device=device)  # (A,) finished, not yet dropped
+        for t in range(max_new):
+            u = None if params.greedy else row_uniforms(seed, key_t[active], t)
+            tokens, logprobs = pick_tokens(logits, params, None, u)  # (A,), (A,)
+            out_tokens[active, t], out_logp[active, t] = tokens, logprobs
+            hit_eos = torch.isin(tokens, eos) & ~done  # (A,)
+            for b in active[hit_eos].tolist():
+                lengths[b], reasons[b] = t + 1, "eos"  # EOS is kept: RL must credit stopping
+            done |= hit_eos
+            if checker is not None:
+                live = (~done).nonzero().flatten()
+                stopped = checker.step(active[live].tolist(), tokens[live].tolist())
+                for b, (n, cut) in stopped.items():
+                    lengths[b], reasons[b], cuts[b] = n, "stop", cut
+                if stopped:
+                    done[live[[b in stopped for b in active[live].tolist()]]] = True
+            n_done = int(done.sum())
+            if n_done == len(active) or t == max_new - 1:
                 break
-            attention = torch.cat([attention, torch.ones((batch_size, 1), dtype=attention.dtype, device=device)], 1)
-            out = self.model(input_ids=tokens[:, None], attention_mask=attention, position_ids=next_pos[:, None],
-                             past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1, :]
+            if self.drop_finished and n_done and n_done >= self.drop_fraction * len(active):
+                keep = (~done).nonzero().flatten()  # (A',)
+                cache.batch_select_indices(keep)
+                active, tokens, next_pos, attention = active[keep], tokens[keep], next_pos[keep], attention[keep]
+                done = done[keep]
+            length = attention.shape[1] - max_new + t + 1  # cache length after this step's token
+            out = model(input_ids=tokens[:, None], attention_mask=attention[:, :length],
+                        position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
+            logits = out.logits[:, -1, :]  # (A, V)
             next_pos = next_pos + 1
 
-        all_tokens = torch.stack(token_cols, 1).tolist()  # (B, T)
-        all_logprobs = torch.stack(logprob_cols, 1).tolist()
+        all_tokens, all_logp = out_tokens.tolist(), out_logp.tolist()
         results = []
-        for b in range(batch_size):
-            n = len(all_tokens[b])
-            if reasons[b] == "eos":
-                n = all_tokens[b].index(tok.eos_token_id) + 1  # EOS is kept: RL must credit stopping
-            elif reasons[b] == "stop":
-                n = _first_token_reaching(tok, all_tokens[b], stop_cut[b], params)
-            ids = all_tokens[b][:n]
+        for b in range(n_rows):
+            ids = all_tokens[b][: lengths[b]]
             text = tok.decode(ids, skip_special_tokens=True)
-            if b in stop_cut:
-                text = text[: stop_cut[b]]
-            results.append((ids, all_logprobs[b][:n], reasons[b], text))
+            if b in cuts:
+                text = text[: cuts[b]]
+            results.append((ids, all_logp[b][: lengths[b]], reasons[b], text))
         return results
-
-
-def _stop_offset(text: str, stops: list[str], include: bool) -> int | None:
-    """Char offset where the text ends because of the earliest stop string, or None."""
-    best = None
-    for s in stops:
-        k = text.find(s)
-        if k >= 0 and (best is None or k < best[0]):
-            best = (k, len(s))
-    if best is None:
-        return None
-    return best[0] + best[1] if include else best[0]
-
-
-def _first_token_reaching(tok, ids: list[int], cut: int, params: SamplingParams) -> int:
-    """Number of tokens whose decoded text covers the stop string (the row stopped there)."""
-    need = cut if params.include_stop_str else cut + 1
-    for n in range(1, len(ids) + 1):
-        if len(tok.decode(ids[:n], skip_special_tokens=True)) >= need:
-            return n
-    return len(ids)
