@@ -20,8 +20,8 @@ Built-in scorers (`SCORERS`, chosen by `ScorerConfig.kind`):
   <value>` is executed in the `reasonloop.verify.code` sandbox and scores 1 iff Python
   evaluates the expression to the value; steps without an equation score 1 (nothing to
   check). It catches calculation slips, not a wrong choice of operands.
-- `prm` / `orm`: a trained reward model exposing `score_steps(problem, steps) ->
-  list[float]` (`reasonloop.models.reward_model`); `orm` keeps only the last score.
+- `prm` / `orm`: a trained reward model (`reasonloop.models.reward_model.RewardModel`,
+  trained by `reasonloop prm`); `orm` keeps only the last step's score.
 """
 
 from __future__ import annotations
@@ -159,7 +159,9 @@ class CodeStepScorer:
 class RewardModelScorer:
     """A trained PRM (`kind="process"`) or ORM (`"outcome"`: the last step score only).
 
-    `model` is anything with `score_steps(problem, steps) -> list[float]` (one score per step).
+    `model` is anything with `score_steps(problem, steps) -> list[float]` (one score per
+    step); when it also has `score_batch(prompts, steps)` (`models.reward_model.RewardModel`)
+    all solutions of a call are scored in batched forward passes.
     """
 
     def __init__(self, model, kind: ScorerKind, name: str):
@@ -168,9 +170,13 @@ class RewardModelScorer:
         self.model, self.kind, self.name = model, kind, name
 
     def score(self, problems, solutions):
+        if hasattr(self.model, "score_batch"):
+            raw = self.model.score_batch([p.prompt for p in problems], [list(s) for s in solutions])
+        else:
+            raw = [self.model.score_steps(p, s) if s else [] for p, s in zip(problems, solutions)]
         out = []
-        for problem, steps in zip(problems, solutions):
-            scores = [float(s) for s in self.model.score_steps(problem, steps)] if steps else []
+        for steps, scores in zip(solutions, raw):
+            scores = [float(x) for x in scores] if steps else []
             out.append(scores if self.kind == "process" else scores[-1:] or [0.0])
         return out
 
@@ -205,7 +211,7 @@ def make_scorer(cfg: ScorerConfig, task) -> Scorer | None:
         return OracleStepScorer(task, cfg.flip_prob, cfg.seed)
     if cfg.kind == "code":
         return CodeStepScorer()
-    from reasonloop.models import reward_model  # written alongside `reasonloop prm`
+    from reasonloop.models.reward_model import RewardModel
 
-    model = reward_model.load_reward_model(cfg.path)
+    model = RewardModel.from_pretrained(cfg.path, device="cpu")
     return RewardModelScorer(model, "process" if cfg.kind == "prm" else "outcome", f"{cfg.kind}:{cfg.path}")

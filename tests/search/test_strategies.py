@@ -230,3 +230,19 @@ def test_budget_exhaustion_and_validation():
 def test_registry_is_complete():
     assert set(STRATEGIES) == {"greedy", "majority", "best_of_n", "weighted_best_of_n", "beam", "dvts", "mcts",
                                "self_correct"}
+
+
+def test_reward_model_scorer_batches_and_orm_keeps_the_last_score():
+    from reasonloop.search.scorers import RewardModelScorer
+
+    class FakeRM:
+        def score_steps(self, problem, steps):
+            raise AssertionError("score_batch should be used")
+
+        def score_batch(self, prompts, steps):
+            return [[0.1 * (i + 1) for i in range(len(s))] for s in steps]
+
+    prm = RewardModelScorer(FakeRM(), "process", "prm")
+    orm = RewardModelScorer(FakeRM(), "outcome", "orm")
+    assert prm.score(P * 2, [["a", "b"], []]) == [[0.1, 0.2], []]
+    assert orm.score(P * 2, [["a", "b", "c"], []]) == [[pytest.approx(0.3)], [0.0]]
