@@ -1,0 +1,254 @@
+"""Train a process reward model (or an outcome / value model) on stepwise labels; use it as an RL reward.
+
+    reasonloop label model.path=runs/quickstart/base method=binary_search output=runs/labels/bs.jsonl
+    reasonloop prm model.path=runs/quickstart/base data=runs/labels/bs.jsonl eval_data=runs/labels/gt.jsonl
+
+Model: `reasonloop.models.reward_model.RewardModel`, any HF backbone with a scalar head read
+at the last token of each step. Loss: binary cross-entropy on the step logits
+(`step_bce_loss`), with targets chosen by `kind` and `targets`:
+
+- `prm` + `hard`: Math-Shepherd HE / OmegaPRM / PRM800K labels, 0 or 1 per step;
+- `prm` + `soft`: the Monte-Carlo value itself (Math-Shepherd SE) as a probability target,
+  BCE with soft targets (the cross-entropy to a Bernoulli(value)); TRL's PRMTrainer and
+  OpenR only train on hard labels (openreasoner/openr#57);
+- `prm` + `values`: ReST-MCTS* inferred values (the paper regresses them with MSE; we use
+  BCE with the value as a soft target, which has the same minimiser);
+- `orm`: the outcome at the last step only (TRL's `train_on_last_step_only`);
+- `value`: the outcome at every step (OVM, Yu et al. 2023, arXiv:2311.09724).
+
+RL: `process_advantages` (DeepSeekMath's process supervision, arXiv:2402.03300 §4.1.3:
+normalise every step reward by the group's mean and std over all steps, the advantage of a
+token is the sum of the normalised rewards of its step and every later step) and
+`posterior_gated_rewards` (Posterior-GRPO, arXiv:2508.05170: the process reward only counts
+for rollouts whose outcome is correct) are pure functions; `token_step_index` maps
+completion tokens to steps. `reasonloop.models.reward_model.prm_reward(dir)` is the reward
+callable.
+
+Deviations: no LoRA, no special step token (the separator's own last token is read, as in
+TRL); the eval threshold for first-error F1 is a config value (default 0.5), not tuned on
+the eval set (ProcessBench tuned it per PRM, QwenLM/ProcessBench#3).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler, masked_mean
+from reasonloop.algorithms.sft import data_order
+from reasonloop.config import dump_config
+from reasonloop.models.reward_model import RewardKind, RewardModel
+from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
+from reasonloop.store.runs import RunDir
+from reasonloop.types import split_steps
+from reasonloop.utils import console, progress, seed_everything
+
+
+@dataclass
+class PRMConfig:
+    backbone: str = "runs/quickstart/base"
+    """HF checkpoint directory whose base model gets the scalar head"""
+    data: str = "runs/labels/steps.jsonl"
+    """stepwise JSONL (`reasonloop label` output, or TRL prompt/completions/labels rows)"""
+    eval_data: str = ""
+    """stepwise JSONL with `true_first_error` (e.g. `reasonloop label method=ground_truth`): F1 and AUC"""
+    kind: RewardKind = "prm"
+    targets: Literal["hard", "soft", "values"] = "hard"
+    """prm only: hard labels, soft Monte-Carlo values, or ReST-MCTS* values"""
+    step_separator: str = "\n"
+    use_chat_template: bool = True
+    epochs: float = 3.0
+    batch_size: int = 32
+    max_length: int = 512
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=10))
+    threshold: float = 0.5
+    """a step is predicted bad when its score is below this (first-error F1)"""
+    run_name: str = "prm"
+    output_dir: str = "runs"
+    save_every: int = 0
+    """checkpoint every N optimizer steps (0: only the final model)"""
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.epochs <= 0 or self.batch_size < 1:
+            raise ValueError("epochs must be > 0 and batch_size >= 1")
+        if self.kind != "prm" and self.targets != "hard":
+            raise ValueError(f"targets={self.targets!r} only applies to kind=prm (orm/value learn the outcome)")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+
+
+# ---------------------------------------------------------------------------------------
+# Pure maths
+
+
+def step_bce_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy over the steps where `mask` is 1. All (B, S); targets in [0, 1]."""
+    per_step = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # (B, S)
+    return masked_mean(per_step, mask)
+
+
+def step_targets(row: dict[str, Any], kind: RewardKind, targets: str) -> tuple[list[float], list[float]]:
+    """(targets, mask) over a row's steps for each kind of model."""
+    n = len(row["completions"])
+    outcome = float(row["outcome"]) if row.get("outcome") is not None else float(row["labels"][-1])
+    if kind == "orm":
+        return [0.0] * (n - 1) + [outcome], [0.0] * (n - 1) + [1.0]
+    if kind == "value":
+        return [outcome] * n, [1.0] * n
+    if targets == "soft":
+        if row.get("soft_labels") is None:
+            raise ValueError(f"row {row.get('problem_id', '?')} has no soft_labels (targets=soft needs Monte-Carlo rows)")
+        return [float(x) for x in row["soft_labels"]], [1.0] * n
+    if targets == "values":
+        if row.get("values") is None:
+            raise ValueError(f"row {row.get('problem_id', '?')} has no values (targets=values needs `label` output)")
+        return [float(x) for x in row["values"]], [1.0] * n
+    return [float(x) for x in row["labels"]], [1.0] * n
+
+
+def process_advantages(step_rewards: Sequence[Sequence[float]], eps: float = 1e-6) -> list[list[float]]:
+    """DeepSeekMath process supervision for one group: normalise all step rewards of the group by
+    their mean and (population) std, then a step's advantage = sum of normalised rewards from it to the end.
+
+    >>> [[round(a, 4) for a in s] for s in process_advantages([[1.0, 0.0], [0.0]])]
+    [[0.7071, -0.7071], [-0.7071]]
+    """
+    flat = torch.tensor([r for s in step_rewards for r in s], dtype=torch.float64)  # (total steps,)
+    if flat.numel() == 0:
+        return [[] for _ in step_rewards]
+    mean, std = flat.mean(), flat.std(unbiased=False)
+    out = []
+    for s in step_rewards:
+        normed = (torch.tensor(list(s), dtype=torch.float64) - mean) / (std + eps)  # (S,)
+        # reverse cumulative sum: advantage of step j = sum_{j' >= j} normed[j']
+        out.append(normed.flip(0).cumsum(0).flip(0).tolist())
+    return out
+
+
+def token_step_index(token_texts: Sequence[str], separator: str = "\n") -> list[int]:
+    """Step index (as in `split_steps`) of each completion token: a token belongs to the step
+    being written when it starts, so a separator belongs to the step it closes; tokens after
+    the last step (EOS) belong to the last step.
+
+    >>> token_step_index(["1", "+", "1", "\\n", "2", "\\n", ""])   # "" = EOS decoded without specials
+    [0, 0, 0, 0, 1, 1, 1]
+    """
+    out, before = [], ""
+    for tok in token_texts:
+        cut = before.rfind(separator)
+        out.append(len(split_steps(before[:cut], separator)) if cut >= 0 else 0)  # complete steps so far
+        before += tok
+    last = max(len(split_steps(before, separator)) - 1, 0)
+    return [min(i, last) for i in out]
+
+
+def expand_to_tokens(step_values: Sequence[float], token_steps: Sequence[int]) -> list[float]:
+    """Per-token values from per-step values (`token_step_index` gives the mapping)."""
+    if not step_values:
+        return [0.0] * len(token_steps)
+    return [step_values[min(s, len(step_values) - 1)] for s in token_steps]
+
+
+def posterior_gated_rewards(outcome: torch.Tensor, process: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    """Posterior-GRPO: r = outcome + weight * process * [outcome == 1]. outcome, process: (G,).
+
+    Only correct rollouts are ranked by their process reward, so a wrong answer cannot earn
+    reward for plausible-looking steps (the reward hack Posterior-GRPO removes).
+
+    >>> posterior_gated_rewards(torch.tensor([1., 0., 1.]), torch.tensor([.5, .9, .25]), 0.5).tolist()
+    [1.25, 0.0, 1.125]
+    """
+    return outcome + weight * process * (outcome == 1).to(process.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# Training
+
+
+def evaluate_model(model: RewardModel, rows: list[dict[str, Any]], threshold: float) -> dict[str, float]:
+    """First-error F1 and step AUC of the model's step scores against `true_first_error`."""
+    from reasonloop.evaluate.process import evaluate_step_scores
+
+    rows = [r for r in rows if "true_first_error" in r and not r.get("augment")]
+    scores = model.score_batch([r["prompt"] for r in rows], [r["completions"] for r in rows])
+    return evaluate_step_scores(scores, [r["true_first_error"] for r in rows], threshold)
+
+
+def main(cfg: PRMConfig) -> dict[str, Any]:
+    from reasonloop.algorithms.step_labels import read_step_rows
+
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    seed_everything(cfg.seed)
+    rows = read_step_rows(cfg.data)
+    eval_rows = read_step_rows(cfg.eval_data) if cfg.eval_data else []
+    if not rows:
+        raise ValueError(f"{cfg.data}: no rows to train on")
+
+    # --- model (fresh head, or the last checkpoint when resuming) ---
+    ckpt = run.latest_checkpoint() if cfg.resume else None
+    if ckpt is not None:
+        model = RewardModel.from_pretrained(ckpt, device=cfg.device)
+    else:
+        model = RewardModel.from_backbone(cfg.backbone, cfg.kind, device=cfg.device, step_separator=cfg.step_separator,
+                                          use_chat_template=cfg.use_chat_template, max_length=cfg.max_length)
+    encoded = [model.encode(r["prompt"], r["completions"]) for r in rows]
+    targets = [step_targets(r, cfg.kind, cfg.targets) for r in rows]
+    total = max(1, math.ceil(len(rows) * cfg.epochs / cfg.batch_size))
+    order = data_order(len(rows), total, cfg.batch_size, cfg.seed)
+    optimizer = make_optimizer(model.parameters(), cfg.optim)
+    scheduler = make_scheduler(optimizer, cfg.optim, total)
+    start = 0
+    if ckpt is not None:
+        start = load_trainer_state(ckpt, optimizer, scheduler)["step"]
+        run.truncate_metrics(lambda r: r.get("step", 0) <= start)
+        console.print(f"prm: resuming {run.root} from step {start}")
+
+    # --- loop ---
+    model.train()
+    losses, t0 = [], time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task(f"prm ({cfg.kind}, {cfg.targets})", total=total, completed=start, info="")
+        for step in range(start, total):
+            idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size]
+            batch = {k: v.to(model.device) for k, v in model.collate([encoded[i] for i in idx]).items()}
+            width = batch["step_mask"].shape[1]
+            target = torch.tensor([targets[i][0] + [0.0] * (width - len(targets[i][0])) for i in idx])  # (B, S)
+            mask = torch.tensor([targets[i][1] + [0.0] * (width - len(targets[i][1])) for i in idx])  # (B, S)
+            logits = model(**batch)  # (B, S)
+            loss = step_bce_loss(logits, target.to(model.device), (mask.to(model.device) * batch["step_mask"]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item() \
+                if cfg.optim.grad_clip > 0 else 0.0
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
+            if (step + 1) % 10 == 0 or step + 1 == total:
+                run.log({"step": step + 1, "loss": loss.item(), "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]})
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
+                path = save_checkpoint(run.checkpoint_path(step + 1), model, None, optimizer, scheduler,
+                                       extra={"step": step + 1})
+                run.mark_latest(path)
+
+    # --- save and evaluate ---
+    final = save_model(run.root / "final", model)
+    summary: dict[str, Any] = {
+        "steps": total - start, "rows": len(rows), "loss_first": losses[0] if losses else None,
+        "loss_last": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+        "train_seconds": time.perf_counter() - t0, "model": str(final),
+    }
+    if eval_rows:
+        summary["eval"] = evaluate_model(model, eval_rows, cfg.threshold)
+    run.write_json("summary.json", summary)
+    console.print(f"prm: {summary}")
+    return summary
