@@ -137,7 +137,7 @@ def make_engine(args, model, tokenizer, path):
     if args.backend == "vllm":
         from reasonloop.rollout.vllm_backend import VLLMEngine
 
-        engine = VLLMEngine(ModelConfig(path=str(path), device=args.device), use_chat_template=False)
+        engine = VLLMEngine(ModelConfig(path=str(path), device=args.device, use_chat_template=False))
         engine.load_weights(model)  # the briefly trained weights
         return engine
     from reasonloop.rollout.engine import TorchEngine

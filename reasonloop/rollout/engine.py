@@ -220,6 +220,15 @@ class _StopChecker:
 # ---------------------------------------------------------------------------------------
 # The engine
 
+def encode_context(tokenizer, prompt: str, prefix: str = "", use_chat_template: bool = True,
+                   system_prompt: str = "") -> list[int]:
+    """Token ids the model continues from: the formatted prompt, then the prefix's tokens."""
+    ids = encode_prompt(tokenizer, format_prompt(tokenizer, prompt, use_chat_template, system_prompt))
+    if prefix:
+        ids += tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    return ids
+
+
 class TorchEngine:
     """`Sampler` over an in-process HF model.
 
@@ -263,11 +272,7 @@ class TorchEngine:
         return next(self.model.parameters()).device
 
     def encode_context(self, prompt: str, prefix: str = "") -> list[int]:
-        text = format_prompt(self.tokenizer, prompt, self.use_chat_template, self.system_prompt)
-        ids = encode_prompt(self.tokenizer, text)
-        if prefix:
-            ids += self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        return ids
+        return encode_context(self.tokenizer, prompt, prefix, self.use_chat_template, self.system_prompt)
 
     def eos_ids(self) -> list[int]:
         """The tokenizer's EOS plus any extra EOS ids of the model's generation config."""

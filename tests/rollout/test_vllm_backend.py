@@ -1,0 +1,157 @@
+"""VLLMEngine against a fake `vllm` module (no GPU here): request building, output mapping, weight reload."""
+
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from reasonloop.models.policy import ModelConfig
+from reasonloop.rollout.sampler import Sampler, SamplingParams
+
+
+@dataclass
+class Logprob:
+    logprob: float
+
+
+@dataclass
+class CompletionOutput:
+    text: str
+    token_ids: list
+    logprobs: list
+    finish_reason: str
+    stop_reason: object = None
+
+
+@dataclass
+class RequestOutput:
+    outputs: list
+
+
+class FakeVLLMModel(torch.nn.Module):
+    """Stands in for vLLM's model: `load_weights` takes (HF name, tensor) pairs."""
+
+    def __init__(self, shapes):
+        super().__init__()
+        self.store = {k: torch.zeros(s) for k, s in shapes.items()}
+
+    def load_weights(self, weights):
+        for name, tensor in weights:
+            self.store[name].copy_(tensor)
+
+
+@dataclass
+class FakeLLM:
+    kwargs: dict
+    calls: list = field(default_factory=list)
+    resets: int = 0
+
+    def __post_init__(self):
+        self.inner = None  # set by the test: the in-process model chain
+        self.rpc = []
+
+    def generate(self, requests, params, use_tqdm=True):
+        """Sample i of a request: the last two prompt tokens + i, then EOS / length / stop by i % 3."""
+        self.calls.append((requests, params))
+        outs = []
+        for req, p in zip(requests, params):
+            samples = []
+            for i in range(p.n):
+                ids = req["prompt_token_ids"][-2:] + [40 + i]
+                kind = ["eos", "length", "stop"][i % 3]
+                if kind == "eos":
+                    ids = ids + [2]
+                samples.append(CompletionOutput(
+                    text="".join(chr(65 + t % 26) for t in ids if t != 2) + ("\n|" if kind == "stop" else ""),
+                    token_ids=ids, logprobs=[{t: Logprob(-0.5 * (k + 1))} for k, t in enumerate(ids)],
+                    finish_reason="length" if kind == "length" else "stop",
+                    stop_reason="|" if kind == "stop" else None,
+                ))
+            outs.append(RequestOutput(samples))
+        return outs
+
+    def reset_prefix_cache(self):
+        self.resets += 1
+
+    def collective_rpc(self, fn, args=()):
+        self.rpc.append(fn)
+        worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=self.model_for_rpc))
+        return [fn(worker, *args)]
+
+    @property
+    def llm_engine(self):
+        return self.inner
+
+
+@dataclass
+class FakeSamplingParams:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    max_tokens: int = 16
+    stop: list | None = None
+    include_stop_str_in_output: bool = False
+    seed: int | None = None
+    logprobs: int | None = None
+
+
+@pytest.fixture()
+def fake_vllm(monkeypatch):
+    module = types.ModuleType("vllm")
+    module.LLM = lambda **kw: FakeLLM(kw)
+    module.SamplingParams = FakeSamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return module
+
+
+def test_import_error_without_vllm(monkeypatch, rollout_model_dir):
+    from reasonloop.rollout.vllm_backend import VLLMEngine
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    with pytest.raises(ImportError, match=r"reasonloop\[vllm\]"):
+        VLLMEngine(ModelConfig(path=str(rollout_model_dir)))
+
+
+def test_generate_maps_requests_and_outputs(fake_vllm, rollout_model_dir):
+    from reasonloop.rollout.engine import encode_context
+    from reasonloop.rollout.vllm_backend import VLLMEngine
+
+    engine = VLLMEngine(ModelConfig(path=str(rollout_model_dir), dtype="bfloat16"), gpu_memory_utilization=0.3)
+    assert isinstance(engine, Sampler)
+    assert engine.llm.kwargs["dtype"] == "bfloat16" and engine.llm.kwargs["gpu_memory_utilization"] == 0.3
+    assert engine.llm.kwargs["logprobs_mode"] == "processed_logprobs"
+    params = SamplingParams(temperature=0.7, top_p=0.9, top_k=0, max_new_tokens=9, stop=["|"], seed=5,
+                            step_separator="\n")
+    groups = engine.generate(["ab", "cde"], 3, params, prefixes=["", "x\n"])
+    requests, vparams = engine.llm.calls[-1]
+    assert requests[1]["prompt_token_ids"] == encode_context(engine.tokenizer, "cde", "x\n")
+    assert [p.seed for p in vparams] == [5, 6] and vparams[0].top_k == -1 and vparams[0].n == 3
+    assert (vparams[0].temperature, vparams[0].top_p, vparams[0].max_tokens, vparams[0].stop) == (0.7, 0.9, 9, ["|"])
+    assert vparams[0].include_stop_str_in_output and vparams[0].logprobs == 0
+    g = groups[1]
+    assert [s.finish_reason for s in g] == ["eos", "length", "stop"]
+    assert g[0].token_ids[-1] == 2 and g[0].logprobs == [-0.5, -1.0, -1.5, -2.0]
+    assert g[2].meta["prefix"] == "x\n" and g[2].steps == ["x", g[2].text.split("\n")[0], "|"]
+
+
+def test_load_weights_in_process_and_over_rpc(fake_vllm, rollout_model_dir, model_and_tokenizer):
+    from reasonloop.rollout.vllm_backend import VLLMEngine
+
+    policy, _ = model_and_tokenizer
+    engine = VLLMEngine(ModelConfig(path=str(rollout_model_dir)))
+    shapes = {k: v.shape for k, v in policy.state_dict().items()}
+    inner = FakeVLLMModel(shapes)
+    engine.llm.inner = types.SimpleNamespace(model_executor=types.SimpleNamespace(
+        driver_worker=types.SimpleNamespace(worker=types.SimpleNamespace(model_runner=types.SimpleNamespace(model=inner)))))
+    engine.load_weights(policy)
+    assert all(torch.equal(inner.store[k], v) for k, v in policy.state_dict().items())
+    assert engine.llm.resets == 1 and not engine.llm.rpc
+
+    engine.llm.inner = None  # engine in another process: goes through collective_rpc
+    engine.llm.model_for_rpc = remote = FakeVLLMModel(shapes)
+    engine.load_weights({k: v + 1 for k, v in policy.state_dict().items()})
+    assert all(torch.equal(remote.store[k], v + 1) for k, v in policy.state_dict().items())
+    assert engine.llm.resets == 2 and len(engine.llm.rpc) == 1
