@@ -43,7 +43,7 @@ def main() -> None:
         summary[run.name] = {"base": evals[0][1], "final": evals[-1][1], "evals": evals,
                              "median_s_per_step": sorted(r["time/step"] for r in steps)[len(steps) // 2]}
     ax1.set(xlabel="step", ylabel=f"sampled accuracy ({args.smooth}-step mean)", title="training reward")
-    ax2.set(xlabel="step", ylabel="held-out greedy accuracy", title="held-out (100 test problems)")
+    ax2.set(xlabel="step", ylabel="held-out greedy accuracy", title="held-out greedy accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()

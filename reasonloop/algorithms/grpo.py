@@ -160,6 +160,8 @@ class GRPOConfig:
             raise ValueError(f"difficulty_band must be [low, high] with 0 <= low <= high <= 1, got {self.difficulty_band}")
         if self.guide and (self.guide_hint_steps < 1 or not 0 < self.guide_fraction <= 1):
             raise ValueError("guide needs guide_hint_steps >= 1 and 0 < guide_fraction <= 1")
+        if self.max_refill_rounds >= 999:
+            raise ValueError("max_refill_rounds must be < 999 (it indexes the per-step sampling seeds)")
         if self.time_budget_s < 0:
             raise ValueError("time_budget_s must be >= 0")
         if self.save_every < 0 or self.eval_every < 0 or self.eval_problems < 0 or self.max_refill_rounds < 0:
@@ -300,7 +302,7 @@ def main(cfg: GRPOConfig) -> dict:
             for arm in arms:
                 problems.append((arm, tasks[arm][state["cursors"][arm] % TASK_SIZE]))
                 state["cursors"][arm] += 1
-            params = SamplingParams(**{**vars(cfg.sampling), "seed": (cfg.seed * 1_000_003 + step) * 101 + rnd})
+            params = SamplingParams(**{**vars(cfg.sampling), "seed": ((cfg.seed * 1_000_003 + step) * 1000 + rnd) * 2})
             groups = sampler.generate([p.prompt for _, p in problems], cfg.samples_per_prompt, params)
             for (arm, p), group in zip(problems, groups):
                 for s in group:
@@ -422,14 +424,17 @@ run_grpo = main
 
 
 def guide_all_wrong(cfg, sampler, tasks, problems, groups, params) -> int:
-    """Guide: for groups with no correct sample, regenerate a fraction with a hint; returns how many groups."""
+    """Guide: for groups with no correct sample, regenerate a fraction with a hint; returns how many groups.
+
+    Sampling seeds are even for plain rounds and odd (round seed + 1) for hinted ones, so they never collide.
+    """
     targets = [(i, hint_prompt(p, cfg.guide_hint_steps)) for i, ((_, p), g) in enumerate(zip(problems, groups))
                if not any(s.rewards["correct"] == 1.0 for s in g)]
     targets = [(i, h) for i, h in targets if h is not None]
     if not targets:
         return 0
     k = max(1, round(cfg.guide_fraction * cfg.samples_per_prompt))
-    hinted = sampler.generate([h for _, h in targets], k, SamplingParams(**{**vars(params), "seed": params.seed + 7}))
+    hinted = sampler.generate([h for _, h in targets], k, SamplingParams(**{**vars(params), "seed": params.seed + 1}))
     for (i, h), new in zip(targets, hinted):
         arm, p = problems[i]
         for s in new:
