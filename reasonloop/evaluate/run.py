@@ -23,9 +23,9 @@ from reasonloop.config import dump_config
 from reasonloop.evaluate.metrics import canonical_answer, majority_vote, mean_ci95, pass_at_k
 from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.search.scorers import ScorerConfig
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.store.runs import RunDir
-from reasonloop.search.scorers import ScorerConfig
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import EvalRecord
 from reasonloop.utils import console

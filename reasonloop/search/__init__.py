@@ -37,4 +37,4 @@ def build_strategy_config(name: str, options: dict, where: str = "strategy"):
     return coerce(dict(options), STRATEGIES[name][1], where)
 
 
-__all__ = ["STRATEGIES", "Selection", "Scorer", "ScorerConfig", "make_scorer", "build_strategy_config"]
+__all__ = ["STRATEGIES", "Scorer", "ScorerConfig", "Selection", "build_strategy_config", "make_scorer"]

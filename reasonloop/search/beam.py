@@ -25,8 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reasonloop.search.aggregate import Aggregation, aggregate, check_aggregation
-from reasonloop.search.common import (Partial, Selection, complete_greedily, expand, new_budgets,
-                                      require_process_scorer, round_seed, score_partials, select)
+from reasonloop.search.common import (
+    Partial,
+    Selection,
+    complete_greedily,
+    expand,
+    new_budgets,
+    require_process_scorer,
+    round_seed,
+    score_partials,
+    select,
+)
 
 
 @dataclass

@@ -22,8 +22,16 @@ from dataclasses import dataclass
 
 from reasonloop.search.aggregate import Aggregation, aggregate, check_aggregation
 from reasonloop.search.beam import _choose, top_k
-from reasonloop.search.common import (Partial, Selection, complete_greedily, expand, new_budgets,
-                                      require_process_scorer, round_seed, score_partials)
+from reasonloop.search.common import (
+    Partial,
+    Selection,
+    complete_greedily,
+    expand,
+    new_budgets,
+    require_process_scorer,
+    round_seed,
+    score_partials,
+)
 
 
 @dataclass

@@ -32,8 +32,16 @@ from dataclasses import dataclass, field
 
 from reasonloop.search.aggregate import Aggregation, aggregate, check_aggregation
 from reasonloop.search.beam import _choose
-from reasonloop.search.common import (Partial, Selection, complete_greedily, expand, new_budgets,
-                                      require_process_scorer, round_seed, score_partials)
+from reasonloop.search.common import (
+    Partial,
+    Selection,
+    complete_greedily,
+    expand,
+    new_budgets,
+    require_process_scorer,
+    round_seed,
+    score_partials,
+)
 
 
 @dataclass

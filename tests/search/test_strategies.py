@@ -10,11 +10,11 @@ from reasonloop.search.aggregate import aggregate
 from reasonloop.search.beam import BeamConfig, beam_search, top_k
 from reasonloop.search.best_of_n import BestOfNConfig, best_of_n, weighted_best_of_n, weighted_vote
 from reasonloop.search.budget import Budget
+from reasonloop.search.common import Partial
 from reasonloop.search.dvts import DVTSConfig, dvts
 from reasonloop.search.greedy import GreedyConfig, greedy
 from reasonloop.search.majority import MajorityConfig, majority
 from reasonloop.search.mcts import MCTSConfig, Node, backup, mcts, select_child, select_leaf, uct
-from reasonloop.search.common import Partial
 from reasonloop.search.self_correct import SelfCorrectConfig, first_flagged, self_correct
 from reasonloop.types import Problem
 
@@ -57,7 +57,7 @@ def test_majority_token_budget_stops_drawing_rounds():
     (sel,) = majority(P, sampler, None, MajorityConfig(n=8, chunk=2, token_budget=30))
     # rounds of 2 samples: 18 tokens, 36 >= 30: stop after round 2
     assert sel.budget.tokens == 36 and len(sel.candidates) == 4 and len(sampler.calls) == 2
-    assert [c[2].seed for c in sampler.calls][0] != sampler.calls[1][2].seed
+    assert sampler.calls[0][2].seed != sampler.calls[1][2].seed
 
 
 # --- best-of-N ---------------------------------------------------------------------------
