@@ -105,6 +105,8 @@ class GRPOConfig:
     micro_batch_size: int = 64
     """rows per forward/backward (gradients accumulate to the mini-batch)"""
     old_logprobs: Literal["sampler", "recompute"] = "sampler"
+    skip_zero_advantage: bool = True
+    """don't run rows whose loss term is exactly 0 (advantage 0, no KL in the loss): same update, less work"""
     # --- rewards
     format_weight: float = 0.0
     """weight of `verify.answer_format_reward`: 1 if a final answer can be extracted (and does not hedge)"""
@@ -481,9 +483,16 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
             mini.sort(key=lambda r: len(r["context"]) + len(r["completion"]))  # less padding per micro-batch
             totals = {"total_tokens": float(sum(len(r["completion"]) for r in mini if not r["masked"]) or 1),
                       "total_seqs": float(len(mini)), "constant": float(cfg.sampling.max_new_tokens)}
-            optimizer.zero_grad(set_to_none=True)
-            for m in range(0, len(mini), cfg.micro_batch_size):
-                batch = make_batch(mini[m: m + cfg.micro_batch_size], pad_id, device)
+            # rows that add exactly zero to the loss (advantage 0 without a KL term, or fully masked)
+            # are not run at all; they still count in the normalisers above, and zeroed (not None)
+            # gradients keep AdamW's step identical to running them
+            kl_in_loss = cfg.kl_coef > 0 and cfg.kl_in == "loss"
+            active = [r for r in mini if not r["masked"]
+                      and (r["advantage"] != 0.0 or kl_in_loss or not cfg.skip_zero_advantage)]
+            optimizer.zero_grad(set_to_none=False)
+            sums["policy/rows_trained_frac"] = sums.get("policy/rows_trained_frac", 0.0) + len(active) / max(1, len(mini))
+            for m in range(0, len(active), cfg.micro_batch_size):
+                batch = make_batch(active[m: m + cfg.micro_batch_size], pad_id, device)
                 mask = batch["train_mask"]  # (b, T-1)
                 logp, logits = token_logprobs(model, batch["input_ids"], batch["attention_mask"],
                                               cfg.sampling.temperature)  # (b, T-1), (b, T-1, V)
@@ -497,7 +506,7 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
                 loss = aggregate_loss(per_token, mask, cfg.loss_agg, **totals)
                 loss.backward()
                 # metric sums, as token-weighted shares of the mini-batch
-                share = mask.sum().item() / totals["total_tokens"]
+                share = mask.sum().item() / max(1, sum(len(r["completion"]) for r in active))
                 with torch.no_grad():
                     n_tok = mask.sum().clamp(min=1)
                     for key, value in (("loss", loss.item()),

@@ -142,3 +142,27 @@ def test_lora_updates_only_adapters_and_uses_base_as_reference(tiny_model_dir):
     second = update_policy(cfg, model, None, opt, sched, rows, 2, tok.pad_token_id, "cpu", random.Random(0))
     assert second["policy/kl"] > 0
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if not p.requires_grad)
+
+
+@pytest.mark.parametrize("loss_agg", ["token_mean", "seq_mean"])
+def test_skipping_zero_advantage_rows_gives_the_same_update(tiny_model_dir, loss_agg):
+    import random
+
+    results = []
+    for skip in (True, False):
+        model, tok = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
+        rows = rows_from(TorchEngine(model, tok))
+        for r in rows[:3]:
+            r["advantage"] = 0.0  # a zero-variance group (rows_from also gives one 0 in the other group)
+        cfg = GRPOConfig(sampling=SamplingParams(temperature=0.7, max_new_tokens=10), overlong_cache=4,
+                         prompts_per_step=2, samples_per_prompt=3, loss_agg=loss_agg, skip_zero_advantage=skip)
+        # SGD: Adam would amplify last-bit differences of near-zero gradients (different batch shapes)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        for _ in range(2):
+            m = update_policy(cfg, model, None, opt, sched, rows, 2, tok.pad_token_id, "cpu", random.Random(0))
+        results.append(([p.detach().clone() for p in model.parameters()], m))
+    (skipped, m_skip), (full, m_full) = results
+    assert m_skip["policy/rows_trained_frac"] == pytest.approx(2 / 6) and m_full["policy/rows_trained_frac"] == 1.0
+    assert m_skip["loss"] == pytest.approx(m_full["loss"], abs=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(skipped, full))
