@@ -35,13 +35,33 @@ from reasonloop.tasks import make_task  # noqa: E402
 from reasonloop.types import split_steps  # noqa: E402
 
 
+def skip_correct_outcomes(rows: list[dict]) -> list[dict]:
+    """MC rows as if MC had skipped solutions whose final answer verifies (all steps good, 0 rollouts).
+
+    Exact, not a simulation: MC's estimates of one solution never depend on another's, so
+    dropping the rollouts of correct-outcome solutions leaves the other rows unchanged. It
+    separates binary search's two savings: this shortcut, and bisection itself.
+    """
+    out = []
+    for r in rows:
+        if r["outcome"]:
+            r = {**r, "labels": [True] * len(r["labels"]), "soft_labels": [1.0] * len(r["labels"]),
+                 "rollouts": 0, "tokens": 0}
+        out.append(r)
+    return out
+
+
 def label_quality(rows_dir: Path) -> list[dict]:
     table = []
     for path in sorted(rows_dir.glob("*_n*.jsonl")):
         method, n = path.stem.rsplit("_n", 1)
         rows = read_step_rows(path)
-        m = evaluate_labels(rows)
-        table.append({"method": method, "n": int(n), "rollouts_per_solution": m["rollouts_per_solution"], **m})
+        variants = {method: rows}
+        if method == "mc":
+            variants["mc_skip_correct"] = skip_correct_outcomes(rows)
+        for name, rs in variants.items():
+            m = evaluate_labels(rs)
+            table.append({"method": name, "n": int(n), "rollouts_per_solution": m["rollouts_per_solution"], **m})
     return sorted(table, key=lambda r: (r["method"], r["n"]))
 
 
@@ -52,7 +72,7 @@ def plot(table: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for method, style in (("mc", "o-"), ("binary_search", "s-")):
+    for method, style in (("mc", "o-"), ("mc_skip_correct", "^--"), ("binary_search", "s-")):
         rows = [r for r in table if r["method"] == method]
         x = [r["rollouts_per_solution"] for r in rows]
         for ax, key in zip(axes, ("f1", "step_auc")):
@@ -141,7 +161,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="which N's labels train the PRMs")
     ap.add_argument("--eval-problems", type=int, default=150)
     ap.add_argument("--epochs", type=float, default=8)
-    ap.add_argument("--variants", default="")
+    ap.add_argument("--variants", default="", help="';'-separated variant names to train (default: all)")
+    ap.add_argument("--skip-prm", action="store_true", help="only the label-quality table and plot")
+    ap.add_argument("--plot", default="docs/img/prm_label_quality.png")
     args = ap.parse_args()
     rows_dir, out = Path(args.rows), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,13 +172,16 @@ def main() -> None:
         return
 
     quality = label_quality(rows_dir)
-    plot(quality, Path("docs/img/prm_label_quality.png"))
+    plot(quality, Path(args.plot))
     lines = ["| method | N | rollouts / solution | F1 | acc (erroneous) | acc (correct) | step AUC | rollouts / located error |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['n']} | {r['rollouts_per_solution']:.1f} | {r['f1']:.3f} | {r['acc_error']:.3f} | "
               f"{r['acc_correct']:.3f} | {r['step_auc']:.3f} | {r['rollouts_per_located_error']:.1f} |" for r in quality]
     tables = ["## label quality\n", *lines, ""]
     print("\n".join(lines))
+    if args.skip_prm:
+        (out / "tables.md").write_text("\n".join(tables) + "\n")
+        return
 
     eval_path = out / "eval_ground_truth.jsonl"
     write_jsonl(eval_path, held_out_rows(args.eval_problems, seed=1))
