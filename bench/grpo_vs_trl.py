@@ -127,7 +127,7 @@ def run_ours(base: Path, args, out: Path, budget: float) -> dict:
         advantage="grpo", clip="ppo", clip_eps_low=0.2, clip_eps_high=0.2, loss_agg="token_mean", kl_coef=0.0,
         optim=OptimConfig(lr=args.lr, schedule="constant", beta1=0.9, beta2=0.999, weight_decay=0.0, grad_clip=1.0),
         micro_batch_size=P * G, eval_problems=0, save_every=0, time_budget_s=budget,
-        output_dir=str(out), run_name="ours", seed=0,
+        output_dir=str(out), run_name="ours", seed=0, skip_zero_advantage=args.skip_zero_advantage,
     )
     summary = main(cfg)
     rows = [json.loads(line) for line in (out / "ours" / "metrics.jsonl").read_text().splitlines()]
@@ -135,7 +135,9 @@ def run_ours(base: Path, args, out: Path, budget: float) -> dict:
     return {"step_seconds": [r["time/step"] for r in steps], "train_seconds": summary["train_seconds"],
             "rewards": [r["reward/correct"] for r in steps], "steps": summary["steps"],
             "time_sample": [r["time/sample"] for r in steps], "time_train": [r.get("time/train", 0.0) for r in steps],
-            "completion_length": [r["len/mean"] for r in steps]}
+            "completion_length": [r["len/mean"] for r in steps],
+            "zero_variance_frac": [r["groups/zero_variance_frac"] for r in steps],
+            "rows_trained_frac": [r.get("policy/rows_trained_frac", 0.0) for r in steps]}
 
 
 def main() -> None:
@@ -145,6 +147,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--eval-problems", type=int, default=100)
+    parser.add_argument("--skip-zero-advantage", action=argparse.BooleanOptionalAction, default=True,
+                        help="reasonloop's default; --no-skip-zero-advantage runs every row like TRL does")
     parser.add_argument("--pretrain-examples", type=int, default=6000)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_grpo_vs_trl")
     args = parser.parse_args()
@@ -191,8 +195,13 @@ def main() -> None:
         "mean_completion_len": {"ours": round(statistics.mean(ours["completion_length"]), 2),
                                 "trl": round(statistics.mean(trl["completion_length"]), 2)
                                 if trl["completion_length"] else None},
+        # share of groups with identical rewards: their rows add exactly 0 to the loss, and reasonloop
+        # does not run them (skip_zero_advantage); a learning run has fewer of them than a weak base
+        "zero_variance_frac_ours": round(statistics.mean(ours["zero_variance_frac"]), 3),
+        "rows_trained_frac_ours": round(statistics.mean(ours["rows_trained_frac"]), 3),
         "settings": {"prompts_per_step": P, "group": G, "max_new_tokens": args.max_new_tokens, "lr": args.lr,
-                     "threads": torch.get_num_threads(), "eval_problems": args.eval_problems},
+                     "threads": torch.get_num_threads(), "eval_problems": args.eval_problems,
+                     "skip_zero_advantage": args.skip_zero_advantage},
         "loadavg": load,
     }))
 
