@@ -6,7 +6,10 @@ import random
 import pytest
 
 from reasonloop.algorithms.curriculum import (
-    CurriculumConfig, SelfEvolvingCurriculum, choose_categories, parse_category,
+    CurriculumConfig,
+    SelfEvolvingCurriculum,
+    choose_categories,
+    parse_category,
 )
 
 

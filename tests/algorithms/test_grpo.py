@@ -15,9 +15,9 @@ from reasonloop.tasks import make_task
 
 
 def tiny_cfg(model_dir, tmp_path, **kw):
-    base = dict(model=ModelConfig(path=str(model_dir)), steps=2, prompts_per_step=2, samples_per_prompt=3,
-                sampling=SamplingParams(temperature=1.0, max_new_tokens=12), overlong_cache=4, eval_problems=4,
-                eval_max_new_tokens=8, save_every=1, output_dir=str(tmp_path), run_name="run")
+    base = {"model": ModelConfig(path=str(model_dir)), "steps": 2, "prompts_per_step": 2, "samples_per_prompt": 3,
+                "sampling": SamplingParams(temperature=1.0, max_new_tokens=12), "overlong_cache": 4, "eval_problems": 4,
+                "eval_max_new_tokens": 8, "save_every": 1, "output_dir": str(tmp_path), "run_name": "run"}
     return GRPOConfig(**{**base, **kw})
 
 
@@ -74,8 +74,8 @@ def test_sampler_logprobs_are_the_old_logprobs(policy):
 
 
 @pytest.mark.parametrize("variant", [
-    dict(), dict(clip="dual_clip", loss_agg="seq_mean"), dict(clip="gppo", loss_agg="constant"),
-    dict(clip_eps_high=0.28, num_iterations=2, minibatches=2), dict(kl_coef=0.1, kl_estimator="k2"),
+    {}, {"clip": "dual_clip", "loss_agg": "seq_mean"}, {"clip": "gppo", "loss_agg": "constant"},
+    {"clip_eps_high": 0.28, "num_iterations": 2, "minibatches": 2}, {"kl_coef": 0.1, "kl_estimator": "k2"},
 ])
 def test_every_variant_takes_a_finite_step_that_changes_the_weights(tiny_model_dir, variant):
     model, tok = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from reasonloop.algorithms.rl_maths import (
-    ADVANTAGES, CLIPS, KL_ESTIMATORS, aggregate_loss, has_reward_variance, masked_entropy, pass_rate_in_band,
+    ADVANTAGES,
+    CLIPS,
+    KL_ESTIMATORS,
+    aggregate_loss,
+    has_reward_variance,
+    masked_entropy,
+    pass_rate_in_band,
     soft_overlong_penalty,
 )
 
@@ -79,7 +85,7 @@ def test_loss_aggregations_by_hand_and_under_micro_batching():
     assert aggregate_loss(per_token, mask, "seq_mean").item() == pytest.approx((2 + 4) / 2)
     assert aggregate_loss(per_token, mask, "constant", constant=3).item() == pytest.approx(10 / 6)
     for mode in ("token_mean", "seq_mean", "constant"):  # two micro-batches sum to the full-batch value
-        totals = dict(total_tokens=4.0, total_seqs=2.0, constant=3.0)
+        totals = {"total_tokens": 4.0, "total_seqs": 2.0, "constant": 3.0}
         split = sum(aggregate_loss(per_token[i:i + 1], mask[i:i + 1], mode, **totals) for i in range(2))
         assert split.item() == pytest.approx(aggregate_loss(per_token, mask, mode, **totals).item())
     with pytest.raises(ValueError, match="valid"):
