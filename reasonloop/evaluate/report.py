@@ -25,20 +25,24 @@ def plot_accuracy_vs_tokens(cells: list[dict], title: str) -> bytes:
     lines: dict[str, list[dict]] = defaultdict(list)
     for c in cells:
         lines[c["line"]].append(c)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for name, points in lines.items():
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    markers, styles = "osD^vPX*<>", ["-", "--", ":", "-."]
+    colors = plt.get_cmap("tab20").colors
+    for n, (name, points) in enumerate(lines.items()):
         points = sorted(points, key=lambda c: c["tokens_per_problem"])
         x = [c["tokens_per_problem"] for c in points]
         y = [c["accuracy"] for c in points]
         low = [c["accuracy"] - c["accuracy_wilson95"][0] for c in points]
         high = [c["accuracy_wilson95"][1] - c["accuracy"] for c in points]
-        ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label=name)
+        # distinct marker + line style per line: lines that coincide stay readable
+        ax.errorbar(x, y, yerr=[low, high], marker=markers[n % len(markers)], linestyle=styles[n % len(styles)],
+                    color=colors[(2 * n) % 20 if n < 10 else (2 * n + 1) % 20], capsize=3, label=name, alpha=0.85)
     ax.set_xscale("log")
     ax.set_xlabel("completion tokens per problem (mean, log scale)")
     ax.set_ylabel("accuracy (95% Wilson interval)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
