@@ -7,6 +7,9 @@ import pytest
 os.environ.setdefault("REASONLOOP_QUIET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny-model tests gain nothing from a second intra-op thread, and OpenMP threads spin-wait
+# badly whenever the machine is oversubscribed (measured 10x slower steps under load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
