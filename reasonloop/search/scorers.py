@@ -132,17 +132,21 @@ class CodeStepScorer:
         jobs = [(expr, value) for found in checks for _, expr, value in found]
         verdicts: list[bool] = []
         if jobs:
+            # one character per equation ("1" holds, "0" does not): output stays within the limit
             program = (
                 "import json, sys\njobs = json.loads(sys.stdin.read())\nout = []\n"
                 "for expr, value in jobs:\n"
                 "    try:\n        out.append(abs(eval(expr, {'__builtins__': {}}) - float(value)) < 1e-9)\n"
                 "    except Exception:\n        out.append(False)\n"
-                "print(json.dumps(out))\n"
+                "print(''.join('1' if ok else '0' for ok in out))\n"
             )
-            result = run_python(program, stdin=json.dumps(jobs), limits=SandboxLimits(timeout=self.timeout))
+            limits = SandboxLimits(timeout=self.timeout, max_output_chars=len(jobs) + 1000)
+            result = run_python(program, stdin=json.dumps(jobs), limits=limits)
             if result.verdict != "passed":
                 raise RuntimeError(f"code scorer: sandbox run {result.verdict}: {result.stderr[-500:]}")
-            verdicts = json.loads(result.stdout)
+            verdicts = [c == "1" for c in result.stdout.strip()]
+            if len(verdicts) != len(jobs):
+                raise RuntimeError(f"code scorer: {len(verdicts)} verdicts for {len(jobs)} equations")
         out, at = [], 0
         for steps, found in zip(solutions, checks):
             scores = [1.0] * len(steps)

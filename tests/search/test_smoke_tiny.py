@@ -68,3 +68,9 @@ def test_code_scorer_executes_equations_in_the_sandbox():
     assert equation_checks(["12 * 3 = 36", "Answer: 36"]) == [(0, "12 * 3", "36")]
     scores = CodeStepScorer().score([None, None], [["12 * 3 = 36", "36 - 4 = 31", "Answer: 31"], ["hello"]])
     assert scores == [[1.0, 0.0, 1.0], [1.0]]
+
+
+def test_code_scorer_handles_more_equations_than_the_output_limit():
+    many = [f"{i} + 1 = {i + 1 if i % 3 else i}" for i in range(25_000)]
+    (scores,) = CodeStepScorer().score([None], [many])
+    assert scores == [0.0 if i % 3 == 0 else 1.0 for i in range(25_000)]
