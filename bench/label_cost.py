@@ -36,12 +36,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reasonloop.algorithms.step_labels import label_solutions, prefix_text  # noqa: E402
-from reasonloop.evaluate.process import evaluate_labels  # noqa: E402
-from reasonloop.rollout.sampler import SamplingParams  # noqa: E402
-from reasonloop.store.jsonl import write_jsonl  # noqa: E402
-from reasonloop.tasks import make_task  # noqa: E402
-from reasonloop.types import split_steps  # noqa: E402
+from reasonloop.algorithms.step_labels import label_solutions, prefix_text
+from reasonloop.evaluate.process import evaluate_labels
+from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.store.jsonl import write_jsonl
+from reasonloop.tasks import make_task
+from reasonloop.types import split_steps
 
 
 class CachedSampler:

@@ -25,14 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reasonloop.algorithms.prm import PRMConfig  # noqa: E402
-from reasonloop.algorithms.prm import main as train_prm  # noqa: E402
-from reasonloop.algorithms.step_labels import hnc_augment, label_solutions, read_step_rows  # noqa: E402
-from reasonloop.evaluate.process import evaluate_labels  # noqa: E402
-from reasonloop.rollout.sampler import SamplingParams  # noqa: E402
-from reasonloop.store.jsonl import write_jsonl  # noqa: E402
-from reasonloop.tasks import make_task  # noqa: E402
-from reasonloop.types import split_steps  # noqa: E402
+from reasonloop.algorithms.prm import PRMConfig
+from reasonloop.algorithms.prm import main as train_prm
+from reasonloop.algorithms.step_labels import hnc_augment, label_solutions, read_step_rows
+from reasonloop.evaluate.process import evaluate_labels
+from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.store.jsonl import write_jsonl
+from reasonloop.tasks import make_task
+from reasonloop.types import split_steps
 
 
 def skip_correct_outcomes(rows: list[dict]) -> list[dict]:

@@ -403,6 +403,8 @@ def label_solutions(
         if isinstance(task, StepTask):
             labeled.true_first_error = first_error(task, problem, steps)
         row = labeled.to_row()
+        if not isinstance(task, StepTask):  # unknown, not "no error": leave it out so no one scores against it
+            del row["true_first_error"]
         reference = split_steps(problem.reference_solution, separator) if problem.reference_solution else None
         row["values"] = rest_mcts_values(labeled.hard, reasoning_distances(len(steps), len(reference or []) or None))
         rows.append(row)
@@ -444,7 +446,7 @@ def main(cfg: LabelConfig) -> dict[str, Any]:
         "rows": len(rows), "augmented_rows": len(augmented), "rollouts": sum(r["rollouts"] for r in rows),
         "tokens": sum(r["tokens"] for r in rows), "method": "human" if cfg.prm800k else cfg.method,
     }
-    if any(r.get("true_first_error", "missing") != "missing" for r in rows) and not cfg.prm800k:
+    if not cfg.prm800k and isinstance(task, StepTask):  # exact first errors exist: score the labels
         from reasonloop.evaluate.process import evaluate_labels
 
         summary.update(evaluate_labels(rows))

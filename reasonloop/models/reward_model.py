@@ -57,7 +57,7 @@ class RewardModel(torch.nn.Module):
     # --- construction and persistence ---
     @classmethod
     def from_backbone(cls, path: str | Path, kind: RewardKind = "prm", device: str = "auto",
-                      **spec_kwargs) -> "RewardModel":
+                      **spec_kwargs) -> RewardModel:
         """A fresh scalar head on the base model (no LM head) of any HF checkpoint."""
         from transformers import AutoModel
 
@@ -67,7 +67,7 @@ class RewardModel(torch.nn.Module):
         return model.to(resolve_device(device))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "auto") -> "RewardModel":
+    def from_pretrained(cls, path: str | Path, device: str = "auto") -> RewardModel:
         from safetensors.torch import load_file
 
         path = Path(path)

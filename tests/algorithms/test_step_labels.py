@@ -206,7 +206,7 @@ def test_read_step_rows_names_file_and_line(tmp_path):
 
 
 def test_prm800k_import(tmp_path):
-    step = lambda text, rating: {"completions": [{"text": text, "rating": rating, "flagged": False}],  # noqa: E731
+    step = lambda text, rating: {"completions": [{"text": text, "rating": rating, "flagged": False}],
                                  "human_completion": None, "chosen_completion": 0 if rating != -1 else None}
     rows = [
         {"question": {"problem": "1+1?"}, "label": {"steps": [step("1+1=2", 1), step("so 2", 0)],
