@@ -209,7 +209,7 @@ def main(cfg: DPOConfig) -> dict:
     state = (run.load_state() if cfg.resume else None) or {"iteration": 0, "phase": "start"}
     seed_everything(cfg.seed)
     start_path = run.latest_checkpoint() if state["iteration"] > 0 else None
-    model_cfg = cfg.model if start_path is None else ModelConfig(**{**vars(cfg.model), "path": str(start_path)})
+    model_cfg = cfg.model.with_path(start_path)
     model, tokenizer = load_model(model_cfg, for_training=True)
     sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                           system_prompt=cfg.model.system_prompt)

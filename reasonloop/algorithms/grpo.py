@@ -225,7 +225,7 @@ def load_policy(cfg: GRPOConfig, checkpoint: Path | None):
     """(model, tokenizer) ready to train, from the checkpoint when resuming."""
     full_weights = checkpoint is not None and cfg.lora.r == 0
     path = str(checkpoint) if full_weights else cfg.model.path
-    model, tokenizer = load_model(ModelConfig(**{**vars(cfg.model), "path": path}), for_training=True)
+    model, tokenizer = load_model(cfg.model.with_path(path), for_training=True)
     if cfg.lora.r > 0:
         model = apply_lora(model, cfg.lora, adapter_dir=checkpoint)
     return model, tokenizer

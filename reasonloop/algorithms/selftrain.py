@@ -263,7 +263,7 @@ def main(cfg: SelfTrainConfig) -> dict:
     state = (run.load_state() if cfg.resume else None) or {"iteration": 0, "phase": "start"}
     seed_everything(cfg.seed)
     start_path = run.latest_checkpoint() if state["iteration"] > 0 else None
-    model, tokenizer = load_model(_with_path(cfg.model, start_path), for_training=True)
+    model, tokenizer = load_model(cfg.model.with_path(start_path), for_training=True)
     sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                           system_prompt=cfg.model.system_prompt)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
@@ -399,6 +399,3 @@ def partial_prefixes(task: StepTask, problems: list[Problem], samples: list[Samp
     # the trailing newline makes the model continue with a next step, not stop or glue text
     return [(by_id[pid].prompt, "\n".join(steps) + "\n") for pid, steps in best.items()]
 
-
-def _with_path(model_cfg: ModelConfig, path: Path | None) -> ModelConfig:
-    return model_cfg if path is None else ModelConfig(**{**vars(model_cfg), "path": str(path)})

@@ -343,7 +343,7 @@ def main(cfg: SFTConfig) -> dict:
     latest = run.latest_checkpoint() if cfg.resume else None
     use_lora = cfg.lora.r > 0
     # a full-weight checkpoint is a model directory; a LoRA checkpoint is an adapter over the base model
-    model_cfg = cfg.model if latest is None or use_lora else ModelConfig(**{**vars(cfg.model), "path": str(latest)})
+    model_cfg = cfg.model if use_lora else cfg.model.with_path(latest)
     model, tokenizer = load_model(model_cfg, for_training=True)
     if use_lora:
         model = apply_lora(model, cfg.lora, adapter_dir=latest)

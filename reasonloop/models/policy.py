@@ -7,6 +7,7 @@ error that says so.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,10 @@ class ModelConfig:
     use_chat_template: bool = True
     """wrap prompts in the tokenizer's chat template when it has one"""
     system_prompt: str = ""
+
+    def with_path(self, path: str | Path | None) -> "ModelConfig":
+        """The same settings for another checkpoint (None: unchanged), e.g. to resume."""
+        return self if path is None else dataclasses.replace(self, path=str(path))
 
 
 def resolve_device(device: str) -> str:
