@@ -1,12 +1,17 @@
 """Multi-step integer arithmetic, evaluated left to right, with one checkable step per line.
 
     prompt:    "Compute left to right: 37 + 5 - 8 * 3\n"
-    solution:  "37 + 5 = 42\n42 - 8 = 34\n34 * 3 = 102\nAnswer: 102"
+    solution ("equations", the default):  "37 + 5 = 42\n42 - 8 = 34\n34 * 3 = 102\nAnswer: 102"
+    solution ("rewrite"):                 "42 - 8 * 3\n34 * 3\nAnswer: 102"
 
-Every step is `a op b = c`; step i is correct iff `a` is the true running value, `op b`
-is the problem's i-th operation and `c = a op b`. The final `Answer: N` line is a step
-too (correct iff N is the gold answer after all operations were done), so a solution's
-first error is located exactly.
+"equations": every step is `a op b = c`; step i is correct iff `a` is the true running
+value, `op b` is the problem's i-th operation and `c = a op b`.
+"rewrite": every step is the remaining expression with its first operation evaluated;
+step i is correct iff it equals the true rewrite. This format only ever copies from the
+line just above, which a tiny model learns in a few hundred steps; "equations" needs it
+to fetch the i-th operand from the prompt, which takes a tiny model far longer to learn.
+In both, the final `Answer: N` line is a step too (correct iff N is the gold answer), so a
+solution's first error is located exactly.
 
 Difficulty knobs: number of operations, digits of the starting number and of operands,
 the operator set. Subtractions never go below zero unless `allow_negative`.
@@ -17,12 +22,12 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from reasonloop.tasks.base import Split, draw_in_split, item_rng
 from reasonloop.types import Problem
 from reasonloop.verify.extract import extract_final_answer, parse_int
 
-_STEP = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)\s*$")
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
@@ -41,6 +46,8 @@ class ArithmeticConfig:
     """digits of each * operand (keeps products readable)"""
     ops: list[str] = field(default_factory=lambda: ["+", "-"])
     allow_negative: bool = False
+    solution_format: Literal["equations", "rewrite"] = "equations"
+    """how reference solutions are written (see the module docstring)"""
 
     def __post_init__(self):
         if not 1 <= self.min_ops <= self.max_ops <= 6:
@@ -83,29 +90,39 @@ class ArithmeticTask:
     def _draw(self, rng: random.Random) -> Problem:
         c = self.config
         value = _number(rng, c.start_digits)
-        start, operations, steps = value, [], []
+        start, operations, values = value, [], [value]
         for _ in range(rng.randint(c.min_ops, c.max_ops)):
             op = rng.choice(c.ops)
             b = _number(rng, c.mul_digits if op == "*" else c.operand_digits)
             if op == "-" and not c.allow_negative and b > value:
                 op = "+"
-            result = _OPS[op](value, b)
-            operations.append((op, b))
-            steps.append(f"{value} {op} {b} = {result}")
-            value = result
+            value = _OPS[op](value, b)
+            operations.append([op, b])
+            values.append(value)
         expr = " ".join([str(start)] + [f"{op} {b}" for op, b in operations])
+        solution = self.render(operations, values)
         return Problem(
             id="",
             prompt=f"Compute left to right: {expr}\n",
             answer=str(value),
-            steps=steps,
+            steps=solution[:-1],
             meta={
                 "start": start,
-                "operations": [[op, b] for op, b in operations],
-                "solution": "\n".join(steps + [f"Answer: {value}"]),
+                "operations": operations,
+                "solution": "\n".join(solution),
                 "difficulty": len(operations),
             },
         )
+
+    def render(self, operations: list, values: list[int]) -> list[str]:
+        """Solution steps (answer line included) for the claimed running `values`
+        (`values[0]` is the start, `values[i + 1]` the claimed result of operation i)."""
+        if self.config.solution_format == "equations":
+            steps = [f"{values[i]} {op} {b} = {values[i + 1]}" for i, (op, b) in enumerate(operations)]
+        else:
+            steps = [" ".join([str(values[i + 1])] + [f"{op} {b}" for op, b in operations[i + 1:]])
+                     for i in range(len(operations) - 1)]
+        return steps + [f"Answer: {values[-1]}"]
 
     # --- verification ---
     def verify(self, problem: Problem, completion: str) -> float:
@@ -125,19 +142,13 @@ class ArithmeticTask:
         return values
 
     def check_step(self, problem: Problem, previous_steps: list[str], step: str) -> bool:
+        """Step i is correct iff it is the true solution's step i (spacing ignored)."""
         i = len(previous_steps)
-        operations = problem.meta["operations"]
         values = self.running_values(problem)
-        if i == len(operations):  # the answer line
-            return parse_int(extract_final_answer(step)) == values[-1] if step.lower().startswith("answer") else False
-        if i > len(operations):
-            return False
-        m = _STEP.match(step)
-        if not m:
-            return False
-        a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
-        want_op, want_b = operations[i]
-        return a == values[i] and op == want_op and b == want_b and c == values[i + 1]
+        expected = self.render(problem.meta["operations"], values)
+        if i == len(expected) - 1:  # the answer line
+            return step.lower().startswith("answer") and parse_int(extract_final_answer(step)) == values[-1]
+        return i < len(expected) - 1 and "".join(step.split()) == "".join(expected[i].split())
 
     def misconception(self, problem: Problem) -> tuple[list[str], int] | None:
         """The solution of a solver who never carries or borrows: (steps, first wrong step).
@@ -146,14 +157,12 @@ class ArithmeticTask:
         these makes it as its most likely step, so greedy decoding inherits it while sampling
         still finds the right steps sometimes. None when no step needs a carry or borrow.
         """
-        value, steps, first = problem.meta["start"], [], None
-        for i, (op, b) in enumerate(problem.meta["operations"]):
-            result = _without_carry(value, op, b)
-            if result != _OPS[op](value, b) and first is None:
+        operations, values, first = problem.meta["operations"], [problem.meta["start"]], None
+        for i, (op, b) in enumerate(operations):
+            values.append(_without_carry(values[-1], op, b))
+            if first is None and values[-1] != _OPS[op](values[-2], b):
                 first = i
-            steps.append(f"{value} {op} {b} = {result}")
-            value = result
-        return None if first is None else (steps + [f"Answer: {value}"], first)
+        return None if first is None else (self.render(operations, values), first)
 
     def corrupt(self, problem: Problem, rng: random.Random) -> tuple[list[str], int]:
         """A solution with one miscalculated step whose error propagates to the answer.
@@ -162,14 +171,12 @@ class ArithmeticTask:
         """
         operations = problem.meta["operations"]
         bad = rng.randrange(len(operations))
-        value, steps = problem.meta["start"], []
+        values = [problem.meta["start"]]
         for i, (op, b) in enumerate(operations):
-            result = _OPS[op](value, b)
-            if i == bad:
-                result = _plausible_wrong(result, rng, self.config.allow_negative)
-            steps.append(f"{value} {op} {b} = {result}")
-            value = result
-        return steps + [f"Answer: {value}"], bad
+            result = _OPS[op](values[-1], b)
+            values.append(_plausible_wrong(result, rng, self.config.allow_negative) if i == bad else result)
+        # one step per operation in both formats (in "rewrite" the last result is the answer line)
+        return self.render(operations, values), bad
 
 
 def _without_carry(a: int, op: str, b: int) -> int:
