@@ -104,9 +104,8 @@ def hf_generate(model, tokenizer, prompts, samples, max_new, prompts_per_call) -
                                  max_new_tokens=max_new, num_return_sequences=samples,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         new = out[:, enc["input_ids"].shape[1]:]  # (P * samples, <= max_new)
-        is_eos = new == tokenizer.eos_token_id
-        first = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, torch.full_like(is_eos[:, 0], new.shape[1]))
-        lengths += first.tolist()
+        for row in new.tolist():  # up to and including the first EOS; HF pads after it
+            lengths.append(row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row))
     return sum(lengths), time.perf_counter() - t0, lengths
 
 
