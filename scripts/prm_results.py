@@ -127,12 +127,13 @@ def gate_grpo_rewards(prm_dir: str, weight: float, aggregate: str = "min") -> No
 
 
 def rl_comparison(args) -> list[dict]:
+    """Outcome-only GRPO vs Posterior-GRPO from the same policy, seed and problems."""
     from reasonloop.algorithms import grpo
     from reasonloop.config import load_config
 
     results = []
     for name, weight in (("outcome only", 0.0), (f"Posterior-GRPO, PRM weight {args.rl_weight}", args.rl_weight)):
-        overrides = [f"model.path={args.policy}", "task.options={max_ops: 3}", f"steps={args.rl_steps}",
+        overrides = [f"model.path={args.policy}", f"task.options={{max_ops: {args.rl_max_ops}}}", f"steps={args.rl_steps}",
                      "prompts_per_step=8", "samples_per_prompt=8", f"eval_problems={args.eval_problems}",
                      f"output_dir={args.out}", f"run_name=grpo_{'prm' if weight else 'outcome'}_s{args.rl_seed}",
                      f"seed={args.rl_seed}", "save_every=0", "resume=true", "optim.lr=5e-4"]
@@ -144,7 +145,12 @@ def rl_comparison(args) -> list[dict]:
             summary = grpo.main(cfg)
         finally:
             grpo.score_samples = original
-        results.append({"name": name, "base": summary.get("base_accuracy"), **summary})
+        from reasonloop.store.runs import RunDir
+
+        steps = [m for m in RunDir(Path(summary["final_model"]).parent).read_metrics() if "reward/correct" in m]
+        correct = [m["reward/correct"] for m in steps]
+        results.append({"name": name, **summary, "train_correct_first5": sum(correct[:5]) / max(1, len(correct[:5])),
+                        "train_correct_last5": sum(correct[-5:]) / max(1, len(correct[-5:]))})
         print(json.dumps(results[-1], default=str), flush=True)
     return results
 
@@ -155,6 +161,7 @@ def main() -> None:
     ap.add_argument("--rl-steps", type=int, default=20)
     ap.add_argument("--rl-weight", type=float, default=0.5)
     ap.add_argument("--rl-seed", type=int, default=0)
+    ap.add_argument("--rl-max-ops", type=int, default=3)
     ap.add_argument("--rows", default="")
     ap.add_argument("--policy", required=True, help="backbone of every reward model")
     ap.add_argument("--out", default="runs/prm_results")
