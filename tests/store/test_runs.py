@@ -25,3 +25,14 @@ def test_new_run_refuses_a_directory_with_checkpoints(tmp_path):
     with pytest.raises(FileExistsError, match="--resume"):
         RunDir.create(tmp_path / "r")
     assert RunDir.create(tmp_path / "r", resume=True).latest_checkpoint() == ckpt
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from reasonloop.store.atomic import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
