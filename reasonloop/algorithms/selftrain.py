@@ -102,6 +102,9 @@ class SelfTrainConfig:
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=128))
     max_kept_per_problem: int = 4
     """distinct correct rationales kept per problem"""
+    keep: Literal["answer", "steps"] = "answer"
+    """"answer": keep samples whose final answer verifies (the papers); "steps": also require every
+    step to pass the task's `check_step`, dropping right-answer-wrong-reasoning rationales"""
     init_each_iteration: Literal["continue", "base"] = "continue"
     """"base": fine-tune from the base model every iteration (ReST-EM, STaR); "continue": from the latest"""
     rationalize: bool = False
@@ -149,6 +152,15 @@ def select_correct(samples: list[Sample], max_per_problem: int) -> list[Sample]:
         per_problem[s.problem_id] = per_problem.get(s.problem_id, 0) + 1
         kept.append(s)
     return kept
+
+
+def passing_keep_rule(task, problems: list[Problem], samples: list[Sample], keep: str) -> list[Sample]:
+    """The samples eligible for training under `keep` ("answer": all; "steps": only those whose
+    every step passes `check_step`, since a verified answer can be reached through wrong steps)."""
+    if keep == "answer":
+        return samples
+    by_id = {p.id: p for p in problems}
+    return [s for s in samples if steps_all_verify(task, by_id[s.problem_id], s.text)]
 
 
 def balance_score(selected: list[int], truly_correct: list[int], target_correct: int) -> float:
@@ -267,6 +279,8 @@ def main(cfg: SelfTrainConfig) -> dict:
     sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                           system_prompt=cfg.model.system_prompt)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
+    if cfg.keep == "steps" and not isinstance(cfg.task.build(split="train", size=1, seed=cfg.seed), StepTask):
+        raise ValueError(f"keep=steps needs a task that checks steps; {cfg.task.name!r} does not")
 
     def evaluate() -> dict:
         if eval_task is None:
@@ -318,7 +332,8 @@ def main(cfg: SelfTrainConfig) -> dict:
             timing["time/sample"] = time.perf_counter() - t0
         own = [s for s in samples if not s.meta.get("rationalized")]
         rationales = [s for s in samples if s.meta.get("rationalized") and not s.meta.get("hint_leak")]
-        kept = select_correct(own, cfg.max_kept_per_problem)
+        rationales = passing_keep_rule(task, problems, rationales, cfg.keep)
+        kept = select_correct(passing_keep_rule(task, problems, own, cfg.keep), cfg.max_kept_per_problem)
         solved = {s.problem_id for s in kept}
         kept_rationales = select_correct([s for s in rationales if s.problem_id not in solved], 1)
         # --- partial solutions: longest verified prefix of unsolved problems ---
