@@ -56,3 +56,25 @@ def quiet_hf() -> None:
         hf_logging.disable_progress_bar()
     except ImportError:
         pass
+
+
+@contextmanager
+def optional_progress(total: int, description: str, min_total: int = 64):
+    """A progress bar over `total` items that yields `advance(n)`; silent below `min_total` items
+    (step-level search makes many small calls) or when another bar is already live."""
+    from rich.errors import LiveError
+
+    bar = progress() if total >= min_total else None
+    if bar is not None:
+        try:
+            bar.start()
+        except LiveError:  # rich allows one live display at a time; the outer one wins
+            bar = None
+    if bar is None:
+        yield lambda n=1: None
+        return
+    task = bar.add_task(description, total=total, info="")
+    try:
+        yield lambda n=1: bar.advance(task, n)
+    finally:
+        bar.stop()

@@ -34,6 +34,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from reasonloop.models.policy import ModelConfig, encode_prompt, format_prompt, load_model
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.types import Sample, split_steps
+from reasonloop.utils import optional_progress
 
 
 # ---------------------------------------------------------------------------------------
@@ -303,15 +304,18 @@ class TorchEngine:
         self.model.eval()  # no dropout while sampling; restored below
         try:
             results: dict[tuple[int, int], Sample] = {}
-            for batch in self._batches(rows, contexts, params.max_new_tokens):
-                keys = [i * samples_per_prompt + j for i, j in batch]
-                outs = self._generate_batch([contexts[i] for i, _ in batch], [i for i, _ in batch], keys, params, seed)
-                for (i, j), (ids, lps, reason, text) in zip(batch, outs):
-                    results[(i, j)] = Sample(
-                        problem_id="", prompt=prompts[i], text=text, token_ids=ids, logprobs=lps,
-                        finish_reason=reason, steps=split_steps(prefixes[i] + text, params.step_separator),
-                        model_id=self.model_id, meta={"prefix": prefixes[i]} if prefixes[i] else {},
-                    )
+            with optional_progress(len(rows), "sampling") as advance:
+                for batch in self._batches(rows, contexts, params.max_new_tokens):
+                    keys = [i * samples_per_prompt + j for i, j in batch]
+                    outs = self._generate_batch([contexts[i] for i, _ in batch], [i for i, _ in batch], keys,
+                                                params, seed)
+                    for (i, j), (ids, lps, reason, text) in zip(batch, outs):
+                        results[(i, j)] = Sample(
+                            problem_id="", prompt=prompts[i], text=text, token_ids=ids, logprobs=lps,
+                            finish_reason=reason, steps=split_steps(prefixes[i] + text, params.step_separator),
+                            model_id=self.model_id, meta={"prefix": prefixes[i]} if prefixes[i] else {},
+                        )
+                    advance(len(batch))
         finally:
             self.model.train(was_training)
         return [[results[(i, j)] for j in range(samples_per_prompt)] for i in range(len(prompts))]
