@@ -149,20 +149,27 @@ try:
             holds.append(os.path.join(scratch, ".hold%d" % n))
             os.mkdir(holds[-1])
             mount(prefix, holds[-1], None, MS_BIND | MS_REC)
-        for blocker in sorted(set(cfg["blockers"])):
+        for blocker in sorted({b for b in cfg["blockers"] if b}):
             mount("tmpfs", blocker, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
-        for prefix, hold in zip(cfg["expose"], holds):
-            os.makedirs(prefix, exist_ok=True)
-            mount(hold, prefix, None, MS_BIND | MS_REC)
-            libc.umount2(hold.encode(), 2)  # MNT_DETACH
-            os.rmdir(hold)
         for home in cfg["hide"]:
             if os.path.isdir(home) and home not in cfg["blockers"]:
                 mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
-        mount(scratch, "/tmp", None, MS_BIND)
+        mount(scratch, "/tmp", None, MS_BIND | MS_REC)  # recursive: the holds stay reachable
         for path in ("/var/tmp", "/dev/shm"):
             if os.path.isdir(path):
                 mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m")
+        # re-expose the interpreter's trees last: they may live under a hidden home or under
+        # /tmp itself (a virtualenv in a checkout under /tmp)
+        for prefix, hold in zip(cfg["expose"], holds):
+            if not os.path.isdir(hold):  # the scratch directory is now seen at /tmp
+                hold = os.path.join("/tmp", os.path.basename(hold))
+            os.makedirs(prefix, exist_ok=True)
+            mount(hold, prefix, None, MS_BIND | MS_REC)
+            libc.umount2(hold.encode(), 2)  # MNT_DETACH
+            try:
+                os.rmdir(hold)
+            except OSError:  # still mounted in the pre-/tmp view; scratch is deleted afterwards anyway
+                pass
         try:
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV)  # this namespace's PIDs only
         except OSError:
@@ -195,12 +202,20 @@ def _inaccessible_ancestor(path: str) -> str | None:
     return None
 
 
-def _interpreter_exposure() -> tuple[list[str], list[str]]:
-    """Interpreter trees to re-expose inside hidden ancestors: (prefixes, their blockers)."""
+_PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _interpreter_exposure() -> tuple[list[str], list[str | None]]:
+    """Interpreter trees the sandbox would cover and must re-expose: (prefixes, their blockers).
+
+    A tree is covered when an ancestor is not traversable by `nobody` (that ancestor, the
+    blocker, gets an empty tmpfs) or when it lives under a private tmp path (blocker None).
+    """
     prefixes, blockers = [], []
     for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}):
         blocker = _inaccessible_ancestor(prefix)
-        if blocker:
+        under_tmp = any(prefix == t or prefix.startswith(t + os.sep) for t in _PRIVATE_TMP)
+        if blocker or under_tmp:
             prefixes.append(prefix)
             blockers.append(blocker)
     return prefixes, blockers
