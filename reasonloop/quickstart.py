@@ -51,7 +51,9 @@ class QuickstartConfig:
     """GRPO from the same base for comparison; 0 skips the stage"""
     grpo_prompts_per_step: int = 8
     grpo_samples_per_prompt: int = 8
-    grpo_lr: float = 3e-4
+    grpo_lr: float = 1e-4
+    """measured from a 0.095 base: 1e-4 reached 0.885 in 30 steps, 3e-4 collapsed to 0.065"""
+    grpo_max_new_tokens: int = 64
     max_new_tokens: int = 96
     seed: int = 0
 
@@ -135,7 +137,7 @@ def run(cfg: QuickstartConfig) -> dict:
         g = grpo.run_grpo(grpo.GRPOConfig(
             model=ModelConfig(path=str(base_dir)), task=cfg.task, steps=cfg.grpo_steps,
             prompts_per_step=cfg.grpo_prompts_per_step, samples_per_prompt=cfg.grpo_samples_per_prompt,
-            sampling=SamplingParams(temperature=1.0, max_new_tokens=cfg.max_new_tokens),
+            sampling=SamplingParams(temperature=1.0, max_new_tokens=cfg.grpo_max_new_tokens),
             optim=OptimConfig(lr=cfg.grpo_lr, schedule="constant", beta2=0.99), eval_problems=0, save_every=0,
             run_name="grpo", output_dir=str(root), seed=cfg.seed))
         stages.append({"stage": "grpo", "steps": g["steps"], "reward_first": g["reward_first"],
