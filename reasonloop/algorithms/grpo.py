@@ -429,8 +429,9 @@ def main(cfg: GRPOConfig) -> dict:
         "final_model": str(run.root / "final"),
     }
     run.write_json("summary.json", summary)
-    console.print(f"grpo: accuracy {summary['base_accuracy']} -> {summary['final_accuracy']}; "
-                  f"model in {summary['final_model']}")
+    accuracy = (f"accuracy {summary['base_accuracy']} -> {summary['final_accuracy']}; "
+                if summary["final_accuracy"] is not None else f"{summary['steps']} steps; ")
+    console.print(f"grpo: {accuracy}model in {summary['final_model']}")
     return summary
 
 
