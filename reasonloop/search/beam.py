@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reasonloop.search.aggregate import Aggregation, aggregate, check_aggregation
+from reasonloop.search.aggregate import Aggregation, aggregate
 from reasonloop.search.common import (
+    check_beam_config,
     Partial,
     Selection,
     complete_greedily,
@@ -55,13 +56,7 @@ class BeamConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.beam_width < 1 or self.n < self.beam_width or self.n % self.beam_width:
-            raise ValueError(f"need n a positive multiple of beam_width, got n={self.n}, beam_width={self.beam_width}")
-        if self.max_steps < 1 or self.max_step_tokens < 1 or self.max_new_tokens < 1:
-            raise ValueError("max_steps, max_step_tokens and max_new_tokens must be >= 1")
-        if not self.separator:
-            raise ValueError("separator must be a non-empty string")
-        check_aggregation(self.aggregation)
+        check_beam_config(self)
 
 
 def top_k(scores: list[float], k: int) -> list[int]:

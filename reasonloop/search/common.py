@@ -13,6 +13,7 @@ from typing import Any
 
 from reasonloop.evaluate.metrics import canonical_answer
 from reasonloop.rollout.sampler import Sampler, SamplingParams
+from reasonloop.search.aggregate import check_aggregation
 from reasonloop.search.budget import Budget, generate_charged
 from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.verify.extract import extract_final_answer
@@ -153,3 +154,14 @@ def require_process_scorer(scorer, strategy: str) -> None:
         got = "none" if scorer is None else f"{scorer.name} ({scorer.kind})"
         raise ValueError(f"{strategy} needs a process scorer that scores partial solutions "
                          f"(scorer.kind = oracle_step | code | prm), got {got}")
+
+
+def check_beam_config(cfg) -> None:
+    """Validation shared by the step-level beam strategies (beam search, DVTS)."""
+    if cfg.beam_width < 1 or cfg.n < cfg.beam_width or cfg.n % cfg.beam_width:
+        raise ValueError(f"need n a positive multiple of beam_width, got n={cfg.n}, beam_width={cfg.beam_width}")
+    if cfg.max_steps < 1 or cfg.max_step_tokens < 1 or cfg.max_new_tokens < 1:
+        raise ValueError("max_steps, max_step_tokens and max_new_tokens must be >= 1")
+    if not cfg.separator:
+        raise ValueError("separator must be a non-empty string")
+    check_aggregation(cfg.aggregation)

@@ -20,7 +20,6 @@ the operator set. Subtractions never go below zero unless `allow_negative`.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 

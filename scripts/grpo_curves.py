@@ -1,6 +1,6 @@
 """Plot GRPO runs' metrics.jsonl side by side: sampled accuracy (smoothed) and held-out greedy accuracy.
 
-    .venv/bin/python bench/grpo_curves.py runs/grpo_work/grpo runs/grpo_work/grpo_dynamic runs/grpo_work/drgrpo \
+    .venv/bin/python scripts/grpo_curves.py runs/grpo_work/grpo runs/grpo_work/grpo_dynamic runs/grpo_work/drgrpo \
         --out docs/img/grpo_arithmetic.png
 
 Prints, as its last line, a JSON object with each run's base and final held-out accuracy.
