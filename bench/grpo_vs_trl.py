@@ -43,6 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 P, G = 8, 8
 
 
+# the quickstart's task: a base pretrained on it (with the carry misconception) learns under RL
+TASK_OPTIONS = {"min_ops": 2, "max_ops": 3, "ops": ["+"]}
+
+
 def build_base(out: Path, num_examples: int) -> Path:
     """init-model + pretrain, the quickstart's way of getting an imperfect base reasoner."""
     py = [sys.executable, "-m", "reasonloop"]
@@ -50,7 +54,8 @@ def build_base(out: Path, num_examples: int) -> Path:
     subprocess.run(py + ["init-model", str(out / "init"), "hidden_size=128", "intermediate_size=384"], check=True,
                    env=env)
     subprocess.run(py + ["pretrain", f"model.path={out / 'init'}", f"output_dir={out}", "run_name=pretrain",
-                         f"num_examples={num_examples}", "task.options.max_ops=3", "train.optim.lr=3e-3"],
+                         f"num_examples={num_examples}", f"task.options={json.dumps(TASK_OPTIONS)}",
+                         "flaw=misconception", "wrong_step_fraction=0.6", "train.optim.lr=1e-3"],
                    check=True, env=env)
     return out / "pretrain" / "final"
 
@@ -121,7 +126,7 @@ def run_ours(base: Path, args, out: Path, budget: float) -> dict:
     from reasonloop.tasks.spec import TaskSpec
 
     cfg = GRPOConfig(
-        model=ModelConfig(path=str(base)), task=TaskSpec("arithmetic", {"max_ops": 3}),
+        model=ModelConfig(path=str(base)), task=TaskSpec("arithmetic", dict(TASK_OPTIONS)),
         steps=args.steps * 20, prompts_per_step=P, samples_per_prompt=G,
         sampling=SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens),
         advantage="grpo", clip="ppo", clip_eps_low=0.2, clip_eps_high=0.2, loss_agg="token_mean", kl_coef=0.0,
@@ -166,9 +171,9 @@ def main() -> None:
     shutil.rmtree(args.out / "trl", ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.base or build_base(args.out / "base", args.pretrain_examples)
-    train_task = make_task("arithmetic", split="train", size=TASK_SIZE, seed=0, max_ops=3)
+    train_task = make_task("arithmetic", split="train", size=TASK_SIZE, seed=0, **TASK_OPTIONS)
     train_problems = [train_task[i] for i in range(args.steps * P)]  # what reasonloop's cursor draws first
-    test_task = make_task("arithmetic", split="test", size=args.eval_problems, seed=0, max_ops=3)
+    test_task = make_task("arithmetic", split="test", size=args.eval_problems, seed=0, **TASK_OPTIONS)
     test_problems = list(test_task)
 
     load = [os.getloadavg()[0]]
