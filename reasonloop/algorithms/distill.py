@@ -26,7 +26,7 @@ from typing import Literal
 
 from reasonloop.algorithms.sft import TrainConfig, fit
 from reasonloop.config import dump_config
-from reasonloop.evaluate.run import evaluate_model
+from reasonloop.evaluate.run import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import Sampler, SamplingParams
@@ -137,11 +137,7 @@ def main(cfg: DistillConfig) -> dict:
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
 
     def evaluate() -> float | None:
-        if eval_task is None:
-            return None
-        results, _ = evaluate_model(sampler, eval_task, list(eval_task), samples_per_prompt=0, temperature=1.0,
-                                    max_new_tokens=cfg.eval_max_new_tokens)
-        return results["greedy_accuracy"]
+        return held_out_accuracy(sampler, eval_task, cfg.eval_max_new_tokens).get("eval/greedy_accuracy")
 
     before = evaluate()
     summary = fit(student, tokenizer, [(s.prompt, s.text) for s in kept], cfg.train,

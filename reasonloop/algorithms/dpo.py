@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from reasonloop.algorithms.common import collate, make_optimizer, make_scheduler, token_logprobs
 from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples
 from reasonloop.config import dump_config
-from reasonloop.evaluate.run import evaluate_model
+from reasonloop.evaluate.run import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
@@ -216,11 +216,7 @@ def main(cfg: DPOConfig) -> dict:
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
 
     def evaluate() -> dict:
-        if eval_task is None:
-            return {}
-        results, _ = evaluate_model(sampler, eval_task, list(eval_task), samples_per_prompt=0, temperature=1.0,
-                                    max_new_tokens=cfg.eval_max_new_tokens)
-        return {"eval/greedy_accuracy": results["greedy_accuracy"], "eval/ci95": results["greedy_ci95"]}
+        return held_out_accuracy(sampler, eval_task, cfg.eval_max_new_tokens)
 
     history = [r for r in run.read_metrics() if r.get("iteration", 10**9) <= state["iteration"]]
     if state["iteration"] == 0 and state["phase"] == "start":

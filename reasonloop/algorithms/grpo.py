@@ -74,7 +74,7 @@ from reasonloop.algorithms.rl_maths import (
 )
 from reasonloop.algorithms.sft import LoRAConfig, apply_lora
 from reasonloop.config import dump_config
-from reasonloop.evaluate.run import evaluate_model
+from reasonloop.evaluate.run import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
@@ -289,11 +289,7 @@ def main(cfg: GRPOConfig) -> dict:
         console.print(f"grpo: resuming {run.root} from step {state['step']}")
 
     def evaluate() -> dict:
-        if eval_task is None:
-            return {}
-        results, _ = evaluate_model(sampler, eval_task, list(eval_task), samples_per_prompt=0, temperature=1.0,
-                                    max_new_tokens=cfg.eval_max_new_tokens)
-        return {"eval/greedy_accuracy": results["greedy_accuracy"], "eval/ci95": results["greedy_ci95"]}
+        return held_out_accuracy(sampler, eval_task, cfg.eval_max_new_tokens)
 
     history = run.read_metrics()
     if state["step"] == 0:

@@ -58,7 +58,7 @@ from typing import Literal
 from reasonloop.algorithms.sft import TrainConfig, fit
 from reasonloop.config import dump_config
 from reasonloop.evaluate.metrics import pass_at_k
-from reasonloop.evaluate.run import evaluate_model
+from reasonloop.evaluate.run import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
@@ -283,11 +283,7 @@ def main(cfg: SelfTrainConfig) -> dict:
         raise ValueError(f"keep=steps needs a task that checks steps; {cfg.task.name!r} does not")
 
     def evaluate() -> dict:
-        if eval_task is None:
-            return {}
-        results, _ = evaluate_model(sampler, eval_task, list(eval_task), samples_per_prompt=0, temperature=1.0,
-                                    max_new_tokens=cfg.eval_max_new_tokens)
-        return {"eval/greedy_accuracy": results["greedy_accuracy"], "eval/ci95": results["greedy_ci95"]}
+        return held_out_accuracy(sampler, eval_task, cfg.eval_max_new_tokens)
 
     history = [r for r in run.read_metrics() if r.get("iteration", 10**9) <= state["iteration"]]
     if state["iteration"] == 0 and state["phase"] == "start":

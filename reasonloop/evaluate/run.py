@@ -153,6 +153,15 @@ def selections_to_records(task, problems, selections, strategy: str, model_id: s
     return records
 
 
+def held_out_accuracy(sampler, task, max_new_tokens: int) -> dict:
+    """Greedy accuracy on all of `task` as training-loop metrics ({} when there is no eval task)."""
+    if task is None:
+        return {}
+    results, _ = evaluate_model(sampler, task, list(task), samples_per_prompt=0, temperature=1.0,
+                                max_new_tokens=max_new_tokens)
+    return {"eval/greedy_accuracy": results["greedy_accuracy"], "eval/ci95": results["greedy_ci95"]}
+
+
 def print_results(title: str, results: dict) -> None:
     from rich.table import Table
 
