@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from reasonloop.models.policy import encode_prompt, format_prompt
+from reasonloop.models.policy import encode_context
 
 
 @dataclass
@@ -70,7 +70,7 @@ def encode_pairs(
     """(prompt, completion) texts -> (context ids, completion ids [+ EOS]), as the sampler encodes them."""
     out = []
     for prompt, completion in pairs:
-        context = encode_prompt(tokenizer, format_prompt(tokenizer, prompt, use_chat_template, system_prompt))
+        context = encode_context(tokenizer, prompt, "", use_chat_template, system_prompt)
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
         out.append((context, list(completion_ids) + ([tokenizer.eos_token_id] if add_eos else [])))
     return out

@@ -88,6 +88,19 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     return list(ids)
 
 
+def encode_context(tokenizer, prompt: str, prefix: str = "", use_chat_template: bool = True,
+                   system_prompt: str = "") -> list[int]:
+    """Token ids the model continues from: the formatted prompt, then the prefix's tokens.
+
+    The one encoding shared by every sampler, trainer and reward model, so the tokens a
+    sample was drawn from are exactly the tokens it is trained and scored on.
+    """
+    ids = encode_prompt(tokenizer, format_prompt(tokenizer, prompt, use_chat_template, system_prompt))
+    if prefix:
+        ids += tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    return ids
+
+
 def _check_local(path: str | Path) -> None:
     p = Path(path)
     if not p.is_dir():

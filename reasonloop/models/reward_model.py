@@ -28,7 +28,7 @@ from typing import Literal
 
 import torch
 
-from reasonloop.models.policy import _check_local, encode_prompt, format_prompt, load_tokenizer, resolve_device
+from reasonloop.models.policy import _check_local, encode_context, load_tokenizer, resolve_device
 from reasonloop.types import Problem, split_steps
 
 RewardKind = Literal["prm", "orm", "value"]
@@ -100,7 +100,7 @@ class RewardModel(torch.nn.Module):
     def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
         """(token ids, index of the last token of each step + separator)."""
         s = self.spec
-        ids = encode_prompt(self.tokenizer, format_prompt(self.tokenizer, prompt, s.use_chat_template, s.system_prompt))
+        ids = encode_context(self.tokenizer, prompt, "", s.use_chat_template, s.system_prompt)
         ends = []
         for step in steps:
             ids = ids + self.tokenizer(step + s.step_separator, add_special_tokens=False)["input_ids"]

@@ -31,7 +31,7 @@ import bisect
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
-from reasonloop.models.policy import ModelConfig, encode_prompt, format_prompt, load_model
+from reasonloop.models.policy import ModelConfig, encode_context, load_model
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.types import Sample, split_steps
 from reasonloop.utils import optional_progress
@@ -220,15 +220,6 @@ class _StopChecker:
 
 # ---------------------------------------------------------------------------------------
 # The engine
-
-def encode_context(tokenizer, prompt: str, prefix: str = "", use_chat_template: bool = True,
-                   system_prompt: str = "") -> list[int]:
-    """Token ids the model continues from: the formatted prompt, then the prefix's tokens."""
-    ids = encode_prompt(tokenizer, format_prompt(tokenizer, prompt, use_chat_template, system_prompt))
-    if prefix:
-        ids += tokenizer(prefix, add_special_tokens=False)["input_ids"]
-    return ids
-
 
 class TorchEngine:
     """`Sampler` over an in-process HF model.

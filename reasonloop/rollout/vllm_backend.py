@@ -32,7 +32,7 @@ import os
 from typing import Any, Mapping
 
 from reasonloop.models.policy import ModelConfig, load_tokenizer
-from reasonloop.rollout.engine import encode_context
+from reasonloop.models.policy import encode_context
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.types import Sample, split_steps
 
