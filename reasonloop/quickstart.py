@@ -163,6 +163,17 @@ def run(cfg: QuickstartConfig) -> dict:
     return results
 
 
+def stage_rows(results: dict, k: int) -> list[tuple[str, str, str, str, str]]:
+    """(stage, greedy accuracy ± CI, maj@k, tokens, seconds) as text, for the report and the table."""
+    rows = []
+    for s in results["stages"]:
+        acc = f"{s['greedy_accuracy']:.3f} ± {s['greedy_ci95']:.3f}" if "greedy_accuracy" in s else ""
+        maj = f"{s[f'maj@{k}']:.3f}" if f"maj@{k}" in s else ""
+        tokens = str(s.get("tokens_generated", s.get("train_tokens", "")))
+        rows.append((s["stage"], acc, maj, tokens, f"{s['seconds']:.1f}"))
+    return rows
+
+
 def render_report(results: dict, cfg: QuickstartConfig) -> str:
     k = cfg.eval_samples_per_prompt
     lines = [
@@ -174,11 +185,7 @@ def render_report(results: dict, cfg: QuickstartConfig) -> str:
         f"| stage | greedy accuracy | maj@{k} | tokens generated | wall seconds |",
         "|---|---|---|---|---|",
     ]
-    for s in results["stages"]:
-        acc = f"{s['greedy_accuracy']:.3f} ± {s['greedy_ci95']:.3f}" if "greedy_accuracy" in s else ""
-        maj = f"{s[f'maj@{k}']:.3f}" if f"maj@{k}" in s else ""
-        tokens = s.get("tokens_generated", s.get("train_tokens", ""))
-        lines.append(f"| {s['stage']} | {acc} | {maj} | {tokens} | {s['seconds']:.1f} |")
+    lines += ["| " + " | ".join(row) + " |" for row in stage_rows(results, k)]
     lines += [
         "",
         f"Self-training changed greedy accuracy from {results['base_accuracy']:.3f} to "
@@ -200,14 +207,8 @@ def print_table(results: dict, cfg: QuickstartConfig) -> None:
     table = Table(title="reasonloop quickstart")
     for col in ("stage", "greedy acc", f"maj@{k}", "tokens", "seconds"):
         table.add_column(col, justify="left" if col == "stage" else "right")
-    for s in results["stages"]:
-        table.add_row(
-            s["stage"],
-            f"{s['greedy_accuracy']:.3f}" if "greedy_accuracy" in s else "",
-            f"{s[f'maj@{k}']:.3f}" if f"maj@{k}" in s else "",
-            str(s.get("tokens_generated", s.get("train_tokens", ""))),
-            f"{s['seconds']:.1f}",
-        )
+    for row in stage_rows(results, k):
+        table.add_row(*row)
     console.print(table)
     console.print(f"base {results['base_accuracy']:.3f} -> self-trained {results['final_accuracy']:.3f} "
                   f"({results['improvement_points']:+.1f} points), {results['wall_seconds']:.0f} s total; "
