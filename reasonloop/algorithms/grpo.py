@@ -41,6 +41,24 @@ Deviations from the papers, all deliberate:
   importance correction (and is clipped like any other ratio).
 - KL "in the reward" subtracts kl_coef x the sequence's summed estimator (with the
   sampling logprobs standing in for the policy) before the advantages, as in PPO-RLHF.
+
+Rewards beyond the verifier (`rewards`, `process_reward`):
+- `rewards: {name: weight}` adds any plain reward callable, from `verify.REWARDS` or by
+  import path (`package.module:function`), scored with the verifier through `score_all`.
+- `process_reward` is a trained `reasonloop prm` directory; every completion is split into
+  steps with the PRM's separator and scored once. `process_mode` says how the scores enter:
+  - "posterior": Posterior-GRPO (P-GRPO, seeds [003]): + weight x aggregate
+    step score, only for rollouts whose outcome is correct, so a wrong answer cannot earn
+    reward for plausible steps. (The paper's reward model is a generative Optimized-Degraded
+    model for code; ours is a step-level PRM trained from automatic labels.)
+  - "additive": + weight x aggregate step score for every rollout (ungated; the reward-hacking
+    baseline Posterior-GRPO argues against).
+  - "step": DeepSeekMath process supervision (Shao et al. 2024, §4.1.3): step scores are
+    normalised over the group and a token's process advantage is the sum of the normalised
+    scores of its step and every later step. Deviation: DeepSeekMath uses process advantages
+    *instead* of outcome ones; we add `weight` x the process advantage to the sequence's
+    outcome advantage, so the verifier still decides the sign of a whole rollout's credit.
+  The PRM score (`reward/prm`) is logged every step and watched by the reward-hacking alarm.
 """
 
 from __future__ import annotations
@@ -50,6 +68,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -62,6 +81,7 @@ from reasonloop.algorithms.curriculum import (
     parse_category,
 )
 from reasonloop.algorithms.health import HealthConfig, HealthMonitor
+from reasonloop.algorithms.prm import expand_to_tokens, posterior_gated_rewards, process_advantages, token_step_index
 from reasonloop.algorithms.rl_maths import (
     ADVANTAGES,
     CLIPS,
@@ -76,14 +96,15 @@ from reasonloop.algorithms.sft import LoRAConfig, apply_lora
 from reasonloop.config import dump_config
 from reasonloop.evaluate.run import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.reward_model import AGGREGATES, RewardModel, aggregate_scores
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
 from reasonloop.tasks.spec import TaskSpec
-from reasonloop.types import Problem, Sample
+from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.utils import console, seed_everything
-from reasonloop.verify import answer_format_reward, correctness_reward, score_all
+from reasonloop.verify import answer_format_reward, correctness_reward, get_reward, score_all
 
 TASK_SIZE = 10_000_000  # procedural tasks derive item i lazily; the cursor never wraps in practice
 
@@ -128,6 +149,14 @@ class GRPOConfig:
     overlong_cache: int = 16
     overlong_filter: bool = False
     """truncated completions (finish_reason "length") get no loss (DAPO)"""
+    rewards: dict[str, float] = field(default_factory=dict)
+    """extra rewards added to the total, name -> weight: a `verify.REWARDS` name or `package.module:function`"""
+    process_reward: str = ""
+    """a trained `reasonloop prm` directory whose step scores enter as `process_mode` says ("": none)"""
+    process_mode: Literal["posterior", "additive", "step"] = "posterior"
+    process_weight: float = 0.5
+    process_aggregate: Literal["min", "last", "prod", "mean"] = "min"
+    """how step scores become one score per rollout (posterior and additive modes)"""
     # --- data selection
     dynamic_sampling: bool = False
     """drop zero-variance groups and refill the batch (DAPO)"""
@@ -179,6 +208,14 @@ class GRPOConfig:
             raise ValueError("max_refill_rounds must be < 999 (it indexes the per-step sampling seeds)")
         if self.time_budget_s < 0:
             raise ValueError("time_budget_s must be >= 0")
+        if self.process_weight < 0:
+            raise ValueError(f"process_weight must be >= 0, got {self.process_weight}")
+        for name in self.rewards:
+            if name in ("correct", "format", "length", "prm", "total"):
+                raise ValueError(f"rewards.{name}: the name is taken by a built-in reward term; rename it")
+            get_reward(name)  # KeyError naming the bad reward at config load, not at step 1
+        if self.process_aggregate not in AGGREGATES:
+            raise ValueError(f"process_aggregate {self.process_aggregate!r} not in {sorted(AGGREGATES)}")
         if self.save_every < 0 or self.eval_every < 0 or self.eval_problems < 0 or self.max_refill_rounds < 0:
             raise ValueError("save_every, eval_every, eval_problems and max_refill_rounds must be >= 0")
 
@@ -191,21 +228,74 @@ class GRPOConfig:
 # Rewards: the verifier's correctness plus weighted shaping terms
 
 
-def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[Sample]) -> None:
-    """Fill `sample.rewards` (correct, format, length, total) in place.
+@dataclass
+class RewardSources:
+    """What `score_samples` calls besides the task's verifier, loaded once per run."""
 
-    Correctness is the task's verifier and format is `answer_format_reward`, both through
-    `verify.score_all` (parallel, timeouts, a raising verifier scores 0). The overlong term
-    is DAPO's soft punishment on *token* counts, as in the paper, from the sampler's ids.
+    extra: dict[str, Callable] = field(default_factory=dict)
+    """name -> reward callable, weighted by `cfg.rewards[name]`"""
+    prm: RewardModel | None = None
+
+    @classmethod
+    def load(cls, cfg: GRPOConfig, device: str = "cpu") -> RewardSources:
+        prm = RewardModel.from_pretrained(cfg.process_reward, device=device) if cfg.process_reward else None
+        return cls({name: get_reward(name) for name in cfg.rewards}, prm)
+
+
+def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[Sample],
+                  sources: RewardSources | None = None) -> None:
+    """Fill `sample.rewards` (correct, format, length, extra rewards, prm, total) in place.
+
+    Correctness is the task's verifier, format is `answer_format_reward`, and the extra
+    rewards are `cfg.rewards`, all through `verify.score_all` (parallel, timeouts, a raising
+    reward scores 0). The overlong term is DAPO's soft punishment on *token* counts, as in
+    the paper, from the sampler's ids. With a PRM, each sample's step scores are stored in
+    `sample.meta["step_scores"]` (the "step" mode's input) and their aggregate in
+    `rewards["prm"]`, which the total includes as `cfg.process_mode` says.
     """
-    scores = score_all({"correct": correctness_reward(task), "format": answer_format_reward},
-                       problems, [s.text for s in samples])
+    sources = sources or RewardSources()
+    fns = {"correct": correctness_reward(task), "format": answer_format_reward, **sources.extra}
+    scores = score_all(fns, problems, [s.text for s in samples])
     for i, s in enumerate(samples):
         ok, fmt = scores["correct"][i] or 0.0, scores["format"][i] or 0.0
         cache = min(cfg.overlong_cache, cfg.sampling.max_new_tokens)  # logged even when its weight is 0
         length = soft_overlong_penalty(s.num_tokens, cfg.sampling.max_new_tokens, cache)
-        s.rewards.update(correct=ok, format=fmt, length=length,
-                         total=ok + cfg.format_weight * fmt + cfg.overlong_weight * length)
+        extra = {name: scores[name][i] or 0.0 for name in sources.extra}
+        s.rewards.update(correct=ok, format=fmt, length=length, **extra,
+                         total=ok + cfg.format_weight * fmt + cfg.overlong_weight * length
+                         + sum(cfg.rewards[name] * v for name, v in extra.items()))
+    if sources.prm is not None:
+        add_process_rewards(cfg, sources.prm, problems, samples)
+
+
+def add_process_rewards(cfg: GRPOConfig, prm: RewardModel, problems: list[Problem], samples: list[Sample]) -> None:
+    """Score every sample's steps with the PRM; add the aggregate to the total unless the mode is "step"."""
+    steps = [split_steps(s.text, prm.spec.step_separator) for s in samples]
+    step_scores = prm.score_batch([p.prompt for p in problems], steps)
+    process = torch.tensor([aggregate_scores(x, cfg.process_aggregate) for x in step_scores])  # (N,)
+    correct = torch.tensor([s.rewards["correct"] for s in samples])  # (N,)
+    if cfg.process_mode == "posterior":
+        bonus = posterior_gated_rewards(correct, process, cfg.process_weight) - correct  # (N,)
+    elif cfg.process_mode == "additive":
+        bonus = cfg.process_weight * process
+    else:  # "step": enters through per-token advantages, not the sequence reward
+        bonus = torch.zeros_like(process)
+    for s, scores_, p, b in zip(samples, step_scores, process.tolist(), bonus.tolist()):
+        s.meta["step_scores"] = scores_
+        s.rewards["prm"] = p
+        s.rewards["total"] += b
+
+
+def token_process_advantages(cfg: GRPOConfig, group: list[Sample], outcome_advantages: list[float],
+                             decode: Callable[[int], str], separator: str) -> list[list[float]]:
+    """Per-token advantages of one group for `process_mode="step"`: each sample's outcome
+    advantage plus `process_weight` x the DeepSeekMath process advantage of the token's step."""
+    step_advantages = process_advantages([s.meta.get("step_scores", []) for s in group])
+    out = []
+    for s, outcome, per_step in zip(group, outcome_advantages, step_advantages):
+        token_steps = token_step_index([decode(t) for t in s.token_ids], separator)
+        out.append([outcome + cfg.process_weight * a for a in expand_to_tokens(per_step, token_steps)])
+    return out
 
 
 def hint_prompt(problem: Problem, num_steps: int) -> str | None:
@@ -245,14 +335,24 @@ def reference_logprobs(cfg, model, ref_model, batch) -> torch.Tensor:
 
 
 def make_batch(rows: list[dict], pad_id: int, device, context_key: str = "context") -> dict[str, torch.Tensor]:
-    """Right-padded ids/masks plus the sampler's logprobs and the advantages, aligned (B, T-1)."""
+    """Right-padded ids/masks plus the sampler's logprobs and the advantages, aligned (B, T-1).
+
+    Advantages are (B, 1), one per sequence, unless a row carries `token_advantages`
+    (process supervision): then (B, T-1), with a row's sequence advantage on every
+    completion token when it has no per-token ones.
+    """
     t = collate([(r[context_key], r["completion"]) for r in rows], pad_id)
     old = torch.zeros_like(t["loss_mask"])  # (B, T-1)
+    per_token = any("token_advantages" in r for r in rows)
+    adv = torch.zeros_like(t["loss_mask"]) if per_token else torch.tensor([r["advantage"] for r in rows])[:, None]
     for b, r in enumerate(rows):
         start = len(r[context_key]) - 1  # position predicting the first completion token
-        old[b, start: start + len(r["completion"])] = torch.tensor(r["old_logprobs"])
+        end = start + len(r["completion"])
+        old[b, start:end] = torch.tensor(r["old_logprobs"])
+        if per_token:
+            adv[b, start:end] = torch.tensor(r.get("token_advantages") or [r["advantage"]] * len(r["completion"]))
     t["old_logprobs"] = old
-    t["advantages"] = torch.tensor([r["advantage"] for r in rows])[:, None]  # (B, 1)
+    t["advantages"] = adv  # (B, 1) or (B, T-1)
     t["train_mask"] = t["loss_mask"] * torch.tensor([0.0 if r["masked"] else 1.0 for r in rows])[:, None]
     return {k: v.to(device) for k, v in t.items()}
 
@@ -272,6 +372,7 @@ def main(cfg: GRPOConfig) -> dict:
         ref_model, _ = load_model(cfg.model, for_training=False)
     sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                           system_prompt=cfg.model.system_prompt)
+    sources = RewardSources.load(cfg, device=str(device))
     optimizer = make_optimizer(model.parameters(), cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.optimizer_steps)
 
@@ -318,9 +419,9 @@ def main(cfg: GRPOConfig) -> dict:
             for (arm, p), group in zip(problems, groups):
                 for s in group:
                     s.problem_id = p.id
-                score_samples(cfg, tasks[arm], [p] * len(group), group)
+                score_samples(cfg, tasks[arm], [p] * len(group), group, sources)
             if cfg.guide:
-                stats["guided"] += guide_all_wrong(cfg, sampler, tasks, problems, groups, params)
+                stats["guided"] += guide_all_wrong(cfg, sampler, tasks, problems, groups, params, sources)
             rewards = torch.tensor([[s.rewards["total"] for s in g] for g in groups])  # (P, G)
             correct = torch.tensor([[s.rewards["correct"] for s in g] for g in groups])  # (P, G)
             keep = torch.ones(len(groups), dtype=torch.bool)
@@ -357,6 +458,15 @@ def main(cfg: GRPOConfig) -> dict:
             advantages = ADVANTAGES[cfg.advantage](group_rewards)  # (P, G)
             for r, a in zip(rows, advantages.flatten().tolist()):
                 r["advantage"] = a
+            if sources.prm is not None and cfg.process_mode == "step":
+                def decode(token: int) -> str:
+                    return tokenizer.decode([token], skip_special_tokens=True)
+                for g, (_, _, group) in enumerate(kept):
+                    chunk = rows[g * cfg.samples_per_prompt: (g + 1) * cfg.samples_per_prompt]
+                    per_token = token_process_advantages(cfg, group, [r["advantage"] for r in chunk], decode,
+                                                         sources.prm.spec.step_separator)
+                    for r, values in zip(chunk, per_token):
+                        r["token_advantages"] = values
             arm_progress: dict[int, list[float]] = {}
             for (arm, _, _), adv in zip(kept, advantages.abs().mean(1).tolist()):
                 arm_progress.setdefault(arm, []).append(adv)
@@ -376,6 +486,8 @@ def main(cfg: GRPOConfig) -> dict:
             "reward/correct": sum(s.rewards["correct"] for s in all_samples) / n,
             "reward/format": sum(s.rewards["format"] for s in all_samples) / n,
             "reward/length": sum(s.rewards["length"] for s in all_samples) / n,
+            **{f"reward/{name}": sum(s.rewards[name] for s in all_samples) / n
+               for name in [*sources.extra, *(["prm"] if sources.prm is not None else [])]},
             "groups/sampled": stats["sampled"], "groups/kept": len(kept), "groups/rounds": stats["rounds"],
             "groups/zero_variance_frac": stats["zero_var"] / max(1, stats["sampled"]),
             "groups/guided": stats["guided"],
@@ -435,7 +547,7 @@ run_grpo = main
 """`run_grpo(cfg) -> summary` for callers that read better with a verb (the quickstart)."""
 
 
-def guide_all_wrong(cfg, sampler, tasks, problems, groups, params) -> int:
+def guide_all_wrong(cfg, sampler, tasks, problems, groups, params, sources=None) -> int:
     """Guide: for groups with no correct sample, regenerate a fraction with a hint; returns how many groups.
 
     Sampling seeds are even for plain rounds and odd (round seed + 1) for hinted ones, so they never collide.
@@ -451,7 +563,7 @@ def guide_all_wrong(cfg, sampler, tasks, problems, groups, params) -> int:
         arm, p = problems[i]
         for s in new:
             s.problem_id, s.prompt, s.meta["hint_prompt"] = p.id, p.prompt, h  # trained without the hint
-        score_samples(cfg, tasks[arm], [p] * k, new)
+        score_samples(cfg, tasks[arm], [p] * k, new, sources)
         groups[i][-k:] = new
     return len(targets)
 
@@ -498,7 +610,8 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
             # gradients keep AdamW's step identical to running them
             kl_in_loss = cfg.kl_coef > 0 and cfg.kl_in == "loss"
             active = [r for r in mini if not r["masked"]
-                      and (r["advantage"] != 0.0 or kl_in_loss or not cfg.skip_zero_advantage)]
+                      and (r["advantage"] != 0.0 or any(r.get("token_advantages", ()))
+                           or kl_in_loss or not cfg.skip_zero_advantage)]
             optimizer.zero_grad(set_to_none=False)
             sums["policy/rows_trained_frac"] = sums.get("policy/rows_trained_frac", 0.0) + len(active) / max(1, len(mini))
             for m in range(0, len(active), cfg.micro_batch_size):

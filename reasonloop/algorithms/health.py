@@ -18,7 +18,7 @@ as an uninterrupted one.
 | clip_fraction | fraction of clipped tokens > `clip_frac_max` | `policy/clip_frac` |
 | length_drift | mean response length moved more than `length_drift_ratio` from its baseline (either way) | `len/mean` |
 | non_finite | any logged number is NaN or inf | all |
-| reward_hacking | over the last `hack_window` steps a shaping reward's slope > `hack_slope` while accuracy's slope < -`hack_slope` | `reward/format`, `reward/length`, `reward/correct` |
+| reward_hacking | over the last `hack_window` steps a shaping reward's slope > `hack_slope` while accuracy's slope < -`hack_slope` | every `reward/*` but `reward/mean` (format, length, prm, custom rewards) against `reward/correct` |
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+
+NOT_SHAPING = ("reward/correct", "reward/mean")
 
 
 @dataclass
@@ -134,7 +136,9 @@ class HealthMonitor:
             return []
         acc_slope = slope(accuracy)
         alarms = []
-        for key in ("reward/format", "reward/length"):
+        # every logged reward term except the verifier's and the total: format, length, prm, custom
+        shaping_keys = sorted(k for k in self.history if k.startswith("reward/") and k not in NOT_SHAPING)
+        for key in shaping_keys:
             shaping = self.history.get(key, [])[-w:]
             if len(shaping) == w and slope(shaping) > c.hack_slope and acc_slope < -c.hack_slope:
                 alarms.append(Alarm("reward_hacking", step, f"{key} rising ({slope(shaping):+.4f}/step) while "

@@ -33,9 +33,26 @@ REWARDS = {
 
 
 def get_reward(name: str):
-    """A registered reward by name; the error lists the valid names."""
+    """A reward by registry name, or a user's callable by import path `package.module:function`.
+
+    The error names the bad part (unknown registry name, module that fails to import,
+    missing attribute, or something that is not callable).
+    """
+    if ":" in name:
+        import importlib
+
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise KeyError(f"reward {name!r}: cannot import module {module_name!r} ({e})") from e
+        fn = getattr(module, attr, None)
+        if fn is None or not callable(fn):
+            raise KeyError(f"reward {name!r}: module {module_name!r} has no callable {attr!r}")
+        return fn
     if name not in REWARDS:
-        raise KeyError(f"unknown reward {name!r}; known rewards: {', '.join(sorted(REWARDS))}")
+        raise KeyError(f"unknown reward {name!r}; known rewards: {', '.join(sorted(REWARDS))} "
+                       f"(or a callable by import path, 'package.module:function')")
     return REWARDS[name]
 
 

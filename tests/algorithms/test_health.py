@@ -74,3 +74,14 @@ def test_slope_and_state_roundtrip():
     assert [a.name for a in resumed.update(3, stream[2])] == ["zero_variance"]
     resumed.update(4, stream[3])
     assert resumed.state_dict() == full.state_dict()
+
+
+def test_reward_hacking_probe_watches_process_and_custom_rewards_but_not_the_total():
+    w = 10
+    for key in ("reward/prm", "reward/my_rewards:short"):
+        hacking = [dict(HEALTHY, **{key: 0.2 + 0.05 * i, "reward/correct": 0.6 - 0.03 * i}) for i in range(w)]
+        fired, _ = run(hacking, hack_window=w)
+        assert fired[-1] == ["reward_hacking"], key
+    total_rises = [dict(HEALTHY, **{"reward/mean": 0.2 + 0.05 * i, "reward/correct": 0.6 - 0.03 * i}) for i in range(w)]
+    fired, _ = run(total_rises, hack_window=w)
+    assert not any("reward_hacking" in f for f in fired)

@@ -1,0 +1,151 @@
+"""grpo's extra rewards: custom callables by name or import path, and PRM step scores in three modes."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from reasonloop.algorithms.grpo import (
+    GRPOConfig,
+    RewardSources,
+    main,
+    make_batch,
+    score_samples,
+    token_process_advantages,
+    update_policy,
+)
+from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.reward_model import RewardModel
+from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.tasks import make_task
+from reasonloop.types import Sample
+
+SOLUTION_WRONG = "34 + 5 = 39\n39 + 9 = 47\nAnswer: 47"
+
+
+@pytest.fixture()
+def reward_module(tmp_path, monkeypatch):
+    """A user's reward module on sys.path: `my_rewards:short` = 1 for completions under 20 characters."""
+    (tmp_path / "my_rewards.py").write_text("def short(problem, completion):\n    return float(len(completion) < 20)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_rewards:short"
+
+
+@pytest.fixture(scope="module")
+def prm_dir(tiny_model_dir, tmp_path_factory):
+    """An untrained PRM (random head) saved as a `reasonloop prm` directory: scores are arbitrary but fixed."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("prm") / "prm"
+    RewardModel.from_backbone(tiny_model_dir, device="cpu").save_pretrained(path)
+    return path
+
+
+def problem_and_samples():
+    task = make_task("arithmetic", size=1, seed=0, min_ops=2, max_ops=2, ops=["+"])
+    p = task[0]
+    right = p.meta["solution"]
+    wrong = right.rsplit("Answer:", 1)[0] + "Answer: " + str(int(p.answer) + 1)
+    return task, p, [Sample(p.id, p.prompt, text) for text in (right, wrong, "x" * 3)]
+
+
+def test_config_rejects_unknown_or_clashing_rewards(reward_module):
+    with pytest.raises(KeyError, match="nope"):
+        GRPOConfig(rewards={"nope": 1.0})
+    with pytest.raises(KeyError, match="cannot import module 'no_such_module'"):
+        GRPOConfig(rewards={"no_such_module:f": 1.0})
+    with pytest.raises(ValueError, match="rewards.format"):
+        GRPOConfig(rewards={"format": 1.0})
+    with pytest.raises(ValueError, match="process_weight"):
+        GRPOConfig(process_weight=-1.0)
+    GRPOConfig(rewards={reward_module: 0.5, "format_think": 0.1})
+
+
+def test_custom_rewards_are_weighted_into_the_total(reward_module):
+    task, p, samples = problem_and_samples()
+    cfg = GRPOConfig(rewards={reward_module: 0.5}, format_weight=0.0)
+    score_samples(cfg, task, [p] * 3, samples, RewardSources.load(cfg))
+    for s in samples:
+        short = float(len(s.text) < 20)
+        assert s.rewards[reward_module] == short
+        assert s.rewards["total"] == pytest.approx(s.rewards["correct"] + 0.5 * short)
+    assert [s.rewards["correct"] for s in samples] == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("mode", ["posterior", "additive", "step"])
+def test_process_rewards_enter_the_total_as_the_mode_says(prm_dir, mode):
+    task, p, samples = problem_and_samples()
+    cfg = GRPOConfig(process_reward=str(prm_dir), process_mode=mode, process_weight=0.5, process_aggregate="min")
+    sources = RewardSources.load(cfg)
+    score_samples(cfg, task, [p] * 3, samples, sources)
+    for s in samples:
+        expected_steps = sources.prm.score_steps(p, s.text.split("\n"))
+        assert s.meta["step_scores"] == pytest.approx(expected_steps, abs=1e-6)
+        assert s.rewards["prm"] == pytest.approx(min(expected_steps), abs=1e-6)
+        bonus = {"posterior": 0.5 * s.rewards["prm"] * s.rewards["correct"],
+                 "additive": 0.5 * s.rewards["prm"], "step": 0.0}[mode]
+        assert s.rewards["total"] == pytest.approx(s.rewards["correct"] + bonus, abs=1e-6)
+    assert 0 < samples[0].rewards["prm"] < 1
+
+
+def test_token_process_advantages_by_hand():
+    """DeepSeekMath process advantages for step scores [[1, 0], [0]] are [[.7071, -.7071], [-.7071]]."""
+    group = [Sample("p", "q", "a\nb", token_ids=[ord(c) for c in "a\nb"], meta={"step_scores": [1.0, 0.0]}),
+             Sample("p", "q", "c", token_ids=[ord("c"), 0], meta={"step_scores": [0.0]})]  # 0 = EOS, decodes to ""
+    cfg = GRPOConfig(process_weight=0.5)
+    out = token_process_advantages(cfg, group, [1.0, -1.0], lambda t: chr(t) if t else "", "\n")
+    a = 0.5 * 2 ** -0.5
+    assert out[0] == pytest.approx([1 + a, 1 + a, 1 - a], abs=1e-4)  # "\n" closes step 0
+    assert out[1] == pytest.approx([-1 - a, -1 - a], abs=1e-4)
+
+
+def test_make_batch_places_token_advantages_on_completion_positions():
+    rows = [{"context": [1, 5, 6], "completion": [7, 8], "old_logprobs": [-0.1, -0.2], "advantage": 2.0,
+             "token_advantages": [0.5, -0.5], "masked": False},
+            {"context": [1, 5], "completion": [9, 9, 9], "old_logprobs": [-0.3] * 3, "advantage": -1.0,
+             "masked": False}]
+    batch = make_batch(rows, pad_id=0, device="cpu")
+    assert batch["advantages"].shape == batch["loss_mask"].shape
+    assert torch.equal(batch["advantages"] * batch["loss_mask"], batch["advantages"])  # nothing off the completion
+    assert batch["advantages"][0, 2:4].tolist() == [0.5, -0.5]
+    assert batch["advantages"][1, 1:4].tolist() == [-1.0, -1.0, -1.0]
+
+
+def test_constant_token_advantages_give_the_sequence_update(tiny_model_dir):
+    """(B, T-1) advantages equal to the row's advantage on every token == the (B, 1) path."""
+    task = make_task("arithmetic", size=2, seed=0)
+    finals = []
+    for per_token in (False, True):
+        model, tok = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
+        engine = TorchEngine(model, tok)
+        groups = engine.generate([task[0].prompt, task[1].prompt], 3,
+                                 SamplingParams(temperature=0.7, max_new_tokens=10, seed=3))
+        rows = []
+        for p, g in zip([task[0], task[1]], groups):
+            for k, s in enumerate(g):
+                row = {"context": engine.encode_context(p.prompt), "completion": s.token_ids,
+                       "old_logprobs": list(s.logprobs), "advantage": float(k - 1), "masked": False}
+                if per_token:
+                    row["token_advantages"] = [float(k - 1)] * len(s.token_ids)
+                rows.append(row)
+        cfg = GRPOConfig(sampling=SamplingParams(temperature=0.7, max_new_tokens=10), overlong_cache=4,
+                         prompts_per_step=2, samples_per_prompt=3)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        update_policy(cfg, model, None, opt, sched, rows, 2, tok.pad_token_id, "cpu", random.Random(0))
+        finals.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*finals))
+
+
+@pytest.mark.parametrize("mode", ["posterior", "step"])
+def test_run_with_a_process_reward_logs_it(tiny_model_dir, prm_dir, tmp_path, mode):
+    cfg = GRPOConfig(model=ModelConfig(path=str(tiny_model_dir)), steps=2, prompts_per_step=2, samples_per_prompt=3,
+                     sampling=SamplingParams(temperature=1.0, max_new_tokens=12), overlong_cache=4, eval_problems=0,
+                     save_every=0, output_dir=str(tmp_path), run_name="run", process_reward=str(prm_dir),
+                     process_mode=mode)
+    main(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "reward/prm" in r]
+    assert len(steps) == 2
+    assert all(0 <= r["reward/prm"] <= 1 and torch.isfinite(torch.tensor(r["loss"])) for r in steps if "loss" in r)
