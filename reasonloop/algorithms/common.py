@@ -121,3 +121,87 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None
 def sft_loss(logprobs: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """Token-level negative log-likelihood over completion tokens. logprobs, loss_mask: (B, T-1)."""
     return -masked_mean(logprobs, loss_mask)
+
+
+def pad_completions(values: list[list[float]], pad: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad per-completion lists to (R, Tc) with a float mask (R, Tc) of the real entries."""
+    width = max((len(v) for v in values), default=0)
+    out = torch.full((len(values), width), pad, dtype=torch.float32)
+    mask = torch.zeros((len(values), width), dtype=torch.float32)
+    for r, v in enumerate(values):
+        out[r, : len(v)] = torch.tensor(v, dtype=torch.float32)
+        mask[r, : len(v)] = 1.0
+    return out, mask
+
+
+def completion_logprobs(
+    model,
+    contexts: list[list[int]],
+    completions: list[list[int]],
+    pad_id: int,
+    temperature: float = 1.0,
+    share_prefix: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of each completion's tokens given its context, aligned to the completion.
+
+    Returns (logprobs (R, Tc), logits (R, Tc, V)): entry [r, t] is about token t of
+    completion r (pad with `pad_completions` for the mask). Differentiable.
+
+    With `share_prefix` each *distinct* context runs through the model once and its KV cache
+    (which carries gradients) is reused by every row that continues it, as in Prefix Grouper
+    (Liu et al. 2025, arXiv:2506.05433): GRPO's G samples of a prompt pay for the prompt's
+    tokens once instead of G times, in the forward and in the backward. Exactly the same
+    maths as one teacher-forced pass per row (tested to 1e-5, values and gradients); it
+    needs a model that takes `past_key_values` and `position_ids` (every HF decoder does).
+    Without it: one right-padded teacher-forced pass over context + completion per row.
+    """
+    if not share_prefix:
+        batch = collate(list(zip(contexts, completions)), pad_id)
+        logprobs, logits = token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)
+        starts = [len(c) - 1 for c in contexts]  # position predicting the first completion token
+        width = max(len(x) for x in completions)
+        index = torch.tensor([[min(s + t, logprobs.shape[1] - 1) for t in range(width)] for s in starts])  # (R, Tc)
+        return logprobs.gather(1, index), logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
+    from transformers.cache_utils import DynamicCache
+
+    device = next(model.parameters()).device
+    distinct: dict[tuple[int, ...], int] = {}
+    row_context = torch.tensor([distinct.setdefault(tuple(c), len(distinct)) for c in contexts], device=device)  # (R,)
+    unique = list(distinct)
+    ctx_len = torch.tensor([len(c) for c in unique], device=device)  # (U,)
+    width_c = int(ctx_len.max())
+    ctx_ids = torch.full((len(unique), width_c), pad_id, dtype=torch.long, device=device)  # (U, Lc), right-padded
+    ctx_mask = torch.zeros((len(unique), width_c), dtype=torch.long, device=device)
+    for u, c in enumerate(unique):
+        ctx_ids[u, : len(c)] = torch.tensor(c, device=device)
+        ctx_mask[u, : len(c)] = 1
+    positions_c = torch.arange(width_c, device=device)[None].expand(len(unique), -1)  # (U, Lc)
+    prefix = model(input_ids=ctx_ids, attention_mask=ctx_mask, position_ids=positions_c, use_cache=True)
+    # logits at each context's last real token predict its completions' first token
+    first_logits = prefix.logits[torch.arange(len(unique), device=device), ctx_len - 1]  # (U, V)
+
+    # the rows' cache: each distinct context's keys/values, gathered per row (gradients flow back)
+    cache = DynamicCache()
+    for layer_idx, layer in enumerate(prefix.past_key_values.layers):
+        cache.update(layer.keys.index_select(0, row_context), layer.values.index_select(0, row_context), layer_idx)
+
+    width = max(len(x) for x in completions)
+    comp_ids = torch.full((len(completions), width), pad_id, dtype=torch.long, device=device)  # (R, Tc)
+    comp_mask = torch.zeros((len(completions), width), dtype=torch.long, device=device)
+    for r, x in enumerate(completions):
+        comp_ids[r, : len(x)] = torch.tensor(x, device=device)
+        comp_mask[r, : len(x)] = 1
+    rest_logits = None
+    if width > 1:  # the last completion token predicts nothing we need
+        mask = torch.cat([ctx_mask.index_select(0, row_context), comp_mask[:, : width - 1]], dim=1)  # (R, Lc+Tc-1)
+        positions = ctx_len.index_select(0, row_context)[:, None] + torch.arange(width - 1, device=device)  # (R, Tc-1)
+        rest_logits = model(input_ids=comp_ids[:, : width - 1], attention_mask=mask, position_ids=positions,
+                            past_key_values=cache, use_cache=True).logits  # (R, Tc-1, V)
+    logits = first_logits.index_select(0, row_context)[:, None]  # (R, 1, V)
+    if rest_logits is not None:
+        logits = torch.cat([logits, rest_logits], dim=1)  # (R, Tc, V)
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    logprobs = logits.gather(-1, comp_ids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (R, Tc)
+    return logprobs, logits

@@ -27,7 +27,8 @@ what TRL and verl do too.
 
 Rows whose loss term is exactly zero (advantage 0 and no KL in the loss, or fully masked)
 are not run (`skip_zero_advantage`): same update, tested, much less work when many groups
-have zero reward variance.
+have zero reward variance. The G samples of a prompt share one forward (and backward) of
+the prompt's tokens (`share_prefix`, Prefix Grouper, arXiv:2506.05433): same maths, tested.
 
 Deviations from the papers, all deliberate:
 - Fresh procedural problems every step (the papers loop over a fixed dataset).
@@ -73,7 +74,13 @@ from typing import Literal
 
 import torch
 
-from reasonloop.algorithms.common import OptimConfig, collate, make_optimizer, make_scheduler, token_logprobs
+from reasonloop.algorithms.common import (
+    OptimConfig,
+    completion_logprobs,
+    make_optimizer,
+    make_scheduler,
+    pad_completions,
+)
 from reasonloop.algorithms.curriculum import (
     CurriculumConfig,
     SelfEvolvingCurriculum,
@@ -141,6 +148,8 @@ class GRPOConfig:
     old_logprobs: Literal["sampler", "recompute"] = "sampler"
     skip_zero_advantage: bool = True
     """don't run rows whose loss term is exactly 0 (advantage 0, no KL in the loss): same update, less work"""
+    share_prefix: bool = True
+    """run each prompt's tokens once per group in training passes, its KV cache reused by the G rows: same maths"""
     # --- rewards
     format_weight: float = 0.0
     """weight of `verify.answer_format_reward`: 1 if a final answer can be extracted (and does not hedge)"""
@@ -321,38 +330,39 @@ def load_policy(cfg: GRPOConfig, checkpoint: Path | None):
     return model, tokenizer
 
 
-def reference_logprobs(cfg, model, ref_model, batch) -> torch.Tensor:
-    """Log-probs of the completion tokens under the frozen reference (base weights)."""
+def policy_logprobs(cfg, model, rows: list[dict], pad_id: int, context_key: str = "context"):
+    """(logprobs (B, Tc), logits (B, Tc, V)) of the rows' completion tokens under `model`."""
+    return completion_logprobs(model, [r[context_key] for r in rows], [r["completion"] for r in rows], pad_id,
+                               cfg.sampling.temperature, cfg.share_prefix)
+
+
+def reference_logprobs(cfg, model, ref_model, rows: list[dict], pad_id: int) -> torch.Tensor:
+    """Log-probs (B, Tc) of the completion tokens under the frozen reference (base weights)."""
     with torch.no_grad():
         if ref_model is None:  # LoRA: the base model is the policy with its adapters switched off
             with model.disable_adapter():
-                return token_logprobs(model, batch["input_ids"], batch["attention_mask"], cfg.sampling.temperature)[0]
-        return token_logprobs(ref_model, batch["input_ids"], batch["attention_mask"], cfg.sampling.temperature)[0]
+                return policy_logprobs(cfg, model, rows, pad_id)[0]
+        return policy_logprobs(cfg, ref_model, rows, pad_id)[0]
 
 
 # ---------------------------------------------------------------------------------------
 # One batch of rows -> tensors
 
 
-def make_batch(rows: list[dict], pad_id: int, device, context_key: str = "context") -> dict[str, torch.Tensor]:
-    """Right-padded ids/masks plus the sampler's logprobs and the advantages, aligned (B, T-1).
+def make_batch(rows: list[dict], device) -> dict[str, torch.Tensor]:
+    """The sampler's logprobs, masks and advantages of the rows, aligned to completion tokens (B, Tc).
 
     Advantages are (B, 1), one per sequence, unless a row carries `token_advantages`
-    (process supervision): then (B, T-1), with a row's sequence advantage on every
-    completion token when it has no per-token ones.
+    (process supervision): then (B, Tc), with a row's sequence advantage on every token of
+    a row that has no per-token ones.
     """
-    t = collate([(r[context_key], r["completion"]) for r in rows], pad_id)
-    old = torch.zeros_like(t["loss_mask"])  # (B, T-1)
-    per_token = any("token_advantages" in r for r in rows)
-    adv = torch.zeros_like(t["loss_mask"]) if per_token else torch.tensor([r["advantage"] for r in rows])[:, None]
-    for b, r in enumerate(rows):
-        start = len(r[context_key]) - 1  # position predicting the first completion token
-        end = start + len(r["completion"])
-        old[b, start:end] = torch.tensor(r["old_logprobs"])
-        if per_token:
-            adv[b, start:end] = torch.tensor(r.get("token_advantages") or [r["advantage"]] * len(r["completion"]))
-    t["old_logprobs"] = old
-    t["advantages"] = adv  # (B, 1) or (B, T-1)
+    t = {}
+    t["old_logprobs"], t["loss_mask"] = pad_completions([r["old_logprobs"] for r in rows])  # (B, Tc)
+    if any("token_advantages" in r for r in rows):
+        t["advantages"], _ = pad_completions([r.get("token_advantages") or [r["advantage"]] * len(r["completion"])
+                                              for r in rows])  # (B, Tc)
+    else:
+        t["advantages"] = torch.tensor([r["advantage"] for r in rows])[:, None]  # (B, 1)
     t["train_mask"] = t["loss_mask"] * torch.tensor([0.0 if r["masked"] else 1.0 for r in rows])[:, None]
     return {k: v.to(device) for k, v in t.items()}
 
@@ -573,19 +583,18 @@ def recompute_old_logprobs(cfg, model, rows, pad_id, device) -> None:
     with torch.no_grad():
         for m in range(0, len(rows), cfg.micro_batch_size):
             chunk = rows[m: m + cfg.micro_batch_size]
-            batch = make_batch([{**r, "advantage": 0.0} for r in chunk], pad_id, device, "sample_context")
-            logprobs, _ = token_logprobs(model, batch["input_ids"], batch["attention_mask"], cfg.sampling.temperature)
+            logprobs, _ = policy_logprobs(cfg, model, chunk, pad_id, "sample_context")  # (b, Tc)
             for b, r in enumerate(chunk):
-                start = len(r["sample_context"]) - 1
-                r["old_logprobs"] = logprobs[b, start: start + len(r["completion"])].tolist()
+                r["old_logprobs"] = logprobs[b, : len(r["completion"])].tolist()
 
 
 def sequence_kl(cfg, model, ref_model, rows, pad_id, device) -> list[float]:
     """Summed per-token KL estimate of each row (sampling logprobs vs reference), for KL-in-reward."""
     out = []
     for m in range(0, len(rows), cfg.micro_batch_size):
-        batch = make_batch([{**r, "advantage": 0.0} for r in rows[m: m + cfg.micro_batch_size]], pad_id, device)
-        ref = reference_logprobs(cfg, model, ref_model, batch)  # (b, T-1)
+        chunk = rows[m: m + cfg.micro_batch_size]
+        batch = make_batch([{**r, "advantage": 0.0} for r in chunk], device)
+        ref = reference_logprobs(cfg, model, ref_model, chunk, pad_id)  # (b, Tc)
         kl = KL_ESTIMATORS[cfg.kl_estimator](batch["old_logprobs"], ref) * batch["loss_mask"]
         out += kl.sum(1).tolist()
     return out
@@ -602,7 +611,8 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
         for mb in range(cfg.minibatches):
             chosen = order[mb::cfg.minibatches]
             mini = [rows[g * group + j] for g in chosen for j in range(group)]
-            mini.sort(key=lambda r: len(r["context"]) + len(r["completion"]))  # less padding per micro-batch
+            # a group's rows stay together (they share a prefix pass), shortest completions first (less padding)
+            mini.sort(key=lambda r: (len(r["context"]), r["context"], len(r["completion"])))
             totals = {"total_tokens": float(sum(len(r["completion"]) for r in mini if not r["masked"]) or 1),
                       "total_seqs": float(len(mini)), "constant": float(cfg.sampling.max_new_tokens)}
             # rows that add exactly zero to the loss (advantage 0 without a KL term, or fully masked)
@@ -615,15 +625,15 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
             optimizer.zero_grad(set_to_none=False)
             sums["policy/rows_trained_frac"] = sums.get("policy/rows_trained_frac", 0.0) + len(active) / max(1, len(mini))
             for m in range(0, len(active), cfg.micro_batch_size):
-                batch = make_batch(active[m: m + cfg.micro_batch_size], pad_id, device)
-                mask = batch["train_mask"]  # (b, T-1)
-                logp, logits = token_logprobs(model, batch["input_ids"], batch["attention_mask"],
-                                              cfg.sampling.temperature)  # (b, T-1), (b, T-1, V)
+                chunk = active[m: m + cfg.micro_batch_size]
+                batch = make_batch(chunk, device)
+                mask = batch["train_mask"]  # (b, Tc)
+                logp, logits = policy_logprobs(cfg, model, chunk, pad_id)  # (b, Tc), (b, Tc, V)
                 per_token, clipped = CLIPS[cfg.clip](logp, batch["old_logprobs"], batch["advantages"],
                                                      cfg.clip_eps_low, cfg.clip_eps_high, cfg.dual_clip_c)
                 kl = torch.zeros_like(logp)
                 if cfg.kl_coef > 0:
-                    kl = KL_ESTIMATORS[cfg.kl_estimator](logp, reference_logprobs(cfg, model, ref_model, batch))
+                    kl = KL_ESTIMATORS[cfg.kl_estimator](logp, reference_logprobs(cfg, model, ref_model, chunk, pad_id))
                     if cfg.kl_in == "loss":
                         per_token = per_token + cfg.kl_coef * kl
                 loss = aggregate_loss(per_token, mask, cfg.loss_agg, **totals)

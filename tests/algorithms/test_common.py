@@ -59,3 +59,43 @@ def test_data_order_is_deterministic_and_covers_epochs():
     assert TrainConfig(epochs=2, batch_size=4, micro_batch_size=2).total_steps(10) == 5
     with pytest.raises(ValueError, match="multiple of micro_batch_size"):
         TrainConfig(batch_size=6, micro_batch_size=4)
+
+
+def test_pad_completions():
+    from reasonloop.algorithms.common import pad_completions
+
+    values, mask = pad_completions([[1.0, 2.0], [3.0], []])
+    assert values.tolist() == [[1.0, 2.0], [3.0, 0.0], [0.0, 0.0]]
+    assert mask.tolist() == [[1, 1], [1, 0], [0, 0]]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prefix_logprobs_and_gradients_equal_one_pass_per_row(tiny_model_dir, temperature):
+    """Prefix Grouper's claim, checked: rows continuing the same context share one prefix pass
+    (with gradients through the gathered KV cache) and get the same values and gradients as
+    teacher-forcing each row on its own. Contexts of different lengths, a 1-token completion,
+    rows of one context not adjacent."""
+    from reasonloop.algorithms.common import completion_logprobs, pad_completions
+    from reasonloop.models.policy import ModelConfig, load_model
+
+    model, _ = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
+    a, b = [1, 10, 11, 12, 13, 14], [1, 20, 21]
+    contexts = [a, b, a, a, b]
+    completions = [[30, 31, 32, 2], [40, 41], [33, 2], [34, 35, 36, 37, 38], [42]]
+    _, mask = pad_completions([[0.0] * len(x) for x in completions])
+    weights = torch.linspace(0.5, 2.0, mask.shape[1])  # a loss that weighs positions differently
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        logprobs, logits = completion_logprobs(model, contexts, completions, pad_id=0, temperature=temperature,
+                                               share_prefix=share)
+        assert logprobs.shape == mask.shape and logits.shape[:2] == mask.shape
+        (logprobs * mask * weights).sum().backward()
+        results.append((logprobs.detach() * mask, [p.grad.clone() for p in model.parameters()]))
+    (lp_plain, g_plain), (lp_shared, g_shared) = results
+    assert torch.allclose(lp_plain, lp_shared, atol=1e-5)
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(g_plain, g_shared))
+    # and the unshared path is plain teacher forcing
+    batch = collate([(a, completions[0])], pad_id=0)
+    reference, _ = token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)
+    assert torch.allclose(lp_plain[0, :4], reference[0, len(a) - 1:], atol=1e-6)

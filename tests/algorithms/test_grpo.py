@@ -166,3 +166,24 @@ def test_skipping_zero_advantage_rows_gives_the_same_update(tiny_model_dir, loss
     assert m_skip["policy/rows_trained_frac"] == pytest.approx(2 / 6) and m_full["policy/rows_trained_frac"] == 1.0
     assert m_skip["loss"] == pytest.approx(m_full["loss"], abs=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(skipped, full))
+
+
+@pytest.mark.parametrize("variant", [{}, {"kl_coef": 0.1}, {"loss_agg": "seq_mean", "num_iterations": 2}])
+def test_shared_prefix_update_equals_one_pass_per_row(tiny_model_dir, variant):
+    import random
+
+    finals = []
+    for share in (True, False):
+        model, tok = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
+        ref = load_model(ModelConfig(path=str(tiny_model_dir)))[0] if variant.get("kl_coef") else None
+        rows = rows_from(TorchEngine(model, tok))
+        cfg = GRPOConfig(sampling=SamplingParams(temperature=0.7, max_new_tokens=10), overlong_cache=4,
+                         prompts_per_step=2, samples_per_prompt=3, share_prefix=share, **variant)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        m = update_policy(cfg, model, ref, opt, sched, rows, 2, tok.pad_token_id, "cpu", random.Random(0))
+        finals.append(([p.detach().clone() for p in model.parameters()], m))
+    (shared, m_shared), (plain, m_plain) = finals
+    assert m_shared["loss"] == pytest.approx(m_plain["loss"], abs=1e-5)
+    assert m_shared["policy/entropy"] == pytest.approx(m_plain["policy/entropy"], abs=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(shared, plain))

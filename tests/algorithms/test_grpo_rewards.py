@@ -100,16 +100,16 @@ def test_token_process_advantages_by_hand():
     assert out[1] == pytest.approx([-1 - a, -1 - a], abs=1e-4)
 
 
-def test_make_batch_places_token_advantages_on_completion_positions():
+def test_make_batch_aligns_token_advantages_to_completion_tokens():
     rows = [{"context": [1, 5, 6], "completion": [7, 8], "old_logprobs": [-0.1, -0.2], "advantage": 2.0,
              "token_advantages": [0.5, -0.5], "masked": False},
             {"context": [1, 5], "completion": [9, 9, 9], "old_logprobs": [-0.3] * 3, "advantage": -1.0,
-             "masked": False}]
-    batch = make_batch(rows, pad_id=0, device="cpu")
-    assert batch["advantages"].shape == batch["loss_mask"].shape
-    assert torch.equal(batch["advantages"] * batch["loss_mask"], batch["advantages"])  # nothing off the completion
-    assert batch["advantages"][0, 2:4].tolist() == [0.5, -0.5]
-    assert batch["advantages"][1, 1:4].tolist() == [-1.0, -1.0, -1.0]
+             "masked": True}]
+    batch = make_batch(rows, device="cpu")
+    assert batch["advantages"].tolist() == [[0.5, -0.5, 0.0], [-1.0, -1.0, -1.0]]
+    assert batch["loss_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert batch["train_mask"].tolist() == [[1, 1, 0], [0, 0, 0]]  # the masked (overlong-filtered) row
+    assert batch["old_logprobs"][0].tolist() == pytest.approx([-0.1, -0.2, 0.0])
 
 
 def test_constant_token_advantages_give_the_sequence_update(tiny_model_dir):
