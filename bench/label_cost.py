@@ -5,21 +5,31 @@ Monte-Carlo (Math-Shepherd), at equal first-error F1, in one run.
     .venv/bin/python bench/label_cost.py                           # builds one: init-model + short pretrain
     .venv/bin/python bench/label_cost.py --policy DIR --out runs/label_cost   # also writes the labelled rows
 
-Workload: arithmetic problems (test split); for each, the task's corrupted solution (exact
-first error from `corrupt`), the reference solution (no error) and `--samples` policy
-samples (first error from `check_step`). Every solution is labelled by both methods at
-every N in `--ns` (continuations per Monte-Carlo estimate).
+Workload: arithmetic problems (`--task-options`, default the quickstart's: additions with 2-3
+operations); for each, the task's corrupted solution (exact first error from `corrupt`), the
+reference solution (no error) and `--samples` policy samples (first error from `check_step`).
+Every solution is labelled by every method at every N in `--ns` (continuations per
+Monte-Carlo estimate):
 
-Paired and exact accounting: for every (solution, prefix) the policy's `max(ns)` continuations
-are drawn ONCE (one batched `generate` call), and a method asking for N continuations of
-that prefix gets the first N of them (`CachedSampler`). Both methods therefore see the same
-random draws, and the rollouts/tokens counted are exactly what each method asked for.
+- `binary_search` (ours, OmegaPRM's bisection);
+- `mc`: per-step Monte-Carlo as Math-Shepherd publishes it (every prefix of every solution);
+- `mc_outcome`: the same, skipping solutions whose final answer verifies (binary search's
+  shortcut given to MC: the comparison with it isolates what bisection itself saves);
+- `mc_sequential`: MC prefix by prefix, stopping at the first prefix of value 0 (with the
+  outcome shortcut): the cheapest MC when errors come early.
+
+Every labeler calls the sampler itself, so its rollouts are counted, not derived. Paired
+accounting: for every (solution, prefix) the policy's `max(ns)` continuations are drawn ONCE
+(one batched `generate` call), and a labeler asking for N continuations of that prefix gets
+the first N of them (`CachedSampler`). All labelers therefore see the same random draws.
 
 Metric: for each method, the cost (rollouts per correctly located first error) at the
 cheapest N whose F1 reaches the target, where target = the best F1 both methods reach
 (min of the two maxima) minus `--tolerance`. ratio = MC cost / binary-search cost
-(> 1: binary search is cheaper). The per-N table of F1, step AUC, rollouts and tokens is
-printed too.
+(> 1: binary search is cheaper), MC = Math-Shepherd's `mc`; the same ratio against
+`mc_outcome` and `mc_sequential` is in the JSON too. The per-N table also has MC's soft
+labels thresholded at 0.5 (`mc soft`) and each method's labels with one HNC-merged copy per
+solution (scored against the merged truth).
 
 LAST stdout line: one JSON object {metric, ours, peer, ratio, ...}.
 """
@@ -36,12 +46,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reasonloop.algorithms.step_labels import label_solutions, prefix_text
+import yaml
+
+from reasonloop.algorithms.step_labels import hnc_augment, label_solutions, prefix_text
 from reasonloop.evaluate.process import evaluate_labels
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.tasks import make_task
 from reasonloop.types import split_steps
+
+LABELERS = ("binary_search", "mc", "mc_outcome", "mc_sequential")
+PEERS = ("mc", "mc_outcome", "mc_sequential")
+QUICKSTART_TASK = "{min_ops: 2, max_ops: 3, ops: ['+']}"
 
 
 class CachedSampler:
@@ -79,20 +95,43 @@ def build_policy(workdir: Path, num_examples: int) -> str:
     return str(workdir / "pretrain" / "final")
 
 
+def equal_f1_cost(table: list[dict], ours: str, peer: str, tolerance: float) -> dict:
+    """Both methods at the cheapest N whose F1 reaches min(best F1 of each) - tolerance."""
+    best = {m: max(r["f1"] for r in table if r["method"] == m) for m in (ours, peer)}
+    target = min(best.values()) - tolerance
+    chosen = {m: min((r for r in table if r["method"] == m and r["f1"] >= target),
+                     key=lambda r: r["rollouts_per_located_error"]) for m in best}
+    o, p = chosen[ours], chosen[peer]
+    per_tok = {m: r["tokens"] / max(1, r["located_errors"]) for m, r in chosen.items()}
+    return {
+        "ours": round(o["rollouts_per_located_error"], 2), "peer": round(p["rollouts_per_located_error"], 2),
+        "ratio": round(p["rollouts_per_located_error"] / o["rollouts_per_located_error"], 3),
+        "target_f1": round(target, 3), "ours_n": o["n"], "peer_n": p["n"],
+        "ours_f1": round(o["f1"], 3), "peer_f1": round(p["f1"], 3),
+        "tokens_per_located_ours": round(per_tok[ours], 1), "tokens_per_located_peer": round(per_tok[peer], 1),
+        "token_ratio": round(per_tok[peer] / max(1e-9, per_tok[ours]), 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--policy", default="", help="pretrained policy directory (default: build one)")
     ap.add_argument("--problems", type=int, default=60)
-    ap.add_argument("--samples", type=int, default=2, help="policy samples labelled per problem")
-    ap.add_argument("--max-ops", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=4, help="policy samples labelled per problem")
+    ap.add_argument("--task-options", default=QUICKSTART_TASK, help="arithmetic task options (YAML mapping)")
+    ap.add_argument("--split", default="test", choices=("train", "test"))
     ap.add_argument("--ns", default="1,2,4,8,16")
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--tolerance", type=float, default=0.02)
     ap.add_argument("--pretrain-examples", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="", help="directory for the labelled rows of every (method, N)")
     args = ap.parse_args()
     ns = sorted(int(x) for x in args.ns.split(","))
+    options = yaml.safe_load(args.task_options)
+    if not isinstance(options, dict):
+        raise SystemExit(f"--task-options: expected a YAML mapping, got {args.task_options!r}")
     t0 = time.perf_counter()
 
     from reasonloop.models.policy import ModelConfig
@@ -103,69 +142,77 @@ def main() -> None:
     seed_everything(args.seed)
     policy = args.policy or build_policy(Path(tempfile.mkdtemp(prefix="label_cost_")), args.pretrain_examples)
     engine = TorchEngine.from_config(ModelConfig(path=policy, device="cpu"))
-    task = make_task("arithmetic", split="test", size=args.problems, seed=args.seed, max_ops=args.max_ops)
+    task = make_task("arithmetic", split=args.split, size=args.problems, seed=args.seed, **options)
     problems = [task[i] for i in range(len(task))]
 
     # --- the solutions to label: corrupted, reference, and policy samples ---
     rng = random.Random(args.seed)
-    solutions = []
+    solutions, sources = [], []
     for p in problems:
-        solutions.append((p, task.corrupt(p, rng)[0]))
-        solutions.append((p, split_steps(p.reference_solution)))
-    params = SamplingParams(temperature=args.temperature, max_new_tokens=64, seed=args.seed)
+        solutions += [(p, task.corrupt(p, rng)[0]), (p, split_steps(p.reference_solution))]
+        sources += ["corrupt", "reference"]
+    params = SamplingParams(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
     if args.samples:
         for p, group in zip(problems, engine.generate([p.prompt for p in problems], args.samples, params)):
-            solutions += [(p, split_steps(s.text)) for s in group if split_steps(s.text)]
-    policy_accuracy = sum(task.verify(p, "\n".join(s)) for p, s in solutions[2 * len(problems):]) / max(
-        1, len(solutions) - 2 * len(problems))
+            for s in group:
+                if split_steps(s.text):
+                    solutions.append((p, split_steps(s.text)))
+                    sources.append("policy")
+    own = [(p, s) for (p, s), src in zip(solutions, sources) if src == "policy"]
+    policy_accuracy = sum(task.verify(p, "\n".join(s)) for p, s in own) / max(1, len(own))
 
     # --- draw max(ns) continuations of every proper prefix once ---
     keys = sorted({(p.prompt, prefix_text(steps, k)) for p, steps in solutions for k in range(1, len(steps))})
     t1 = time.perf_counter()
-    params = SamplingParams(temperature=args.temperature, max_new_tokens=64, seed=args.seed + 1)
+    params = SamplingParams(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed + 1)
     groups = engine.generate([k[0] for k in keys], max(ns), params, prefixes=[k[1] for k in keys])
     sampler = CachedSampler(dict(zip(keys, groups)))
     draw_seconds = time.perf_counter() - t1
 
-    # --- label with both methods at every N; score against the ground truth ---
+    # --- label with every method at every N; score against the ground truth ---
+    def scored(name: str, n: int, rows: list[dict], **kw) -> dict:
+        m = evaluate_labels(rows, **kw)
+        return {"method": name, "n": n, **{k: m[k] for k in (
+            "f1", "acc_error", "acc_correct", "step_auc", "rollouts", "tokens", "located_errors",
+            "rollouts_per_solution", "rollouts_per_located_error")}}
+
     table = []
-    for method in ("mc", "binary_search"):
+    for method in LABELERS:
         for n in ns:
             rows = label_solutions(solutions, task, sampler, method, n, params)
-            m = evaluate_labels(rows)
-            table.append({"method": method, "n": n, **{k: m[k] for k in (
-                "f1", "acc_error", "acc_correct", "step_auc", "rollouts", "tokens", "located_errors",
-                "rollouts_per_located_error")}})
+            for row, src in zip(rows, sources):
+                row["source"] = src
+            table.append(scored(method, n, rows))
+            if method == "mc":
+                table.append(scored("mc soft", n, rows, soft_threshold=0.5))
+            if method in ("mc", "binary_search"):
+                hnc = rows + hnc_augment(rows, 1.0, random.Random(args.seed))
+                table.append(scored(f"{method} + HNC", n, hnc, include_augmented=True))
             if args.out:
                 write_jsonl(Path(args.out) / f"{method}_n{n}.jsonl", rows)
     if args.out:
-        write_jsonl(Path(args.out) / "ground_truth.jsonl",
-                    label_solutions(solutions, task, None, "ground_truth", 0, params))
+        truth = label_solutions(solutions, task, None, "ground_truth", 0, params)
+        for row, src in zip(truth, sources):
+            row["source"] = src
+        write_jsonl(Path(args.out) / "ground_truth.jsonl", truth)
 
-    print(f"{'method':<14}{'N':>4}{'F1':>7}{'accE':>7}{'accC':>7}{'AUC':>7}{'rollouts':>10}{'tokens':>10}"
+    print(f"{'method':<22}{'N':>4}{'F1':>7}{'accE':>7}{'accC':>7}{'AUC':>7}{'roll/sol':>9}{'tokens':>10}"
           f"{'located':>9}{'roll/loc':>10}")
     for r in table:
-        print(f"{r['method']:<14}{r['n']:>4}{r['f1']:>7.3f}{r['acc_error']:>7.3f}{r['acc_correct']:>7.3f}"
-              f"{r['step_auc']:>7.3f}{r['rollouts']:>10}{r['tokens']:>10}{r['located_errors']:>9}"
-              f"{r['rollouts_per_located_error']:>10.1f}")
+        print(f"{r['method']:<22}{r['n']:>4}{r['f1']:>7.3f}{r['acc_error']:>7.3f}{r['acc_correct']:>7.3f}"
+              f"{r['step_auc']:>7.3f}{r['rollouts_per_solution']:>9.2f}{r['tokens']:>10}{r['located_errors']:>9}"
+              f"{r['rollouts_per_located_error']:>10.2f}")
 
-    # --- equal-F1 comparison ---
-    best = {m: max(r["f1"] for r in table if r["method"] == m) for m in ("mc", "binary_search")}
-    target = min(best.values()) - args.tolerance
-    chosen = {m: min((r for r in table if r["method"] == m and r["f1"] >= target),
-                     key=lambda r: r["rollouts_per_located_error"]) for m in best}
-    ours, peer = chosen["binary_search"], chosen["mc"]
+    # --- equal-F1 comparison against each MC variant ---
+    versus = {peer: equal_f1_cost(table, "binary_search", peer, args.tolerance) for peer in PEERS}
+    wrong = [len(s) for p, s in solutions if not task.verify(p, "\n".join(s))]
     print(json.dumps({
         "metric": "rollouts per correctly located first error at equal F1 (lower is better)",
-        "ours": round(ours["rollouts_per_located_error"], 2), "peer": round(peer["rollouts_per_located_error"], 2),
-        "ratio": round(peer["rollouts_per_located_error"] / ours["rollouts_per_located_error"], 3),
-        "target_f1": round(target, 3), "ours_n": ours["n"], "peer_n": peer["n"],
-        "ours_f1": round(ours["f1"], 3), "peer_f1": round(peer["f1"], 3),
-        "tokens_per_located_ours": round(ours["tokens"] / max(1, ours["located_errors"]), 1),
-        "tokens_per_located_peer": round(peer["tokens"] / max(1, peer["located_errors"]), 1),
-        "token_ratio": round((peer["tokens"] / max(1, peer["located_errors"]))
-                             / max(1e-9, ours["tokens"] / max(1, ours["located_errors"])), 3),
-        "solutions": len(solutions), "policy_sample_accuracy": round(policy_accuracy, 3),
+        **versus["mc"],
+        **{f"vs_{peer}": versus[peer] for peer in PEERS[1:]},
+        "solutions": len(solutions), "wrong_answer_solutions": len(wrong),
+        "mean_steps_wrong_answer": round(sum(wrong) / max(1, len(wrong)), 2),
+        "policy_sample_accuracy": round(policy_accuracy, 3), "task_options": options, "split": args.split,
         "draw_seconds": round(draw_seconds, 1), "total_seconds": round(time.perf_counter() - t0, 1),
         "policy": policy, "ours_name": "binary_search", "peer_name": "mc (Math-Shepherd per-step)",
     }))

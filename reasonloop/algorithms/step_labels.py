@@ -14,6 +14,12 @@ Labelers (each is one function below, registered in `LABELERS`):
 - `binary_search_labels` (OmegaPRM, Luo et al. 2024, arXiv:2406.06592): for a solution whose
   final answer is wrong, bisect for the first prefix whose Monte-Carlo value is 0; steps
   before it are good, it and everything after are bad. Cost: N x ceil(log2(steps)) rollouts.
+- `outcome_gated_mc_labels`: per-step Monte-Carlo that first grades the final answer and
+  labels a verified solution all-good at zero cost (binary search's shortcut, given to MC,
+  so a comparison isolates what bisection itself saves).
+- `sequential_mc_labels`: Monte-Carlo estimates from the first prefix on, stopping at the
+  first prefix whose value is 0 (with the same outcome shortcut). Cost: N x (first error + 1)
+  rollouts, capped at N x (steps - 1): cheaper than bisection when errors come early.
 - `ground_truth_labels`: exact labels from the task's `check_step` (procedural tasks only);
   the reference every automatic labeler is scored against (`reasonloop.evaluate.process`).
 
@@ -77,7 +83,7 @@ class LabelConfig:
     solutions: Literal["policy", "corrupt"] = "policy"
     """what gets labelled: the policy's own samples, or the task's corrupted reference solutions"""
     solutions_per_problem: int = 4
-    method: Literal["mc", "binary_search", "ground_truth"] = "mc"
+    method: Literal["mc", "mc_outcome", "mc_sequential", "binary_search", "ground_truth"] = "mc"
     rollouts_per_step: int = 8
     """N, continuations per Monte-Carlo estimate (Math-Shepherd: 8; OmegaPRM: 16)"""
     temperature: float = 1.0
@@ -215,6 +221,44 @@ def binary_search_labels(
                            rollouts=rollouts, tokens=tokens)
 
 
+def outcome_gated_mc_labels(
+    sampler: Sampler, task: Task, problem: Problem, steps: list[str], n: int, params: SamplingParams,
+    separator: str = "\n",
+) -> LabeledSolution:
+    """Math-Shepherd MC on wrong-answer solutions only; a verified final answer labels every step good, 0 rollouts."""
+    if task.verify(problem, prefix_text(steps, len(steps), separator)) == 1.0:
+        return LabeledSolution(problem.id, problem.prompt, steps, [True] * len(steps), [1.0] * len(steps),
+                               outcome=True, method="mc_outcome")
+    labeled = monte_carlo_labels(sampler, task, problem, steps, n, params, separator)
+    labeled.method = "mc_outcome"
+    return labeled
+
+
+def sequential_mc_labels(
+    sampler: Sampler, task: Task, problem: Problem, steps: list[str], n: int, params: SamplingParams,
+    separator: str = "\n",
+) -> LabeledSolution:
+    """MC estimates of prefixes 1, 2, ... until the first whose value is 0: that step is the first error.
+
+    A verified final answer labels every step good at zero cost; when every proper prefix
+    keeps a value > 0, the wrong answer line itself is the first error. Steps after the first
+    error are bad with soft label 0; probed good steps keep their measured value.
+    """
+    if task.verify(problem, prefix_text(steps, len(steps), separator)) == 1.0:
+        return LabeledSolution(problem.id, problem.prompt, steps, [True] * len(steps), [1.0] * len(steps),
+                               outcome=True, method="mc_sequential")
+    soft, rollouts, tokens = [], 0, 0
+    for k in range(1, len(steps)):  # prefix k ends with step k - 1
+        (value,), r, t = estimate_values(sampler, task, problem, steps, [k], n, params, separator)
+        soft, rollouts, tokens = soft + [value], rollouts + r, tokens + t
+        if value == 0:
+            break
+    error = next((i for i, v in enumerate(soft) if v == 0), len(steps) - 1)
+    soft = soft[:error] + [0.0] * (len(steps) - error)
+    return LabeledSolution(problem.id, problem.prompt, steps, [i < error for i in range(len(steps))], soft,
+                           outcome=False, method="mc_sequential", rollouts=rollouts, tokens=tokens)
+
+
 def ground_truth_labels(
     sampler: Sampler | None, task: Task, problem: Problem, steps: list[str], n: int = 0,
     params: SamplingParams | None = None, separator: str = "\n",
@@ -232,6 +276,8 @@ def ground_truth_labels(
 Labeler = Callable[..., LabeledSolution]
 LABELERS: dict[str, Labeler] = {
     "mc": monte_carlo_labels,
+    "mc_outcome": outcome_gated_mc_labels,
+    "mc_sequential": sequential_mc_labels,
     "binary_search": binary_search_labels,
     "ground_truth": ground_truth_labels,
 }
@@ -262,7 +308,8 @@ def hnc_augment(rows: list[dict[str, Any]], rate: float, rng: random.Random, sep
     out = []
     for row in rows:
         if len(row["completions"]) >= 2 and rng.random() < rate:
-            out.append({**merge_steps(row, rng.randrange(len(row["completions"]) - 1), separator), "augment": "hnc"})
+            merged = merge_steps(row, rng.randrange(len(row["completions"]) - 1), separator)
+            out.append({**merged, "augment": "hnc", "rollouts": 0, "tokens": 0})  # derived: no new rollouts
     return out
 
 
@@ -273,7 +320,7 @@ def hrm_pair_rows(row: dict[str, Any], separator: str = "\n") -> list[dict[str, 
     for i in range(len(row["completions"]) - 1):
         merged = merge_steps(row, i, separator)
         cut = i + 1  # nodes up to and including the merged pair
-        item = {**merged, "completions": merged["completions"][:cut], "augment": "hrm_pair"}
+        item = {**merged, "completions": merged["completions"][:cut], "augment": "hrm_pair", "rollouts": 0, "tokens": 0}
         for key in ("labels", "soft_labels", "values"):
             if key in merged and merged[key] is not None:
                 item[key] = merged[key][:cut]

@@ -85,19 +85,26 @@ def evaluate_step_scores(
     return {**first_error_f1(predicted, true_first_errors), "step_auc": step_auc(flat_scores, flat_truth)}
 
 
-def evaluate_labels(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+def evaluate_labels(rows: Sequence[dict[str, Any]], soft_threshold: float | None = None,
+                    include_augmented: bool = False) -> dict[str, float]:
     """Quality and cost of labelled rows (`step_labels` output) against their `true_first_error`.
 
-    F1 uses the hard labels; AUC ranks steps by the soft labels. `rollouts_per_located_error`
-    is the rollouts spent on all rows divided by the erroneous rows whose first error was found.
+    F1 uses the hard labels, or, with `soft_threshold`, the soft labels thresholded (a step is
+    bad when its soft label is below it: Math-Shepherd's soft estimate turned into a label).
+    AUC ranks steps by the soft labels. `rollouts_per_located_error` is the rollouts spent on
+    all rows divided by the erroneous rows whose first error was found. Augmented rows (HNC,
+    HRM pairs) are scored only with `include_augmented` (their truth is the merged one).
     """
-    rows = [r for r in rows if "true_first_error" in r and not r.get("augment")]
+    rows = [r for r in rows if "true_first_error" in r and (include_augmented or not r.get("augment"))]
     if not rows:
         raise ValueError("no rows with a true_first_error to evaluate against")
-    predicted = [next((i for i, g in enumerate(r["labels"]) if not g), None) for r in rows]
+    soft = [r.get("soft_labels") or [float(g) for g in r["labels"]] for r in rows]
+    if soft_threshold is None:
+        predicted = [next((i for i, g in enumerate(r["labels"]) if not g), None) for r in rows]
+    else:
+        predicted = [predicted_first_error(s, soft_threshold) for s in soft]
     true = [r["true_first_error"] for r in rows]
     out = first_error_f1(predicted, true)
-    soft = [r.get("soft_labels") or [float(g) for g in r["labels"]] for r in rows]
     out["step_auc"] = step_auc([x for s in soft for x in s],
                                [g for s, t in zip(soft, true) for g in step_truth(len(s), t)])
     located = sum(p == t for p, t in zip(predicted, true) if t is not None)

@@ -7,7 +7,8 @@ import pytest
 
 from reasonloop.algorithms.step_labels import (
     LabelConfig, binary_search_labels, ground_truth_labels, hnc_augment, hrm_pair_rows, label_solutions, main,
-    merge_steps, monte_carlo_labels, prm800k_rows, read_step_rows, rest_mcts_values,
+    merge_steps, monte_carlo_labels, outcome_gated_mc_labels, prm800k_rows, read_step_rows, rest_mcts_values,
+    sequential_mc_labels,
 )
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.jsonl import RecordError
@@ -115,6 +116,28 @@ def test_monte_carlo_costs_more_than_binary_search_for_the_same_answer():
     assert a.hard == b.hard and (mc.rollouts, bs.rollouts) == (32, 16)
 
 
+def test_outcome_gated_mc_skips_verified_answers_and_equals_mc_otherwise():
+    sampler = ContinuingSampler()
+    ok = outcome_gated_mc_labels(sampler, TASK, PROBLEM, planted(-1), n=4, params=PARAMS)
+    assert ok.hard == [True] * 5 and ok.rollouts == 0 and sampler.rollouts == 0
+    wrong = outcome_gated_mc_labels(sampler, TASK, PROBLEM, planted(2), n=4, params=PARAMS)
+    plain = monte_carlo_labels(ContinuingSampler(), TASK, PROBLEM, planted(2), n=4, params=PARAMS)
+    assert (wrong.hard, wrong.soft, wrong.rollouts) == (plain.hard, plain.soft, 16) and wrong.method == "mc_outcome"
+
+
+@pytest.mark.parametrize("error, probes", [(0, 1), (1, 2), (2, 3), (3, 4), (4, 4)])
+def test_sequential_mc_stops_at_the_first_zero_value(error, probes):
+    # prefixes 1..4 are probed in order until one holds the error; an error in the answer line
+    # (step 4) leaves all 4 proper prefixes good, and the graded-for-free answer is the first error
+    sampler = ContinuingSampler(wrong_per_prefix=1)
+    labeled = sequential_mc_labels(sampler, TASK, PROBLEM, planted(error), n=4, params=PARAMS)
+    assert labeled.first_error == error and labeled.hard == [i < error for i in range(5)]
+    assert labeled.rollouts == sampler.rollouts == 4 * probes
+    # a good prefix scores 3/4, except prefix 4, whose continuation is only the answer line (never off by one)
+    assert labeled.soft == [0.75] * min(error, 3) + [1.0] * (error == 4) + [0.0] * (5 - error)
+    assert sequential_mc_labels(ContinuingSampler(), TASK, PROBLEM, planted(-1), 4, PARAMS).rollouts == 0
+
+
 def test_ground_truth_labels_follow_check_step():
     labeled = ground_truth_labels(None, TASK, PROBLEM, planted(1))
     assert labeled.hard == [True, False, False, False, False] and labeled.true_first_error == 1
@@ -145,8 +168,10 @@ def test_merge_steps_takes_the_second_steps_labels():
 def test_hnc_augment_rate_and_hrm_pairs():
     rows = [row(["a", "b", "c"], [True, True, False], tfe=2), row(["x"], [True])]
     assert hnc_augment(rows, 0.0, random.Random(0)) == []
+    rows[0]["rollouts"] = 8
     new = hnc_augment(rows, 1.0, random.Random(0))
     assert len(new) == 1 and len(new[0]["completions"]) == 2 and new[0]["augment"] == "hnc"
+    assert new[0]["rollouts"] == 0 and rows[0]["rollouts"] == 8  # a merged copy is derived, it costs nothing
     pairs = hrm_pair_rows(rows[0])
     assert [p["completions"] for p in pairs] == [["a\nb"], ["a", "b\nc"]]
     assert [p["labels"] for p in pairs] == [[True], [True, False]]

@@ -47,3 +47,18 @@ def test_evaluate_step_scores_and_labels():
     # good steps 0.5, 0.25, 1.0, 0.0 vs bad 0.0, 0.0, 0.0: pairs won 3*3 + ties 1*3*0.5 = 10.5 of 12
     assert m["step_auc"] == pytest.approx(10.5 / 12)
     assert m["rollouts"] == 16 and m["located_errors"] == 1 and m["rollouts_per_located_error"] == 16
+
+
+def test_evaluate_labels_soft_threshold_and_augmented_rows():
+    rows = [
+        {"labels": [True, False], "soft_labels": [0.25, 0.0], "true_first_error": 1, "rollouts": 4},
+        {"labels": [True, True], "soft_labels": [0.75, 1.0], "true_first_error": None, "rollouts": 4},
+        {"labels": [False], "soft_labels": [0.0], "true_first_error": 0, "augment": "hnc", "rollouts": 0},
+    ]
+    hard = evaluate_labels(rows)
+    assert hard["f1"] == 1.0 and hard["n_error"] == 1  # the augmented row is left out
+    # threshold 0.5: step 0 of row 0 (0.25) becomes the predicted first error: wrong
+    soft = evaluate_labels(rows, soft_threshold=0.5)
+    assert soft["acc_error"] == 0.0 and soft["acc_correct"] == 1.0 and soft["located_errors"] == 0
+    both = evaluate_labels(rows, include_augmented=True)
+    assert both["n_error"] == 2 and both["acc_error"] == 1.0 and both["rollouts"] == 8
