@@ -133,6 +133,7 @@ def run_ours(base: Path, args, out: Path, budget: float) -> dict:
         optim=OptimConfig(lr=args.lr, schedule="constant", beta1=0.9, beta2=0.999, weight_decay=0.0, grad_clip=1.0),
         micro_batch_size=P * G, eval_problems=0, save_every=0, time_budget_s=budget,
         output_dir=str(out), run_name="ours", seed=0, skip_zero_advantage=args.skip_zero_advantage,
+        share_prefix=args.share_prefix,
     )
     summary = main(cfg)
     rows = [json.loads(line) for line in (out / "ours" / "metrics.jsonl").read_text().splitlines()]
@@ -154,6 +155,8 @@ def main() -> None:
     parser.add_argument("--eval-problems", type=int, default=100)
     parser.add_argument("--skip-zero-advantage", action=argparse.BooleanOptionalAction, default=True,
                         help="reasonloop's default; --no-skip-zero-advantage runs every row like TRL does")
+    parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=True,
+                        help="reasonloop's default; --no-share-prefix runs each row's prompt tokens, like TRL does")
     parser.add_argument("--pretrain-examples", type=int, default=6000)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_grpo_vs_trl")
     args = parser.parse_args()
@@ -206,7 +209,9 @@ def main() -> None:
         "rows_trained_frac_ours": round(statistics.mean(ours["rows_trained_frac"]), 3),
         "settings": {"prompts_per_step": P, "group": G, "max_new_tokens": args.max_new_tokens, "lr": args.lr,
                      "threads": torch.get_num_threads(), "eval_problems": args.eval_problems,
-                     "skip_zero_advantage": args.skip_zero_advantage},
+                     "skip_zero_advantage": args.skip_zero_advantage, "share_prefix": args.share_prefix},
+        "median_split_ours": {"sample_and_reward": round(statistics.median(ours["time_sample"]), 3),
+                              "update": round(statistics.median(ours["time_train"]), 3)},
         "loadavg": load,
     }))
 
