@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import tempfile
@@ -93,6 +94,27 @@ def build_policy(workdir: Path, num_examples: int) -> str:
     cfg.train.optim.lr, cfg.train.optim.warmup_steps = 2e-3, 10
     pretrain(cfg)
     return str(workdir / "pretrain" / "final")
+
+
+def score_variants(method: str, n: int, rows: list[dict], seed: int = 0) -> list[dict]:
+    """Table rows for one labeler's rows: its hard labels; for mc, its soft labels at 0.5; for mc and
+    binary search, the rows plus one HNC-merged copy each (scored against the merged truth, at no extra cost)."""
+    def scored(name: str, rs: list[dict], **kw) -> dict:
+        m = evaluate_labels(rs, **kw)
+        return {"method": name, "n": n, **{k: m[k] for k in (
+            "f1", "acc_error", "acc_correct", "step_auc", "rollouts", "tokens", "located_errors",
+            "rollouts_per_solution", "rollouts_per_located_error", "n_error", "n_correct")}}
+
+    out = [scored(method, rows)]
+    if method == "mc":
+        out.append(scored("mc soft", rows, soft_threshold=0.5))
+    if method in ("mc", "binary_search"):
+        hnc = scored(f"{method} + HNC", rows + hnc_augment(rows, 1.0, random.Random(seed)), include_augmented=True)
+        # the merged copies are free and are not solutions of their own: cost per labelled solution is the base's,
+        # and a cost per located error would count each error twice
+        hnc.update(rollouts_per_solution=out[0]["rollouts_per_solution"], rollouts_per_located_error=math.nan)
+        out.append(hnc)
+    return out
 
 
 def equal_f1_cost(table: list[dict], ours: str, peer: str, tolerance: float) -> dict:
@@ -170,24 +192,13 @@ def main() -> None:
     draw_seconds = time.perf_counter() - t1
 
     # --- label with every method at every N; score against the ground truth ---
-    def scored(name: str, n: int, rows: list[dict], **kw) -> dict:
-        m = evaluate_labels(rows, **kw)
-        return {"method": name, "n": n, **{k: m[k] for k in (
-            "f1", "acc_error", "acc_correct", "step_auc", "rollouts", "tokens", "located_errors",
-            "rollouts_per_solution", "rollouts_per_located_error")}}
-
     table = []
     for method in LABELERS:
         for n in ns:
             rows = label_solutions(solutions, task, sampler, method, n, params)
             for row, src in zip(rows, sources):
                 row["source"] = src
-            table.append(scored(method, n, rows))
-            if method == "mc":
-                table.append(scored("mc soft", n, rows, soft_threshold=0.5))
-            if method in ("mc", "binary_search"):
-                hnc = rows + hnc_augment(rows, 1.0, random.Random(args.seed))
-                table.append(scored(f"{method} + HNC", n, hnc, include_augmented=True))
+            table += score_variants(method, n, rows, args.seed)
             if args.out:
                 write_jsonl(Path(args.out) / f"{method}_n{n}.jsonl", rows)
     if args.out:
@@ -195,6 +206,7 @@ def main() -> None:
         for row, src in zip(truth, sources):
             row["source"] = src
         write_jsonl(Path(args.out) / "ground_truth.jsonl", truth)
+        (Path(args.out) / "table.json").write_text(json.dumps(table, indent=1) + "\n")
 
     print(f"{'method':<22}{'N':>4}{'F1':>7}{'accE':>7}{'accC':>7}{'AUC':>7}{'roll/sol':>9}{'tokens':>10}"
           f"{'located':>9}{'roll/loc':>10}")

@@ -1,0 +1,66 @@
+"""bench/label_cost.py: the equal-F1 cost comparison by hand, and one end-to-end run on a tiny policy."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.label_cost import equal_f1_cost, score_variants  # noqa: E402
+
+
+def entry(method, n, f1, rollouts, located, tokens=0):
+    return {"method": method, "n": n, "f1": f1, "rollouts": rollouts, "tokens": tokens, "located_errors": located,
+            "rollouts_per_located_error": rollouts / located}
+
+
+def test_equal_f1_cost_picks_each_methods_cheapest_n_reaching_the_common_target():
+    table = [entry("binary_search", 1, 0.80, 10, 8, 100), entry("binary_search", 2, 0.90, 20, 9, 200),
+             entry("mc", 1, 0.70, 30, 7, 300), entry("mc", 2, 0.86, 60, 8, 600), entry("mc", 4, 0.88, 120, 8, 1200)]
+    # target = min(0.90, 0.88) - 0.02 = 0.86: binary search needs N=2 (20/9), MC N=2 (60/8)
+    got = equal_f1_cost(table, "binary_search", "mc", tolerance=0.02)
+    assert (got["ours_n"], got["peer_n"], got["target_f1"]) == (2, 2, 0.86)
+    assert got["ours"] == round(20 / 9, 2) and got["peer"] == 7.5
+    assert got["ratio"] == round(7.5 / (20 / 9), 3) and got["token_ratio"] == round(75 / (200 / 9), 3)
+
+
+def test_score_variants_adds_soft_and_free_hnc_rows():
+    rows = [{"prompt": "q", "completions": ["a", "b", "c"], "labels": [True, False, False],
+             "soft_labels": [0.25, 0.0, 0.0], "true_first_error": 1, "rollouts": 6, "tokens": 60},
+            {"prompt": "q", "completions": ["a", "b"], "labels": [True, True], "soft_labels": [1.0, 1.0],
+             "true_first_error": None, "rollouts": 0, "tokens": 0}]
+    mc, soft, hnc = score_variants("mc", 4, rows)
+    assert [v["method"] for v in (mc, soft, hnc)] == ["mc", "mc soft", "mc + HNC"]
+    assert mc["f1"] == 1.0 and soft["acc_error"] == 0.0  # 0.25 < 0.5: soft labels flag step 0
+    assert hnc["rollouts"] == 6 and hnc["rollouts_per_solution"] == mc["rollouts_per_solution"] == 3.0
+    assert math.isnan(hnc["rollouts_per_located_error"]) and hnc["n_error"] == 2  # the merged copy is scored
+    assert [v["method"] for v in score_variants("mc_sequential", 4, rows)] == ["mc_sequential"]
+
+
+@pytest.mark.slow
+def test_bench_end_to_end_on_a_tiny_policy(tiny_model_dir, tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "label_cost.py"), "--policy", str(tiny_model_dir), "--problems", "2",
+         "--samples", "1", "--ns", "1,2", "--max-new-tokens", "12", "--out", str(tmp_path / "rows")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"metric", "ours", "peer", "ratio", "vs_mc_outcome", "vs_mc_sequential"} <= set(result)
+    table = json.loads((tmp_path / "rows" / "table.json").read_text())
+    methods = {r["method"] for r in table}
+    assert methods == {"binary_search", "binary_search + HNC", "mc", "mc soft", "mc + HNC", "mc_outcome",
+                       "mc_sequential"}
+    # Math-Shepherd MC probes every proper prefix of every solution: N x (steps - 1) rollouts each
+    truth = [json.loads(x) for x in (tmp_path / "rows" / "ground_truth.jsonl").read_text().splitlines()]
+    mc2 = next(r for r in table if r["method"] == "mc" and r["n"] == 2)
+    assert mc2["rollouts"] == sum(2 * (len(r["completions"]) - 1) for r in truth)
+    assert {r["source"] for r in truth} <= {"corrupt", "reference", "policy"}
+
+
+if __name__ == "__main__":
+    pytest.main([__file__])
