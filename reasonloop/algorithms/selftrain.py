@@ -18,6 +18,10 @@ Papers and the option that implements each:
       bs = mean_i  min(n'_i / n*, 1) * n'_i / n_i
   n_i: distinct selected responses of query i, n'_i: those that are truly correct, n*: the
   number of correct responses wanted per query (`bstar.target_correct`).
+  The paper's second knob, the reward-model threshold, is `bstar.reward_model` (a directory
+  trained by `reasonloop prm`) with candidate `bstar.reward_thresholds`: a verifier-correct
+  sample is then selected only if its aggregated step score is >= the threshold, and the probe
+  searches (temperature, k, threshold) jointly.
 - Partially-correct solutions (in the spirit of process supervision; no single paper),
   `partial_solutions=true`: for a problem with no correct sample on a task that checks steps
   (`check_step` / `first_error`), train on the longest prefix whose steps all verify, without
@@ -32,10 +36,11 @@ and `bstar/balance_score`.
 Deviations:
 - Fresh problems are drawn each iteration (procedural tasks are unlimited; the papers reuse a
   fixed training set).
-- B-STaR with a binary outcome verifier and no reward model: "selected" = verifier-correct,
+- B-STaR: "selected" = verifier-correct (and, with `bstar.reward_model`, scored >= the
+  threshold, as the paper's math setting combines the answer check with a reward model);
   "truly correct" = every step verifies (`check_step`), or the verifier alone when the task
-  cannot check steps (the precision term is then 1). The paper searches temperature and a
-  reward-model threshold; its released code searches temperature and k, as we do. Queries
+  cannot check steps (the precision term is then 1). The paper searches temperature and the
+  reward threshold; its released code searches temperature and k; we search all three. Queries
   with nothing selected count 0 (the paper's code adds the gold solution to every query, so
   none is empty). Among configurations within `bstar.tolerance` of the best score we take
   the cheapest (fewest samples, then lowest temperature): the score alone always prefers
@@ -56,6 +61,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -88,6 +94,13 @@ class BStarConfig:
     """n* of the balance score: correct responses wanted per query"""
     tolerance: float = 0.01
     """configurations within this of the best score tie; the cheapest wins"""
+    reward_model: str = ""
+    """a reward model directory (`reasonloop prm`): with it, a verifier-correct sample is selected only
+    if its aggregated step score is >= the threshold chosen from `reward_thresholds`. Empty: verifier only"""
+    reward_thresholds: list[float] = field(default_factory=lambda: [0.0])
+    """candidate thresholds in [0, 1] searched by the probe together with temperature and k"""
+    reward_aggregate: Literal["min", "last", "prod", "mean"] = "min"
+    """how step scores become one solution score (see `models.reward_model.AGGREGATES`)"""
 
     def __post_init__(self):
         if not self.temperatures or min(self.temperatures) <= 0:
@@ -96,6 +109,10 @@ class BStarConfig:
             raise ValueError("bstar.samples_per_prompt must be a non-empty list of k >= 1")
         if self.probe_problems < 1 or self.target_correct < 1 or self.tolerance < 0:
             raise ValueError("bstar needs probe_problems >= 1, target_correct >= 1, tolerance >= 0")
+        if not self.reward_thresholds or not all(0.0 <= t <= 1.0 for t in self.reward_thresholds):
+            raise ValueError(f"bstar.reward_thresholds must be a non-empty list in [0, 1], got {self.reward_thresholds}")
+        if not self.reward_model and self.reward_thresholds != [0.0]:
+            raise ValueError("bstar.reward_thresholds needs bstar.reward_model (a directory from `reasonloop prm`)")
 
 
 @dataclass
@@ -145,6 +162,8 @@ class SelfTrainConfig:
             raise ValueError("hint_template must contain {prompt} and {answer}")
         if self.rationalization_samples < 1 or self.min_prefix_steps < 1:
             raise ValueError("rationalization_samples and min_prefix_steps must be >= 1")
+        if self.bstar.reward_model and self.adapt != "bstar":
+            raise ValueError("bstar.reward_model is used by adapt=bstar only; set adapt=bstar or drop it")
         if self.train_save_every < 0:
             raise ValueError(f"train_save_every must be >= 0 (0: no mid-training checkpoints), got {self.train_save_every}")
 
@@ -172,6 +191,17 @@ def passing_keep_rule(task, problems: list[Problem], samples: list[Sample], keep
         return samples
     by_id = {p.id: p for p in problems}
     return [s for s in samples if steps_all_verify(task, by_id[s.problem_id], s.text)]
+
+
+def above_threshold(samples: list[Sample], threshold: float) -> list[Sample]:
+    """The samples whose reward-model score (`rewards["reward_model"]`) is >= `threshold`; samples
+    without a score (none was computed: no reward model, or an incorrect sample) pass unchanged.
+
+    >>> s = [Sample("p", "Q", t, rewards={"correct": 1.0, "reward_model": r}) for t, r in (("a", 0.2), ("b", 0.7))]
+    >>> [x.text for x in above_threshold(s, 0.5)]
+    ['b']
+    """
+    return [s for s in samples if s.rewards.get("reward_model", 1.0) >= threshold]
 
 
 def balance_score(selected: list[int], truly_correct: list[int], target_correct: int) -> float:
@@ -256,29 +286,61 @@ def rationalize(sampler, task, problems: list[Problem], cfg: SelfTrainConfig, pa
         [h for h in hints for _ in range(cfg.rationalization_samples)],
         sample_and_verify(sampler, task, problems, cfg.rationalization_samples, params, prompts=hints),
     ):
-        hint_line = hinted[len(p.prompt):] if hinted.startswith(p.prompt) else hinted
+        hint_line = hinted.removeprefix(p.prompt)
         s.prompt = p.prompt  # stored as an answer to the *original* question: the hint never reaches training
         s.meta = {**s.meta, "rationalized": True, "hint_leak": leaks_hint(s.text, hint_line)}
         out.append(s)
     return out
 
 
-def bstar_probe(sampler, task, problems: list[Problem], cfg: SelfTrainConfig, seed: int) -> dict:
-    """Score every (temperature, k) on the probe problems; return the grid and the choice."""
+Scorer = Callable[[list[str], list[str]], list[float]]
+"""(prompts, completions) -> one reward-model score per completion"""
+
+
+def reward_model_scorer(path: str, aggregate: str) -> Scorer:
+    """Score completions with a trained reward model: its step scores, aggregated (`aggregate_scores`)."""
+    from reasonloop.models.reward_model import RewardModel, aggregate_scores
+
+    rm = RewardModel.from_pretrained(path, device="cpu")
+
+    def score(prompts: list[str], completions: list[str]) -> list[float]:
+        steps = [split_steps(c, rm.spec.step_separator) for c in completions]
+        return [aggregate_scores(s, aggregate) for s in rm.score_batch(prompts, steps)]
+
+    return score
+
+
+def score_correct(scorer: Scorer | None, samples: list[Sample]) -> None:
+    """Write the reward-model score of every verifier-correct sample into `rewards["reward_model"]`
+    (incorrect ones are never selected, so they are not scored)."""
+    correct = [s for s in samples if s.correct]
+    if scorer is None or not correct:
+        return
+    for s, r in zip(correct, scorer([s.prompt for s in correct], [s.text for s in correct])):
+        s.rewards["reward_model"] = float(r)
+
+
+def bstar_probe(sampler, task, problems: list[Problem], cfg: SelfTrainConfig, seed: int,
+                scorer: Scorer | None = None) -> dict:
+    """Score every (temperature, k, reward threshold) on the probe problems; return the grid and the choice."""
     b, k_max, grid = cfg.bstar, max(cfg.bstar.samples_per_prompt), []
     tokens = 0
     for t in b.temperatures:
         params = SamplingParams(**{**vars(cfg.sampling), "temperature": t, "seed": seed})
         samples = sample_and_verify(sampler, task, problems, k_max, params)
+        score_correct(scorer, samples)
         tokens += sum(s.num_tokens for s in samples)
         for k in b.samples_per_prompt:
             first_k = [s for i, s in enumerate(samples) if i % k_max < k]  # samples come grouped per problem
-            kept = select_correct(first_k, cfg.max_kept_per_problem)
-            m = explore_exploit(task, problems, first_k, kept, k, b.target_correct)
-            grid.append({"temperature": t, "k": k, "balance_score": m["bstar/balance_score"]})
+            for threshold in b.reward_thresholds:
+                kept = select_correct(above_threshold(first_k, threshold), cfg.max_kept_per_problem)
+                m = explore_exploit(task, problems, first_k, kept, k, b.target_correct)
+                grid.append({"temperature": t, "k": k, "threshold": threshold,
+                             "balance_score": m["bstar/balance_score"]})
     best = max(g["balance_score"] for g in grid)
     near = [g for g in grid if g["balance_score"] >= best - b.tolerance]
-    choice = min(near, key=lambda g: (g["k"], g["temperature"]))
+    # cheapest first: fewest samples, lowest temperature, then the least filtering
+    choice = min(near, key=lambda g: (g["k"], g["temperature"], g["threshold"]))
     return {"grid": grid, "choice": choice, "tokens": tokens}
 
 
@@ -296,6 +358,8 @@ def main(cfg: SelfTrainConfig) -> dict:
     sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                           system_prompt=cfg.model.system_prompt)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
+    use_rm = cfg.adapt == "bstar" and bool(cfg.bstar.reward_model)
+    scorer = reward_model_scorer(cfg.bstar.reward_model, cfg.bstar.reward_aggregate) if use_rm else None
     if cfg.keep == "steps" and not isinstance(cfg.task.build(split="train", size=1, seed=cfg.seed), StepTask):
         raise ValueError(f"keep=steps needs a task that checks steps; {cfg.task.name!r} does not")
 
@@ -318,17 +382,18 @@ def main(cfg: SelfTrainConfig) -> dict:
         probe_path = run.samples_dir / f"iter_{it:03d}_bstar.json"
         timing: dict[str, float] = {}
         # --- B-STaR: pick temperature and k on a probe set (saved, so a resume reuses it) ---
-        temperature, k, probe = cfg.sampling.temperature, cfg.samples_per_prompt, None
+        temperature, k, threshold, probe = cfg.sampling.temperature, cfg.samples_per_prompt, 0.0, None
         if cfg.adapt == "bstar":
             if probe_path.exists():
                 probe = json.loads(probe_path.read_text())
             else:
                 t0 = time.perf_counter()
                 probe_task = cfg.task.build(split="train", size=cfg.bstar.probe_problems, seed=seed + 500_000)
-                probe = bstar_probe(sampler, probe_task, list(probe_task), cfg, seed)
+                probe = bstar_probe(sampler, probe_task, list(probe_task), cfg, seed, scorer)
                 probe["seconds"] = time.perf_counter() - t0
                 atomic_write_json(probe_path, probe)
             temperature, k = probe["choice"]["temperature"], probe["choice"]["k"]
+            threshold = probe["choice"].get("threshold", 0.0)
         params = SamplingParams(**{**vars(cfg.sampling), "temperature": temperature, "seed": seed})
         # --- sample, verify, rationalize (skipped when resuming after this phase) ---
         resuming = state["iteration"] == it - 1 and state["phase"] in ("sampled", "training")
@@ -340,14 +405,16 @@ def main(cfg: SelfTrainConfig) -> dict:
             if cfg.rationalize:
                 solved = {s.problem_id for s in samples if s.correct}
                 samples += rationalize(sampler, task, [p for p in problems if p.id not in solved], cfg, params)
+            score_correct(scorer, samples)
             write_jsonl(samples_path, samples)
             state = {"iteration": it - 1, "phase": "sampled"}
             run.save_state(state)
             timing["time/sample"] = time.perf_counter() - t0
         own = [s for s in samples if not s.meta.get("rationalized")]
         rationales = [s for s in samples if s.meta.get("rationalized") and not s.meta.get("hint_leak")]
-        rationales = passing_keep_rule(task, problems, rationales, cfg.keep)
-        kept = select_correct(passing_keep_rule(task, problems, own, cfg.keep), cfg.max_kept_per_problem)
+        rationales = above_threshold(passing_keep_rule(task, problems, rationales, cfg.keep), threshold)
+        kept = select_correct(above_threshold(passing_keep_rule(task, problems, own, cfg.keep), threshold),
+                              cfg.max_kept_per_problem)
         solved = {s.problem_id for s in kept}
         kept_rationales = select_correct([s for s in rationales if s.problem_id not in solved], 1)
         # --- partial solutions: longest verified prefix of unsolved problems ---
@@ -397,6 +464,9 @@ def main(cfg: SelfTrainConfig) -> dict:
         if probe:
             metrics["bstar/probe_tokens"] = probe["tokens"]
             metrics["bstar/chosen_score"] = probe["choice"]["balance_score"]
+            metrics["bstar/threshold"] = threshold
+            metrics["bstar/below_threshold"] = sum(s.correct and s.rewards.get("reward_model", 1.0) < threshold
+                                                   for s in own)
         ckpt = save_model(run.checkpoint_path(it), model, tokenizer)
         run.mark_latest(ckpt)
         run.log(metrics)

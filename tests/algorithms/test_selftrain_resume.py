@@ -46,7 +46,7 @@ def _weights(run_dir):
 def test_killed_mid_training_resumes_to_the_uninterrupted_weights(tiny_model_dir, tmp_path, monkeypatch,
                                                                    kill_iteration, init):
     monkeypatch.setattr(st, "sample_and_verify", _all_correct(st.sample_and_verify))
-    reference = st.main(_cfg(tmp_path, tiny_model_dir, "uninterrupted", init_each_iteration=init))
+    st.main(_cfg(tmp_path, tiny_model_dir, "uninterrupted", init_each_iteration=init))
 
     # kill right after optimizer step 3 of `kill_iteration`: the last step checkpoint is step 2
     real_fit, calls = st.fit, []
