@@ -23,6 +23,11 @@ call (512 and 256 rows) once on the first size and gives HF the faster one for e
 
 tokens/s counts completion tokens up to and including EOS (what a trainer consumes), for
 both engines. Ours and peer are measured alternately `--reps` times; medians reported.
+Also alternated: the same TorchEngine forced through the HF modules (`decode="hf"`), so
+the bare Llama forward's own gain is measured in the same run (`bare_forward_gain`); and
+one extra, untimed call of ours split into prefill / decode forward / row drops /
+sampling / rest (`ours_split_s`). Threads: torch's default, or OMP_NUM_THREADS (use 1 on
+a shared machine: 2 threads on 2 busy cores were measured several times slower).
 FLOP/s of a decoder is ~2 x params x tokens/s (matmul FLOPs of the forward pass; attention
 scores ignored): reported against the machine's peak fp32 matmul FLOP/s measured in the
 same run (a 2048^3 matmul, best of 5).
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -133,7 +139,49 @@ def length_stats(lengths: list[int], max_new: int) -> dict:
             "hit_max": round(sum(x >= max_new for x in lengths) / len(lengths), 3)}
 
 
-def make_engine(args, model, tokenizer, path):
+class Split:
+    """Seconds spent in each part of one `TorchEngine.generate` call (an extra, untimed run)."""
+
+    def __enter__(self):
+        from reasonloop.rollout import engine as eng
+
+        self.eng, self.seconds, self.saved = eng, {}, []
+        targets = [(eng._BareDecoder, "prefill", "prefill"), (eng._BareDecoder, "step", "decode forward"),
+                   (eng._BareDecoder, "keep", "drop rows"), (eng._HFDecoder, "prefill", "prefill"),
+                   (eng._HFDecoder, "step", "decode forward"), (eng._HFDecoder, "keep", "drop rows"),
+                   (eng, "pick_tokens", "sampling"), (eng, "row_uniforms", "sampling")]
+        for owner, name, label in targets:
+            fn = getattr(owner, name)
+            self.saved.append((owner, name, fn))
+            setattr(owner, name, self._timed(fn, label))
+        return self
+
+    def _timed(self, fn, label):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - t0
+        return wrapper
+
+    def __exit__(self, *exc):
+        for owner, name, fn in self.saved:
+            setattr(owner, name, fn)
+
+
+def split_run(engine, prompts, samples, params) -> dict:
+    """Where one generate call's time goes: prefill, decode forward, row drops, sampling, rest."""
+    with Split() as split:
+        t0 = time.perf_counter()
+        engine.generate(prompts, samples, params)
+        total = time.perf_counter() - t0
+    parts = {k: round(v, 3) for k, v in split.seconds.items()}
+    parts["rest (loop bookkeeping, EOS checks, detokenize)"] = round(total - sum(split.seconds.values()), 3)
+    return {"total_s": round(total, 3), **parts}
+
+
+def make_engine(args, model, tokenizer, path, decode="auto"):
     if args.backend == "vllm":
         from reasonloop.rollout.vllm_backend import VLLMEngine
 
@@ -142,7 +190,7 @@ def make_engine(args, model, tokenizer, path):
         return engine
     from reasonloop.rollout.engine import TorchEngine
 
-    return TorchEngine(model, tokenizer, model_id=str(path), use_chat_template=False)
+    return TorchEngine(model, tokenizer, model_id=str(path), use_chat_template=False, decode=decode)
 
 
 def bench_size(args, size: str, workdir: Path) -> dict:
@@ -153,9 +201,13 @@ def bench_size(args, size: str, workdir: Path) -> dict:
     steps = args.train_steps if size == "tiny" else max(1, args.train_steps * 2 // 3)
     train_s = train_mixed_lengths(model, tokenizer, prompts, steps)
     engine = make_engine(args, model, tokenizer, path)
+    # the same engine through the HF modules: the bare forward's own gain, measured in the same run
+    hf_path = make_engine(args, model, tokenizer, path, decode="hf") if args.backend == "torch" else None
     params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=args.max_new_tokens)
     spp, max_new = args.samples, args.max_new_tokens
     ours_generate(engine, prompts[:4], 2, params)  # warm-up
+    if hf_path is not None:
+        ours_generate(hf_path, prompts[:4], 2, params)
 
     # HF's best chunk size, one try each (first size only; later sizes reuse the winner)
     tries = {}
@@ -166,15 +218,21 @@ def bench_size(args, size: str, workdir: Path) -> dict:
     print(f"[{size}] HF generate tok/s by prompts per call: "
           + ", ".join(f"{k}x{spp}={v:,.0f}" for k, v in tries.items()) + f" -> using {ppc}", flush=True)
 
-    ours, peer, ours_len, peer_len = [], [], [], []
+    ours, peer, hf_path_runs, ours_len, peer_len = [], [], [], [], []
     for rep in range(args.reps):
         tokens, seconds, lengths = ours_generate(engine, prompts, spp, params)
         ours.append(tokens / seconds)
         ours_len += lengths
+        if hf_path is not None:
+            tokens, seconds, _ = ours_generate(hf_path, prompts, spp, params)
+            hf_path_runs.append(tokens / seconds)
         tokens, seconds, lengths = hf_generate(model, tokenizer, prompts, spp, max_new, ppc)
         peer.append(tokens / seconds)
         peer_len += lengths
-        print(f"[{size}] rep {rep}: ours {ours[-1]:,.0f} tok/s, HF generate {peer[-1]:,.0f} tok/s", flush=True)
+        print(f"[{size}] rep {rep}: ours {ours[-1]:,.0f} tok/s"
+              + (f" (HF-module path {hf_path_runs[-1]:,.0f})" if hf_path_runs else "")
+              + f", HF generate {peer[-1]:,.0f} tok/s", flush=True)
+    split = split_run(engine, prompts, spp, params) if args.backend == "torch" else None
     result = {
         "params": params_count, "train_steps": steps, "train_s": round(train_s, 1),
         "ours_tok_s": round(statistics.median(ours)), "peer_tok_s": round(statistics.median(peer)),
@@ -183,7 +241,12 @@ def bench_size(args, size: str, workdir: Path) -> dict:
         "hf_prompts_per_call": ppc, "hf_tries": {k: round(v) for k, v in tries.items()},
         "ours_lengths": length_stats(ours_len, max_new), "peer_lengths": length_stats(peer_len, max_new),
         "ours_flops": 2 * params_count * statistics.median(ours),
+        "decode_path": engine.decode_path() if hf_path is not None else args.backend,
     }
+    if hf_path is not None:
+        result["ours_hf_path_tok_s"] = round(statistics.median(hf_path_runs))
+        result["bare_forward_gain"] = round(statistics.median(ours) / statistics.median(hf_path_runs), 2)
+        result["ours_split_s"] = split
     print(f"[{size}] {json.dumps(result)}", flush=True)
     return result
 
@@ -218,7 +281,8 @@ def main():
         "ours": first["ours_tok_s"], "peer": first["peer_tok_s"], "ratio": first["ratio"],
         "peer_call": "model.generate(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=64, "
                      "num_return_sequences=8), best prompts-per-call",
-        "backend": args.backend, "device": args.device,
+        "backend": args.backend, "device": args.device, "threads": torch.get_num_threads(),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "peak_matmul_gflops": round(peak / 1e9, 1),
         "flops_formula": "2 * params * tokens/s",
         "sizes": results, "wall_s": round(time.perf_counter() - t0),

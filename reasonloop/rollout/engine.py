@@ -27,11 +27,14 @@ and control over batching. Measured effect of each choice: `docs/rollout.md`.
 from __future__ import annotations
 
 import bisect
+from typing import Literal
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from reasonloop.models.policy import ModelConfig, encode_context, load_model
+from reasonloop.rollout import llama_decode
+from reasonloop.rollout.llama_decode import LlamaWeights, StaticKVCache, keep_rows_in_place
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.types import Sample, split_steps
 from reasonloop.utils import optional_progress
@@ -86,6 +89,22 @@ def pick_tokens(
             target = uniforms.to(cdf)[:, None] * cdf[:, -1:]  # (B, 1), in (0, total]
             tokens = torch.searchsorted(cdf, target).squeeze(-1).clamp_(max=logits.shape[-1] - 1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def compact_order(done: torch.Tensor) -> torch.Tensor:
+    """Which rows to keep, in which order, when the `done` rows (A,) bool leave the batch.
+
+    Live rows in the first A' = (number live) slots stay put; the live rows beyond A'
+    move into the holes left by finished rows, in order. So dropping k rows moves at most
+    k rows of the KV cache. Returns (A',): new slot b holds old row keep[b].
+    """
+    live = ~done
+    n = int(live.sum())
+    keep = torch.arange(n, device=done.device)
+    holes = done[:n].nonzero().flatten()  # finished rows inside the kept head
+    movers = live[n:].nonzero().flatten() + n  # live rows in the dropped tail
+    keep[holes] = movers
+    return keep
 
 
 def row_uniforms(seed: int, keys: torch.Tensor, step: int) -> torch.Tensor:
@@ -146,12 +165,9 @@ class _PreallocatedLayer(DynamicLayer):
         return self.length
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep rows `indices`: copies only the filled part into a smaller buffer."""
-        k_new = self.k_buf.new_empty((len(indices),) + self.k_buf.shape[1:])  # (B', H, C, D)
-        v_new = self.v_buf.new_empty((len(indices),) + self.v_buf.shape[1:])
-        k_new[:, :, : self.length] = self.k_buf[indices, :, : self.length]
-        v_new[:, :, : self.length] = self.v_buf[indices, :, : self.length]
-        self.k_buf, self.v_buf = k_new, v_new
+        """Keep rows `indices` in place, moving only the rows that change slot."""
+        self.k_buf = keep_rows_in_place(self.k_buf, indices, self.length)
+        self.v_buf = keep_rows_in_place(self.v_buf, indices, self.length)
         self._views()
 
 
@@ -162,6 +178,61 @@ def _decode_cache(prefill: DynamicCache, rows: torch.Tensor, capacity: int, prea
         return Cache(layers=[_PreallocatedLayer(l.keys[rows], l.values[rows], capacity) for l in prefill.layers])
     prefill.batch_select_indices(rows)  # sliding-window / hybrid models: HF's own layers
     return prefill
+
+
+# ---------------------------------------------------------------------------------------
+# Two decoders behind one interface: prefill once, then one token per row per step
+
+class _HFDecoder:
+    """Through the HF module stack: any causal LM (`decode="hf"`, and the fallback of "auto")."""
+
+    def __init__(self, model, preallocate: bool):
+        self.model, self.preallocate = model, preallocate
+
+    def prefill(self, input_ids, attention, positions, expand, max_new) -> torch.Tensor:
+        """input_ids, attention, positions (P, W); row b of the batch is prefill row expand[b]. Returns (B, V)."""
+        prefill = DynamicCache()
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                         past_key_values=prefill, use_cache=True, logits_to_keep=1)
+        self.cache = _decode_cache(prefill, expand, input_ids.shape[1] + max_new, self.preallocate)
+        # generated tokens are always real: the mask is the prompt's, then ones
+        self.attention = torch.cat([attention[expand], attention.new_ones((len(expand), max_new))], 1)  # (B, W+T)
+        self.length = input_ids.shape[1]
+        return out.logits[:, -1, :][expand]
+
+    def step(self, tokens, positions) -> torch.Tensor:
+        """tokens, positions (A,): one new token per live row. Returns (A, V)."""
+        self.length += 1
+        out = self.model(input_ids=tokens[:, None], attention_mask=self.attention[:, : self.length],
+                         position_ids=positions[:, None], past_key_values=self.cache, use_cache=True)
+        return out.logits[:, -1, :]
+
+    def keep(self, rows) -> None:
+        self.cache.batch_select_indices(rows)
+        self.attention = self.attention[rows]
+
+
+class _BareDecoder:
+    """`llama_decode.forward` over a `StaticKVCache` (`decode="fast"`, and "auto" when supported)."""
+
+    def __init__(self, weights: LlamaWeights):
+        self.w = weights
+
+    def prefill(self, input_ids, attention, positions, expand, max_new) -> torch.Tensor:
+        width = input_ids.shape[1]
+        cache = StaticKVCache.empty(self.w, len(input_ids), width + max_new, self.w.embed)
+        logits = llama_decode.forward(self.w, cache, input_ids, positions, attention.bool(), last_only=True)
+        self.cache = cache.expand(expand)
+        self.key_mask = torch.cat([attention[expand].bool(), attention.new_ones((len(expand), max_new),
+                                                                               dtype=torch.bool)], 1)  # (B, W+T)
+        return logits[expand, -1]
+
+    def step(self, tokens, positions) -> torch.Tensor:
+        return llama_decode.forward(self.w, self.cache, tokens[:, None], positions[:, None], self.key_mask)[:, -1]
+
+    def keep(self, rows) -> None:
+        self.cache.keep(rows)
+        self.key_mask = self.key_mask[rows]
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,7 +301,14 @@ class TorchEngine:
         share_prefill: prefill each distinct context once and copy its KV cache to its samples.
         drop_finished: remove finished rows from the batch (and the KV cache) as they finish.
         drop_fraction: drop once at least this fraction of the batch has finished (0 = every step).
-        preallocate_cache: one KV buffer per layer instead of growing it by concatenation.
+        preallocate_cache: one KV buffer per layer instead of growing it by concatenation (HF path).
+        decode: "auto" runs Llama-family models through the bare forward of `llama_decode`
+            (same maths, measurably faster) and any other model through its HF modules;
+            "fast" requires the bare forward (ValueError naming the reason otherwise), "hf"
+            always uses the HF modules. "auto" decides per `generate` call, so a hook or a
+            LoRA wrapper added later sends the model back to the HF path.
+        fuse_projections: in the bare forward, one matmul for q|k|v and one for gate|up
+            (weights concatenated once per `generate` call).
     """
 
     def __init__(
@@ -246,12 +324,19 @@ class TorchEngine:
         drop_finished: bool = True,
         drop_fraction: float = 0.125,
         preallocate_cache: bool = True,
+        decode: Literal["auto", "fast", "hf"] = "auto",
+        fuse_projections: bool = True,
     ):
+        if decode not in ("auto", "fast", "hf"):
+            raise ValueError(f"TorchEngine decode must be 'auto', 'fast' or 'hf', got {decode!r}")
+        if decode == "fast" and (reason := llama_decode.unsupported_reason(model)):
+            raise ValueError(f"TorchEngine decode='fast' is not available for this model: {reason}")
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.use_chat_template, self.system_prompt = use_chat_template, system_prompt
         self.share_prefill, self.drop_finished = share_prefill, drop_finished
         self.drop_fraction, self.preallocate_cache = drop_fraction, preallocate_cache
+        self.decode, self.fuse_projections = decode, fuse_projections
 
     @classmethod
     def from_config(cls, config: ModelConfig, **kwargs) -> "TorchEngine":
@@ -272,6 +357,15 @@ class TorchEngine:
         extra = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         ids |= set(extra) if isinstance(extra, list) else {extra}
         return sorted(i for i in ids if i is not None)
+
+    def decode_path(self) -> Literal["fast", "hf"]:
+        """The path the next `generate` call takes (see `decode`)."""
+        if self.decode == "hf":
+            return "hf"
+        reason = llama_decode.unsupported_reason(self.model)
+        if reason is not None and self.decode == "fast":
+            raise ValueError(f"TorchEngine decode='fast' is not available for this model: {reason}")
+        return "hf" if reason else "fast"
 
     @torch.no_grad()
     def generate(
@@ -294,12 +388,15 @@ class TorchEngine:
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling; restored below
         try:
+            # the bare forward reads the parameters as they are now (training updates them in place)
+            weights = (LlamaWeights.from_model(self.model, fuse=self.fuse_projections)
+                       if self.decode_path() == "fast" else None)
             results: dict[tuple[int, int], Sample] = {}
             with optional_progress(len(rows), "sampling") as advance:
                 for batch in self._batches(rows, contexts, params.max_new_tokens):
                     keys = [i * samples_per_prompt + j for i, j in batch]
                     outs = self._generate_batch([contexts[i] for i, _ in batch], [i for i, _ in batch], keys,
-                                                params, seed)
+                                                params, seed, weights)
                     for (i, j), (ids, lps, reason, text) in zip(batch, outs):
                         results[(i, j)] = Sample(
                             problem_id="", prompt=prompts[i], text=text, token_ids=ids, logprobs=lps,
@@ -326,9 +423,9 @@ class TorchEngine:
         if batch:
             yield batch
 
-    def _generate_batch(self, contexts, prompt_ids, keys, params: SamplingParams, seed: int):
+    def _generate_batch(self, contexts, prompt_ids, keys, params: SamplingParams, seed: int, weights):
         """Sample one completion per row; returns [(token_ids, logprobs, finish_reason, text)]."""
-        tok, device, model = self.tokenizer, self.device, self.model
+        tok, device = self.tokenizer, self.device
         n_rows, max_new = len(contexts), params.max_new_tokens
 
         # --- prefill: each distinct prompt once, left-padded so every last token is at -1
@@ -346,13 +443,11 @@ class TorchEngine:
             attention[b, width - len(ids):] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (P, W)
-        prefill = DynamicCache()
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                    past_key_values=prefill, use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1, :][expand]  # (B, V)
-        cache = _decode_cache(prefill, expand, width + max_new, self.preallocate_cache)
-        # generated tokens are always real: the mask is the prompt's, then ones
-        attention = torch.cat([attention[expand], attention.new_ones((n_rows, max_new))], 1)  # (B, W + T)
+        if weights is not None:
+            decoder = _BareDecoder(weights)
+        else:
+            decoder = _HFDecoder(self.model, self.preallocate_cache)
+        logits = decoder.prefill(input_ids, attention, positions, expand, max_new)  # (B, V)
         next_pos = positions[expand, -1] + 1  # (B,)
 
         # --- decode
@@ -383,14 +478,10 @@ class TorchEngine:
             if n_done == len(active) or t == max_new - 1:
                 break
             if self.drop_finished and n_done and n_done >= self.drop_fraction * len(active):
-                keep = (~done).nonzero().flatten()  # (A',)
-                cache.batch_select_indices(keep)
-                active, tokens, next_pos, attention = active[keep], tokens[keep], next_pos[keep], attention[keep]
-                done = done[keep]
-            length = attention.shape[1] - max_new + t + 1  # cache length after this step's token
-            out = model(input_ids=tokens[:, None], attention_mask=attention[:, :length],
-                        position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1, :]  # (A, V)
+                keep = compact_order(done)  # (A',)
+                decoder.keep(keep)
+                active, tokens, next_pos, done = active[keep], tokens[keep], next_pos[keep], done[keep]
+            logits = decoder.step(tokens, next_pos)  # (A, V)
             next_pos = next_pos + 1
 
         all_tokens, all_logp = out_tokens.tolist(), out_logp.tolist()

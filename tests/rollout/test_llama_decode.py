@@ -1,0 +1,230 @@
+"""The bare Llama forward (`rollout/llama_decode.py`) against the HF modules, and the engine's fast path."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from reasonloop.models.tiny import build_tokenizer
+from reasonloop.rollout import llama_decode
+from reasonloop.rollout.engine import TorchEngine, compact_order
+from reasonloop.rollout.llama_decode import LlamaWeights, StaticKVCache, keep_rows_in_place
+from reasonloop.rollout.sampler import SamplingParams
+
+TOK = build_tokenizer("char")
+PROMPTS = ["1+2=", "Compute left to right: 37 + 5 - 8 * 3", "x", "What is 12 * 12?"]  # as in test_engine
+SIMPLE = dict(share_prefill=False, drop_finished=False, preallocate_cache=False)
+
+
+def flat(groups):
+    return [s for g in groups for s in g]
+
+
+def teacher_forced(model, context, completion, temperature):
+    """log softmax(logits / T) of each completion token, from one forward pass over the whole text."""
+    with torch.no_grad():
+        logits = model(torch.tensor([context + completion])).logits[0, len(context) - 1 : -1]  # (T, V)
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
+
+
+def build(cls, config_cls, std=0.3, **overrides):
+    """A random 2-layer model over the char vocabulary; weights larger than HF's init so logits spread."""
+    cfg = dict(vocab_size=len(TOK), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+               bos_token_id=TOK.bos_token_id, eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id)
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    model = cls(config_cls(**cfg)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.normal_(0, std)
+    return model
+
+
+MODELS = {
+    "llama-gqa-tied": lambda: build(LlamaForCausalLM, LlamaConfig, num_key_value_heads=2, tie_word_embeddings=True),
+    "llama-mha-untied-bias": lambda: build(LlamaForCausalLM, LlamaConfig, tie_word_embeddings=False,
+                                           attention_bias=True, mlp_bias=True),
+    "qwen2-gqa-qkv-bias": lambda: build(Qwen2ForCausalLM, Qwen2Config, num_key_value_heads=1,
+                                        tie_word_embeddings=False),
+}
+
+
+def left_padded(contexts):
+    width = max(len(c) for c in contexts)
+    ids = torch.full((len(contexts), width), TOK.pad_token_id)
+    mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    for b, c in enumerate(contexts):
+        ids[b, width - len(c):] = torch.tensor(c)
+        mask[b, width - len(c):] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("fuse", [True, False])
+def test_bare_logits_equal_hf_prefill_and_decode(name, fuse):
+    model = MODELS[name]()
+    assert llama_decode.unsupported_reason(model) is None
+    contexts = [TOK(p)["input_ids"] for p in PROMPTS]
+    ids, mask, pos = left_padded(contexts)  # rows padded by 0 to 36 tokens, per-row positions
+    w = LlamaWeights.from_model(model, fuse=fuse)
+    steps = 5
+    cache = StaticKVCache.empty(w, len(ids), ids.shape[1] + steps, w.embed)
+    key_mask = torch.cat([mask.bool(), torch.ones(len(ids), steps, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        ours = llama_decode.forward(w, cache, ids, pos, key_mask)  # (B, W, V)
+        ref = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        assert ref[mask.bool()].abs().max() > 1.0  # the logits are not all near zero
+        assert torch.allclose(ours[mask.bool()], ref[mask.bool()], atol=1e-5)
+        assert torch.isfinite(ours).all()  # padding queries stay finite (no NaN reaches the cache)
+        # decode: one token per row against the cache == the last position of a full forward
+        gen = torch.Generator().manual_seed(1)
+        for t in range(steps):
+            tokens = torch.randint(4, len(TOK), (len(ids), 1), generator=gen)
+            ids, mask = torch.cat([ids, tokens], 1), torch.cat([mask, torch.ones_like(tokens)], 1)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            step = llama_decode.forward(w, cache, tokens, pos[:, -1:], key_mask)[:, -1]
+            full = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+            assert torch.allclose(step, full, atol=1e-5), (t, (step - full).abs().max())
+
+
+def test_bare_forward_reads_the_live_parameters():
+    model = MODELS["llama-gqa-tied"]()
+    w = LlamaWeights.from_model(model, fuse=False)
+    assert w.embed.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert w.lm_head[0].data_ptr() == model.lm_head.weight.data_ptr() == w.embed.data_ptr()  # tied
+    assert w.layers[0].qkv[0][0].data_ptr() == model.model.layers[0].self_attn.q_proj.weight.data_ptr()
+    assert w.layers[1].down[0].data_ptr() == model.model.layers[1].mlp.down_proj.weight.data_ptr()
+
+
+def test_keep_rows_in_place_moves_only_what_changes_slot():
+    buf = torch.arange(6 * 2 * 5 * 1, dtype=torch.float).view(6, 2, 5, 1)  # (B, H, C, D)
+    before = buf.clone()
+    done = torch.tensor([False, True, False, True, False, False])
+    keep = compact_order(done)
+    assert keep.tolist() == [0, 4, 2, 5]  # holes at 1 and 3 filled by the live tail rows 4 and 5, in order
+    out = keep_rows_in_place(buf, keep, length=3)
+    assert out.data_ptr() == buf.data_ptr() and out.shape == (4, 2, 5, 1)
+    assert torch.equal(out[:, :, :3], before[keep][:, :, :3])
+    assert torch.equal(out[[0, 2]], before[[0, 2]])  # rows that stay are untouched, all columns
+    assert compact_order(torch.tensor([True, True, False])).tolist() == [2]
+    assert compact_order(torch.tensor([False, False, True])).tolist() == [0, 1]
+    # any order is correct (sources are read before writing), e.g. a reversal
+    buf2 = before.clone()
+    assert torch.equal(keep_rows_in_place(buf2, torch.tensor([5, 4, 3, 2, 1, 0]), 5), before.flip(0))
+
+
+# --- the engine's fast path
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_engine_fast_greedy_equals_hf_generate(name):
+    model = MODELS[name]()
+    engine = TorchEngine(model, TOK, decode="fast")
+    assert engine.decode_path() == "fast"
+    groups = engine.generate(PROMPTS, 2, SamplingParams(temperature=0, max_new_tokens=20))
+    for prompt, group in zip(PROMPTS, groups):
+        ids = engine.encode_context(prompt)
+        ref = model.generate(torch.tensor([ids]), max_new_tokens=20, do_sample=False,
+                             pad_token_id=TOK.pad_token_id)[0, len(ids):].tolist()
+        for s in group:
+            assert s.token_ids == ref[: len(s.token_ids)]
+
+
+def test_default_engine_takes_the_fast_path(model_and_tokenizer):
+    assert TorchEngine(*model_and_tokenizer).decode_path() == "fast"
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 0.9)])
+def test_fast_logprobs_match_teacher_forcing(model_and_tokenizer, temperature, top_k, top_p):
+    model, tok = model_and_tokenizer
+    engine = TorchEngine(model, tok, decode="fast")
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=20, seed=0)
+    for prompt, group in zip(PROMPTS, engine.generate(PROMPTS, 3, params)):
+        for s in group:
+            ref = teacher_forced(model, engine.encode_context(prompt), s.token_ids, temperature)
+            assert torch.allclose(torch.tensor(s.logprobs), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,eos_scale", [("llama-gqa-tied", 2.0), ("qwen2-gqa-qkv-bias", 1.5)])
+def test_seeded_sampling_same_tokens_fast_and_hf(name, eos_scale):
+    """Mixed lengths (EOS from the model itself, no hook), row drops every step, split batches."""
+    model = MODELS[name]()
+    eos_likely(model, eos_scale)
+    params = SamplingParams(temperature=1.0, max_new_tokens=40, seed=3)
+    fast = flat(TorchEngine(model, TOK, decode="fast", drop_fraction=0.0).generate(PROMPTS, 6, params))
+    split = flat(TorchEngine(model, TOK, decode="fast", max_batch_size=5).generate(PROMPTS, 6, params))
+    hf = flat(TorchEngine(model, TOK, decode="hf", **SIMPLE).generate(PROMPTS, 6, params))
+    assert len({s.num_tokens for s in hf}) > 3 and {"eos", "length"} <= {s.finish_reason for s in hf}
+    for x, y, z in zip(fast, split, hf):
+        assert x.token_ids == y.token_ids == z.token_ids
+        assert x.finish_reason == z.finish_reason
+        assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(z.logprobs), atol=1e-5)
+
+
+def eos_likely(model, scale):
+    """Raise EOS's logit through the weights only (a hook would disable the fast path): its
+    lm_head row becomes the mean direction of the model's final hidden states, times `scale`."""
+    ids = torch.tensor([TOK(PROMPTS[1])["input_ids"]])
+    with torch.no_grad():
+        direction = model.model(input_ids=ids).last_hidden_state[0].mean(0)  # (E,)
+        model.lm_head.weight[TOK.eos_token_id] = direction / direction.norm() * scale
+
+
+# --- fallback
+
+UNSUPPORTED = {
+    "rope scaling": lambda: build(LlamaForCausalLM, LlamaConfig,
+                                  rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}),
+    "gelu MLP": lambda: build(LlamaForCausalLM, LlamaConfig, hidden_act="gelu"),
+    "sliding window": lambda: build(Qwen2ForCausalLM, Qwen2Config, use_sliding_window=True, sliding_window=8,
+                                    max_window_layers=0),
+    "not a Llama": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=len(TOK), n_embd=32, n_layer=1, n_head=2,
+                                                      n_positions=256, eos_token_id=TOK.eos_token_id)).eval(),
+}
+
+
+@pytest.mark.parametrize("name", list(UNSUPPORTED))
+def test_unsupported_configs_fall_back(name):
+    model = UNSUPPORTED[name]()
+    reason = llama_decode.unsupported_reason(model)
+    assert reason is not None
+    engine = TorchEngine(model, TOK)
+    assert engine.decode_path() == "hf"
+    with pytest.raises(ValueError, match="decode='fast' is not available"):
+        TorchEngine(model, TOK, decode="fast")
+    # and the fallback samples correctly: greedy == HF generate
+    groups = engine.generate(PROMPTS[:2], 1, SamplingParams(temperature=0, max_new_tokens=8))
+    for prompt, group in zip(PROMPTS, groups):
+        ids = engine.encode_context(prompt)
+        ref = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False,
+                             pad_token_id=TOK.pad_token_id)[0, len(ids):].tolist()
+        assert group[0].token_ids == ref[: len(group[0].token_ids)]
+
+
+def test_hooks_and_wrapped_linears_fall_back_per_call():
+    model = MODELS["llama-gqa-tied"]()
+    engine = TorchEngine(model, TOK)
+    forced = TorchEngine(model, TOK, decode="fast")
+    handle = model.model.layers[1].mlp.register_forward_hook(lambda m, i, o: o)
+    try:
+        assert "forward hooks on model.layers.1.mlp" in llama_decode.unsupported_reason(model)
+        assert engine.decode_path() == "hf"
+        with pytest.raises(ValueError, match="forward hooks"):
+            forced.generate(PROMPTS[:1], 1, SamplingParams(max_new_tokens=2))
+    finally:
+        handle.remove()
+    assert engine.decode_path() == "fast"
+
+    class LoraLinear(torch.nn.Linear):  # stands in for peft / quantised wrappers
+        pass
+
+    old = model.model.layers[0].self_attn.q_proj
+    model.model.layers[0].self_attn.q_proj = LoraLinear(old.in_features, old.out_features, bias=False)
+    assert "LoraLinear, not a plain nn.Linear" in llama_decode.unsupported_reason(model)
+    assert engine.decode_path() == "hf"
+
+
+def test_decode_option_is_validated(model_and_tokenizer):
+    with pytest.raises(ValueError, match="decode must be 'auto', 'fast' or 'hf', got 'bare'"):
+        TorchEngine(*model_and_tokenizer, decode="bare")
+    assert TorchEngine(*model_and_tokenizer, decode="hf").decode_path() == "hf"
