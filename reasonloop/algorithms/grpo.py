@@ -307,6 +307,13 @@ def token_process_advantages(cfg: GRPOConfig, group: list[Sample], outcome_advan
     return out
 
 
+def shaping_reward_keys(cfg: GRPOConfig) -> list[str]:
+    """The logged reward terms that enter the total with a nonzero weight (what the hacking probe watches)."""
+    weighted = {"format": cfg.format_weight, "length": cfg.overlong_weight, **cfg.rewards,
+                "prm": cfg.process_weight if cfg.process_reward else 0.0}
+    return [f"reward/{name}" for name, weight in weighted.items() if weight]
+
+
 def hint_prompt(problem: Problem, num_steps: int) -> str | None:
     """Guide's hint: the prompt plus the reference solution's first steps (None if no reference)."""
     solution = problem.reference_solution
@@ -389,7 +396,7 @@ def main(cfg: GRPOConfig) -> dict:
     specs = [parse_category(c) for c in cfg.curriculum.categories] or [cfg.task]
     tasks = [spec.build(split="train", size=TASK_SIZE, seed=cfg.seed + k) for k, spec in enumerate(specs)]
     bandit = SelfEvolvingCurriculum(len(tasks), cfg.curriculum.alpha, cfg.curriculum.temperature)
-    monitor = HealthMonitor(cfg.health)
+    monitor = HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg))
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
     state = {"step": 0, "cursors": [0] * len(tasks)}
     if latest is not None:

@@ -18,7 +18,7 @@ as an uninterrupted one.
 | clip_fraction | fraction of clipped tokens > `clip_frac_max` | `policy/clip_frac` |
 | length_drift | mean response length moved more than `length_drift_ratio` from its baseline (either way) | `len/mean` |
 | non_finite | any logged number is NaN or inf | all |
-| reward_hacking | over the last `hack_window` steps a shaping reward's slope > `hack_slope` while accuracy's slope < -`hack_slope` | every `reward/*` but `reward/mean` (format, length, prm, custom rewards) against `reward/correct` |
+| reward_hacking | over the last `hack_window` steps a shaping reward's slope > `hack_slope` while accuracy's slope < -`hack_slope` | the reward terms that enter the total (`shaping_keys`; default every `reward/*` but `reward/mean`) against `reward/correct` |
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ class HealthMonitor:
     history: dict[str, list[float]] = field(default_factory=dict)
     streaks: dict[str, int] = field(default_factory=dict)
     last: list[str] = field(default_factory=list)
+    shaping_keys: list[str] | None = None
+    """reward terms the reward-hacking probe watches; None: every `reward/*` but correct and mean.
+    A trainer passes the terms that actually enter its reward (a term logged with weight 0
+    cannot be hacked, and its noise would only raise false alarms)."""
 
     def update(self, step: int, metrics: dict) -> list[Alarm]:
         """Record one step's metrics and return the alarms that fire at this step."""
@@ -137,7 +141,8 @@ class HealthMonitor:
         acc_slope = slope(accuracy)
         alarms = []
         # every logged reward term except the verifier's and the total: format, length, prm, custom
-        shaping_keys = sorted(k for k in self.history if k.startswith("reward/") and k not in NOT_SHAPING)
+        shaping_keys = (self.shaping_keys if self.shaping_keys is not None else
+                        sorted(k for k in self.history if k.startswith("reward/") and k not in NOT_SHAPING))
         for key in shaping_keys:
             shaping = self.history.get(key, [])[-w:]
             if len(shaping) == w and slope(shaping) > c.hack_slope and acc_slope < -c.hack_slope:

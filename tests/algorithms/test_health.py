@@ -85,3 +85,22 @@ def test_reward_hacking_probe_watches_process_and_custom_rewards_but_not_the_tot
     total_rises = [dict(HEALTHY, **{"reward/mean": 0.2 + 0.05 * i, "reward/correct": 0.6 - 0.03 * i}) for i in range(w)]
     fired, _ = run(total_rises, hack_window=w)
     assert not any("reward_hacking" in f for f in fired)
+
+
+def test_reward_hacking_probe_ignores_terms_outside_the_reward():
+    """A trainer names the terms in its reward; a logged-only term (weight 0) cannot be hacked."""
+    w = 10
+    stream = [dict(HEALTHY, **{"reward/length": -0.5 + 0.05 * i, "reward/correct": 0.6 - 0.03 * i}) for i in range(w)]
+    monitor = HealthMonitor(HealthConfig(hack_window=w), shaping_keys=["reward/format"])
+    assert not any(a.name == "reward_hacking" for step, m in enumerate(stream, 1) for a in monitor.update(step, m))
+    monitor = HealthMonitor(HealthConfig(hack_window=w), shaping_keys=["reward/length"])
+    fired = [[a.name for a in monitor.update(step, m)] for step, m in enumerate(stream, 1)]
+    assert fired[-1] == ["reward_hacking"]
+
+
+def test_grpo_watches_only_weighted_reward_terms():
+    from reasonloop.algorithms.grpo import GRPOConfig, shaping_reward_keys
+
+    assert shaping_reward_keys(GRPOConfig()) == []
+    assert shaping_reward_keys(GRPOConfig(format_weight=0.1, rewards={"format_think": 0.2})) == [
+        "reward/format", "reward/format_think"]
