@@ -2,6 +2,7 @@
 
     python scripts/selftrain_results.py --task linear_equation --run    # base, then RFT / STaR / B-STaR / DPO
     python scripts/selftrain_results.py --task arithmetic_mixed --run   # keep=answer vs keep=steps on +/- chains
+    python scripts/selftrain_results.py --task linear_equation --run --seeds 0 1 2   # three self-training seeds
     python scripts/selftrain_results.py --task linear_equation          # only rebuild the table and the plot
 
 `--run` prints every command before running it (nice -n 10, OMP_NUM_THREADS=1, one after the
@@ -9,6 +10,9 @@ other), skips a step whose output exists (a killed run is resumed with `resume=t
 records each command's wall seconds in ROOT/walltime.json. Without `--run` it reads the run
 directories under ROOT and prints the markdown table; the plot goes to docs/img/selftrain_<task>.png.
 The base accuracy (iteration 0) is measured by every method's own run on the same 200 problems.
+A seed (`seed=` of the run: training problems, sampling, held-out problems) varies the self-training
+only; every seed starts from the same pretrained base. With several seeds the table shows the mean and
+[min, max] over the seeds found.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean
 
 from reasonloop.store.atomic import atomic_write_json
 
@@ -56,6 +61,7 @@ class Experiment:
 
 FAMILY_VARIANTS = {
     "rft": Variant("RFT (continue)", "selftrain"),
+    "rft_steps": Variant("RFT, keep=steps", "selftrain", ("keep=steps",)),
     "star": Variant("STaR (rationalization)", "selftrain", ("rationalize=true",)),
     "bstar": Variant("B-STaR (adaptive T, k)", "selftrain", ("adapt=bstar",)),
     "dpo": Variant("DPO (on-policy pairs, beta 0.1)", "dpo", ("sft_weight=0.0",)),
@@ -76,7 +82,11 @@ EXPERIMENTS = {
 }
 
 
-def commands(name: str, variants: list[str]) -> list[tuple[str, str, list[str]]]:
+def run_name(name: str, variant: str, seed: int) -> str:
+    return f"{name}_{variant}" + (f"_seed{seed}" if seed else "")
+
+
+def commands(name: str, variants: list[str], seeds: tuple[int, ...] = (0,)) -> list[tuple[str, str, list[str]]]:
     """(run name, output that marks the step done, command) for the base and each variant."""
     e = EXPERIMENTS[name]
     rl = [sys.executable, "-m", "reasonloop"]
@@ -86,71 +96,77 @@ def commands(name: str, variants: list[str]) -> list[tuple[str, str, list[str]]]
                                          "intermediate_size=384", "num_layers=4"]),
            (f"pre_{name}", base, rl + ["pretrain", f"model.path={ROOT}/init_{name}", *task, f"output_dir={ROOT}",
                         f"run_name=pre_{name}", *e.pretrain])]
-    for v in variants:
-        var = e.variants[v]
-        tokens = [f"sampling.max_new_tokens={e.max_new_tokens}", f"eval_max_new_tokens={e.max_new_tokens}"]
-        if var.command == "selftrain":
-            cmd = rl + ["selftrain", "--config", FAMILY, f"model.path={base}", *task, *tokens]
-        else:
-            cmd = rl + ["dpo", f"model.path={base}", "model.use_chat_template=false", *task, *tokens, *DPO]
-        out.append((f"{name}_{v}", f"{ROOT}/{name}_{v}/summary.json", cmd + list(var.args) + [f"run_name={name}_{v}"]))
+    for seed in seeds:
+        for v in variants:
+            var, run = e.variants[v], run_name(name, v, seed)
+            tokens = [f"sampling.max_new_tokens={e.max_new_tokens}", f"eval_max_new_tokens={e.max_new_tokens}"]
+            if var.command == "selftrain":
+                cmd = rl + ["selftrain", "--config", FAMILY, f"model.path={base}", *task, *tokens]
+            else:
+                cmd = rl + ["dpo", f"model.path={base}", "model.use_chat_template=false", *task, *tokens, *DPO]
+            cmd += list(var.args) + ([f"seed={seed}"] if seed else []) + [f"run_name={run}"]
+            out.append((run, f"{ROOT}/{run}/summary.json", cmd))
     return out
 
 
-def run_all(name: str, variants: list[str]) -> None:
+def run_all(name: str, variants: list[str], seeds: tuple[int, ...]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     walltime_path = ROOT / "walltime.json"
-    for run_name, done, cmd in commands(name, variants):
+    for run, done, cmd in commands(name, variants, seeds):
         print("$", shlex.join(cmd), flush=True)
         if Path(done).exists():
             print(f"  (done: {done} exists)")
             continue
-        resume = ["resume=true"] if cmd[3] in ("selftrain", "dpo") and (ROOT / run_name).exists() else []
+        resume = ["resume=true"] if cmd[3] in ("selftrain", "dpo") and (ROOT / run).exists() else []
         t0 = time.perf_counter()
         subprocess.run(["nice", "-n", "10", *cmd, *resume], check=True, env=env)
         walltime = json.loads(walltime_path.read_text()) if walltime_path.exists() else {}
-        walltime[run_name] = time.perf_counter() - t0  # of this (last) process only, when resumed
+        walltime[run] = time.perf_counter() - t0  # of this (last) process only, when resumed
         atomic_write_json(walltime_path, walltime)
 
 
 # --- summary ---------------------------------------------------------------------------------
 
 
-def rows(name: str, variant: str) -> list[dict]:
-    path = ROOT / f"{name}_{variant}" / "metrics.jsonl"
+def rows(name: str, variant: str, seed: int = 0) -> list[dict]:
+    path = ROOT / run_name(name, variant, seed) / "metrics.jsonl"
     if not path.exists():
         return []
     return [r for r in map(json.loads, filter(str.strip, path.read_text().splitlines())) if "iteration" in r]
 
 
-def table(name: str) -> str:
+def table(name: str, seeds: tuple[int, ...] = (0,)) -> str:
     e = EXPERIMENTS[name]
     walltime = json.loads((ROOT / "walltime.json").read_text()) if (ROOT / "walltime.json").exists() else {}
     out = ["| method | it 0 (base) | it 1 | it 2 | it 3 | completion tokens generated | loop s (logged) | wall s (command) |",
            "|---|---|---|---|---|---|---|---|"]
     for v, var in e.variants.items():
-        r = rows(name, v)
-        if not r:
+        runs = {seed: r for seed in seeds if (r := rows(name, v, seed))}
+        if not runs:
             continue
-        acc = {x["iteration"]: f"{x['eval/greedy_accuracy']:.3f} ± {x['eval/ci95']:.3f}" for x in r
-               if "eval/greedy_accuracy" in x}
-        tokens = sum(x.get("tokens_generated", 0) for x in r)
-        loop = sum(x.get("time/iteration", 0.0) for x in r)
-        wall = walltime.get(f"{name}_{v}")
-        out.append(f"| {var.label} | " + " | ".join(acc.get(i, "") for i in range(4))
-                   + f" | {tokens:,} | {loop:.0f} | {'' if wall is None else f'{wall:.0f}'} |")
+        accs = {i: [x["eval/greedy_accuracy"] for r in runs.values() for x in r
+                    if x["iteration"] == i and "eval/greedy_accuracy" in x] for i in range(4)}
+        ci = {x["iteration"]: x["eval/ci95"] for x in next(iter(runs.values())) if "eval/ci95" in x}
+        cells = [(f"{a[0]:.3f} ± {ci[i]:.3f}" if len(a) == 1 else f"{mean(a):.3f} [{min(a):.3f}, {max(a):.3f}]")
+                 if a else "" for i, a in accs.items()]
+        tokens = mean([sum(x.get("tokens_generated", 0) for x in r) for r in runs.values()])
+        loop = mean([sum(x.get("time/iteration", 0.0) for x in r) for r in runs.values()])
+        walls = [walltime[w] for seed in runs if (w := run_name(name, v, seed)) in walltime]
+        label = var.label + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
+        out.append(f"| {label} | " + " | ".join(cells)
+                   + f" | {tokens:,.0f} | {loop:.0f} | {f'{mean(walls):.0f}' if walls else ''} |")
     if any(v.startswith("keep_") for v in e.variants):
         out += ["", ("| method | iteration | sample accuracy | verified-correct samples with all steps right "
                      "| kept | kept rationales with all steps right | held-out accuracy |"), "|---|---|---|---|---|---|---|"]
         for v, var in e.variants.items():
-            for x in rows(name, v)[1:]:
+            for x in rows(name, v, seeds[0])[1:]:
                 out.append(f"| {var.label} | {x['iteration']} | {x['sample_accuracy']:.3f} | "
                            f"{x['exploit/correct_step_precision']:.3f} | {x['kept']} | "
                            f"{x['exploit/kept_step_precision']:.3f} | {x['eval/greedy_accuracy']:.3f} |")
     return "\n".join(out)
 
 
-def plot(name: str, path: Path) -> None:
+def plot(name: str, path: Path, seeds: tuple[int, ...] = (0,)) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,15 +176,24 @@ def plot(name: str, path: Path) -> None:
     keep = any(v.startswith("keep_") for v in e.variants)
     fig, axes = plt.subplots(1, 2 if keep else 1, figsize=(11 if keep else 6, 4), squeeze=False)
     for v, var in e.variants.items():
-        r = [x for x in rows(name, v) if "eval/greedy_accuracy" in x]
-        if not r:
+        runs = [r for seed in seeds if (r := [x for x in rows(name, v, seed) if "eval/greedy_accuracy" in x])]
+        if not runs:
             continue
-        axes[0][0].errorbar([x["iteration"] for x in r], [x["eval/greedy_accuracy"] for x in r],
-                            yerr=[x["eval/ci95"] for x in r], label=var.label, marker="o", capsize=3)
+        r = runs[0]
+        if len(runs) == 1:  # one seed: the 95% CI of its 200 problems
+            axes[0][0].errorbar([x["iteration"] for x in r], [x["eval/greedy_accuracy"] for x in r],
+                                yerr=[x["eval/ci95"] for x in r], label=var.label, marker="o", capsize=3)
+        else:  # several seeds: their mean, and the band between the lowest and the highest
+            its = sorted({x["iteration"] for run in runs for x in run})
+            acc = [[x["eval/greedy_accuracy"] for run in runs for x in run if x["iteration"] == i] for i in its]
+            line, = axes[0][0].plot(its, [mean(a) for a in acc], marker="o", label=f"{var.label} ({len(runs)} seeds)")
+            axes[0][0].fill_between(its, [min(a) for a in acc], [max(a) for a in acc], color=line.get_color(),
+                                    alpha=0.15)
         if keep:
             axes[0][1].plot([x["iteration"] for x in r[1:]], [x["exploit/kept_step_precision"] for x in r[1:]],
                             label=var.label, marker="o")
-    axes[0][0].set(title=f"{e.title}\nheld-out greedy accuracy (200 problems, ± 95% CI)", xlabel="iteration",
+    spread = "± 95% CI" if len(seeds) == 1 else "mean, band: min-max over seeds"
+    axes[0][0].set(title=f"{e.title}\nheld-out greedy accuracy (200 problems, {spread})", xlabel="iteration",
                    ylabel="accuracy")
     if keep:
         axes[0][1].set(title="kept rationales whose steps all verify", xlabel="iteration", ylabel="fraction",
@@ -185,6 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", choices=sorted(EXPERIMENTS), required=True)
     parser.add_argument("--variants", nargs="*", help="which methods to run (default: all of the task's)")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="self-training seeds (default: 0)")
     parser.add_argument("--run", action="store_true", help="run the experiments (otherwise only summarise)")
     args = parser.parse_args()
     variants = args.variants or list(EXPERIMENTS[args.task].variants)
@@ -193,10 +219,10 @@ def main() -> None:
         parser.error(f"unknown variants {sorted(unknown)} for --task {args.task}; "
                      f"choose from {sorted(EXPERIMENTS[args.task].variants)}")
     if args.run:
-        run_all(args.task, variants)
-    print(table(args.task))
+        run_all(args.task, variants, tuple(args.seeds))
+    print(table(args.task, tuple(args.seeds)))
     png = Path(f"docs/img/selftrain_{args.task}.png")
-    plot(args.task, png)
+    plot(args.task, png, tuple(args.seeds))
     print(f"plot: {png}")
 
 
