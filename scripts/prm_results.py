@@ -99,11 +99,26 @@ def prm_variants(n: int) -> dict[str, tuple[str, str, str, bool]]:
     }
 
 
-def train_prms(args, rows_dir: Path, train_dir: Path, out: Path) -> list[dict]:
-    """PRMs on the labels of the policy's train-split samples, scored on held-out test-split samples."""
-    from reasonloop.algorithms.prm import evaluate_model
+def score_prm(model_dir: str, truth: list[dict], threshold: float = 0.5) -> dict:
+    """Held-out scores of a trained reward model: on the policy's samples (F1 at `threshold`, F1 at the
+    best threshold of a 0.05 grid (optimistic: chosen on the same rows), step AUC) and on all rows."""
+    from reasonloop.evaluate.process import best_threshold_f1, evaluate_step_scores
     from reasonloop.models.reward_model import RewardModel
 
+    model = RewardModel.from_pretrained(model_dir, device="cpu")
+    out = {}
+    for name, rows in (("", [r for r in truth if r.get("source") == "policy"]), ("all_", truth)):
+        scores = model.score_batch([r["prompt"] for r in rows], [r["completions"] for r in rows])
+        errors = [r["true_first_error"] for r in rows]
+        m = evaluate_step_scores(scores, errors, threshold)
+        best_t, best = best_threshold_f1(scores, errors)
+        out.update({f"{name}{k}": m[k] for k in ("f1", "acc_error", "acc_correct", "step_auc")})
+        out.update({f"{name}best_threshold": best_t, f"{name}best_f1": best["f1"]})
+    return out
+
+
+def train_prms(args, rows_dir: Path, train_dir: Path, out: Path) -> list[dict]:
+    """PRMs on the labels of the policy's train-split samples, scored on held-out test-split samples."""
     truth = read_step_rows(rows_dir / "ground_truth.jsonl")
     held_out = [r for r in truth if r.get("source") == "policy"]
     write_jsonl(out / "eval_policy.jsonl", held_out)
@@ -122,11 +137,8 @@ def train_prms(args, rows_dir: Path, train_dir: Path, out: Path) -> list[dict]:
                         run_name=f"prm_{i}", device="cpu", resume=True, seed=args.seed)
         cfg.optim.lr = args.lr
         summary = train_prm(cfg)
-        model = RewardModel.from_pretrained(summary["model"], device="cpu")
-        every = evaluate_model(model, truth, cfg.threshold)  # + corrupted and reference solutions
-        results.append({"name": name, "dir": summary["model"], "rows": len(rows), **summary["eval"],
-                        "all_f1": every["f1"], "all_step_auc": every["step_auc"], "loss_last": summary["loss_last"],
-                        "train_seconds": summary["train_seconds"]})
+        results.append({"name": name, "dir": summary["model"], "rows": len(rows), **score_prm(summary["model"], truth),
+                        "loss_last": summary["loss_last"], "train_seconds": summary["train_seconds"]})
         print(json.dumps(results[-1]), flush=True)
     return results
 
@@ -144,6 +156,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default="", help="';'-separated variant names to train (default: all)")
+    ap.add_argument("--score", default="", help="score already trained PRMs instead: 'name=DIR;name=DIR'")
     ap.add_argument("--best-to", default="", help="copy the PRM with the best held-out step AUC here")
     ap.add_argument("--plot", default="docs/img/prm_label_quality.png")
     args = ap.parse_args()
@@ -158,13 +171,24 @@ def main() -> None:
         text += [f"## label quality: {title}\n", *markdown(table), ""]
     (out / "label_quality.json").write_text(json.dumps(tables, indent=1) + "\n")
     print("\n".join(text))
-    if args.train_rows:
-        results = train_prms(args, rows_dir, Path(args.train_rows), out)
-        lines = [("| reward model (training labels) | train rows | F1 | acc (erroneous) | acc (correct) | step AUC | "
-                  "F1 (all) | step AUC (all) | train loss (last 10) |"), "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['name']} | {r['rows']} | {r['f1']:.3f} | {r['acc_error']:.3f} | {r['acc_correct']:.3f} | "
-                  f"{r['step_auc']:.3f} | {r['all_f1']:.3f} | {r['all_step_auc']:.3f} | {r['loss_last']:.3f} |"
-                  for r in results]
+    if args.train_rows or args.score:
+        if args.score:  # already trained models: name=dir;name=dir
+            truth = read_step_rows(rows_dir / "ground_truth.jsonl")
+            results = []
+            for item in (x for x in args.score.split(";") if x.strip()):
+                name, _, model_dir = item.partition("=")
+                row = json.loads((Path(model_dir).parent / "summary.json").read_text())
+                results.append({"name": name.strip(), "dir": model_dir.strip(), "rows": row["rows"],
+                                **score_prm(model_dir.strip(), truth), "loss_last": row["loss_last"]})
+                print(json.dumps(results[-1]), flush=True)
+        else:
+            results = train_prms(args, rows_dir, Path(args.train_rows), out)
+        lines = [("| reward model (training labels) | train rows | step AUC | F1 @0.5 | acc (erroneous) | acc (correct) | "
+                  "F1 @best τ (τ) | step AUC (all) | F1 @0.5 (all) | train loss (last 10) |"),
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {r['rows']} | {r['step_auc']:.3f} | {r['f1']:.3f} | {r['acc_error']:.3f} | "
+                  f"{r['acc_correct']:.3f} | {r['best_f1']:.3f} ({r['best_threshold']:.2f}) | {r['all_step_auc']:.3f} | "
+                  f"{r['all_f1']:.3f} | {r['loss_last']:.3f} |" for r in results]
         text += ["## trained reward models (held-out policy samples; 'all' adds corrupted + reference)\n", *lines, ""]
         print("\n".join(lines))
         (out / "prm_results.json").write_text(json.dumps(results, indent=1) + "\n")

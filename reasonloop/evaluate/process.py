@@ -85,6 +85,28 @@ def evaluate_step_scores(
     return {**first_error_f1(predicted, true_first_errors), "step_auc": step_auc(flat_scores, flat_truth)}
 
 
+def best_threshold_f1(
+    scores: Sequence[Sequence[float]], true_first_errors: Sequence[int | None],
+    thresholds: Sequence[float] = tuple(i / 20 for i in range(1, 20)),
+) -> tuple[float, dict[str, float]]:
+    """The threshold (from `thresholds`) with the best first-error F1, and the F1 metrics at it.
+
+    ProcessBench reports each PRM at its best threshold; chosen on the set it is scored on,
+    that F1 is optimistic, so report it beside the fixed-threshold one, not instead of it.
+
+    >>> best_threshold_f1([[0.9, 0.3], [0.7, 0.6]], [1, None], [0.5, 0.65])[0]
+    0.5
+    """
+    best: tuple[float, dict[str, float]] | None = None
+    for t in thresholds:
+        m = first_error_f1([predicted_first_error(s, t) for s in scores], true_first_errors)
+        if best is None or m["f1"] > best[1]["f1"]:
+            best = (t, m)
+    if best is None:
+        raise ValueError("no thresholds to try")
+    return best
+
+
 def evaluate_labels(rows: Sequence[dict[str, Any]], soft_threshold: float | None = None,
                     include_augmented: bool = False) -> dict[str, float]:
     """Quality and cost of labelled rows (`step_labels` output) against their `true_first_error`.

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from reasonloop.evaluate.process import (
-    evaluate_labels, evaluate_step_scores, first_error_f1, predicted_first_error, step_auc, step_truth,
+    best_threshold_f1, evaluate_labels, evaluate_step_scores, first_error_f1, predicted_first_error, step_auc, step_truth,
 )
 
 
@@ -62,3 +62,14 @@ def test_evaluate_labels_soft_threshold_and_augmented_rows():
     assert soft["acc_error"] == 0.0 and soft["acc_correct"] == 1.0 and soft["located_errors"] == 0
     both = evaluate_labels(rows, include_augmented=True)
     assert both["n_error"] == 2 and both["acc_error"] == 1.0 and both["rollouts"] == 8
+
+
+def test_best_threshold_f1_by_hand():
+    scores, truth = [[0.9, 0.3], [0.7, 0.6]], [1, None]
+    # 0.5: predicted [1, None] -> both right (F1 1); 0.65: [1, 1] -> the correct solution is flagged (F1 0)
+    t, m = best_threshold_f1(scores, truth, [0.65, 0.5])
+    assert t == 0.5 and m["f1"] == 1.0
+    t, m = best_threshold_f1(scores, truth, [0.2])  # nothing flagged: the error is missed
+    assert m["acc_error"] == 0.0 and m["acc_correct"] == 1.0
+    with pytest.raises(ValueError):
+        best_threshold_f1(scores, truth, [])
