@@ -108,6 +108,7 @@ from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
+from reasonloop.tasks.base import steps_all_verify
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.utils import console, seed_everything
@@ -307,6 +308,19 @@ def token_process_advantages(cfg: GRPOConfig, group: list[Sample], outcome_advan
     return out
 
 
+def step_validity_metrics(samples: list[Sample]) -> dict[str, float]:
+    """For tasks that check steps: the share of samples whose every step is right, and the share
+    of verified-correct samples that got there through a wrong step ("lucky")."""
+    checked = [s for s in samples if s.meta.get("steps_valid") is not None]
+    if not checked:
+        return {}
+    out = {"process/steps_valid": sum(s.meta["steps_valid"] for s in checked) / len(checked)}
+    correct = [s for s in checked if s.rewards.get("correct") == 1.0]
+    if correct:
+        out["process/lucky_frac"] = sum(not s.meta["steps_valid"] for s in correct) / len(correct)
+    return out
+
+
 def shaping_reward_keys(cfg: GRPOConfig) -> list[str]:
     """The logged reward terms that enter the total with a nonzero weight (what the hacking probe watches)."""
     weighted = {"format": cfg.format_weight, "length": cfg.overlong_weight, **cfg.rewards,
@@ -439,6 +453,9 @@ def main(cfg: GRPOConfig) -> dict:
                 score_samples(cfg, tasks[arm], [p] * len(group), group, sources)
             if cfg.guide:
                 stats["guided"] += guide_all_wrong(cfg, sampler, tasks, problems, groups, params, sources)
+            for (arm, p), group in zip(problems, groups):  # diagnostics: right answers through wrong steps
+                for s in group:
+                    s.meta["steps_valid"] = steps_all_verify(tasks[arm], p, s.text)
             rewards = torch.tensor([[s.rewards["total"] for s in g] for g in groups])  # (P, G)
             correct = torch.tensor([[s.rewards["correct"] for s in g] for g in groups])  # (P, G)
             keep = torch.ones(len(groups), dtype=torch.bool)
@@ -513,6 +530,7 @@ def main(cfg: GRPOConfig) -> dict:
             "tokens/generated": sum(lengths),
             **({f"curriculum/q{k}": q for k, q in enumerate(bandit.q)} if len(tasks) > 1 else {}),
         })
+        metrics.update(step_validity_metrics(all_samples))
         metrics["time/sample"] = t_sample
         metrics["time/step"] = time.perf_counter() - t_step  # training only: eval time is logged apart
         state["train_seconds"] = state.get("train_seconds", 0.0) + metrics["time/step"]

@@ -26,6 +26,7 @@ from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.search.scorers import ScorerConfig
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.store.runs import RunDir
+from reasonloop.tasks.base import steps_all_verify
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import EvalRecord
 from reasonloop.utils import console
@@ -91,7 +92,11 @@ class EvalConfig:
 
 def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperature: float,
                    max_new_tokens: int, seed: int = 0) -> tuple[dict, list[EvalRecord]]:
-    """Greedy accuracy (+ maj@k, pass@1, pass@k over `samples_per_prompt` samples)."""
+    """Greedy accuracy (+ maj@k, pass@1, pass@k over `samples_per_prompt` samples).
+
+    For tasks that check steps, also `greedy_step_accuracy`: right answer *and* every step
+    right (a right answer reached through a wrong step does not count).
+    """
     start = time.perf_counter()
     prompts = [p.prompt for p in problems]
     greedy = sampler.generate(prompts, 1, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
@@ -100,11 +105,14 @@ def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperat
         ok = task.verify(p, s.text) == 1.0
         records.append(EvalRecord(problem_id=p.id, task=task.name, strategy="greedy", answer=p.answer,
                                   selected=canonical_answer(s.text), correct=ok, predictions=[canonical_answer(s.text)],
-                                  sample_correct=[ok], tokens=s.num_tokens, model_calls=1, model_id=s.model_id))
+                                  sample_correct=[ok], tokens=s.num_tokens, model_calls=1, model_id=s.model_id,
+                                  meta={"steps_valid": steps_all_verify(task, p, s.text)}))
     results = {"num_problems": len(problems)}
     acc, ci = mean_ci95([float(r.correct) for r in records])
     results.update({"greedy_accuracy": acc, "greedy_ci95": ci,
                     "greedy_tokens_per_problem": sum(r.tokens for r in records) / len(records)})
+    if all(r.meta["steps_valid"] is not None for r in records):
+        results["greedy_step_accuracy"] = sum(r.correct and r.meta["steps_valid"] for r in records) / len(records)
     k = samples_per_prompt
     if k > 0:
         groups = sampler.generate(prompts, k, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens,
@@ -159,7 +167,9 @@ def held_out_accuracy(sampler, task, max_new_tokens: int) -> dict:
         return {}
     results, _ = evaluate_model(sampler, task, list(task), samples_per_prompt=0, temperature=1.0,
                                 max_new_tokens=max_new_tokens)
-    return {"eval/greedy_accuracy": results["greedy_accuracy"], "eval/ci95": results["greedy_ci95"]}
+    return {"eval/greedy_accuracy": results["greedy_accuracy"], "eval/ci95": results["greedy_ci95"],
+            **({"eval/greedy_step_accuracy": results["greedy_step_accuracy"]}
+               if "greedy_step_accuracy" in results else {})}
 
 
 def print_results(title: str, results: dict) -> None:

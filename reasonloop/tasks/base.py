@@ -80,6 +80,16 @@ def first_error(task: StepTask, problem: Problem, steps: list[str]) -> int | Non
     return None
 
 
+def steps_all_verify(task, problem: Problem, text: str) -> bool | None:
+    """Does every step of `text` pass the task's `check_step`? None when the task cannot check steps.
+
+    With the verifier this separates a right answer reached by right steps from a lucky one.
+    """
+    if not isinstance(task, StepTask):
+        return None
+    return first_error(task, problem, split_steps(text)) is None
+
+
 def build_item(task, index: int, draw: Callable[[random.Random], Problem]) -> Problem:
     """Item `index` of a procedural task: a pure function of (name, seed, split, index).
 

@@ -149,3 +149,27 @@ def test_run_with_a_process_reward_logs_it(tiny_model_dir, prm_dir, tmp_path, mo
     steps = [r for r in rows if "reward/prm" in r]
     assert len(steps) == 2
     assert all(0 <= r["reward/prm"] <= 1 and torch.isfinite(torch.tensor(r["loss"])) for r in steps if "loss" in r)
+
+
+def test_step_validity_metrics_count_lucky_answers():
+    from reasonloop.algorithms.grpo import step_validity_metrics
+
+    def sample(correct, valid):
+        return Sample("p", "q", "t", rewards={"correct": correct}, meta={"steps_valid": valid})
+
+    samples = [sample(1.0, True), sample(1.0, False), sample(0.0, False), sample(1.0, True), sample(0.0, None)]
+    assert step_validity_metrics(samples) == {"process/steps_valid": 0.5, "process/lucky_frac": pytest.approx(1 / 3)}
+    assert step_validity_metrics([sample(0.0, None)]) == {}
+
+
+def test_steps_all_verify_separates_lucky_answers():
+    from reasonloop.tasks.base import steps_all_verify
+
+    task = make_task("arithmetic", size=1, seed=0, min_ops=2, max_ops=2, ops=["+"])
+    p = task[0]
+    assert steps_all_verify(task, p, p.meta["solution"]) is True
+    first, rest = p.meta["solution"].split("\n", 1)
+    broken = first.rsplit("=", 1)[0] + "= " + str(int(first.rsplit("=", 1)[1]) + 1) + "\n" + rest
+    assert steps_all_verify(task, p, broken) is False
+    assert task.verify(p, broken) == 1.0  # same final line: the verifier alone is fooled
+    assert steps_all_verify(object(), p, p.meta["solution"]) is None

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from reasonloop.config import load_config
 from reasonloop.evaluate.run import EvalConfig, main
 
@@ -37,3 +39,27 @@ def test_default_eval_still_works(tiny_model_dir, tmp_path):
                                          "num_problems=2", "samples_per_prompt=2", "max_new_tokens=8"])
     results = main(cfg)
     assert {"greedy_accuracy", "greedy_ci95", "maj@2", "pass@2"} <= set(results)
+
+
+def test_greedy_step_accuracy_does_not_count_lucky_answers():
+    """A right answer reached through a wrong step counts for greedy_accuracy, not greedy_step_accuracy."""
+    from reasonloop.evaluate.run import evaluate_model
+    from reasonloop.tasks import make_task
+    from reasonloop.types import Sample
+
+    task = make_task("arithmetic", size=3, seed=0, min_ops=2, max_ops=2, ops=["+"])
+    problems = list(task)
+    right = problems[0].meta["solution"]
+    first, rest = problems[1].meta["solution"].split("\n", 1)
+    lucky = first.rsplit("=", 1)[0] + "= " + str(int(first.rsplit("=", 1)[1]) + 1) + "\n" + rest
+    texts = {problems[0].prompt: right, problems[1].prompt: lucky, problems[2].prompt: "Answer: -1"}
+
+    class Scripted:
+        def generate(self, prompts, n, params):
+            return [[Sample("p", q, texts[q], token_ids=[1])] for q in prompts]
+
+    results, records = evaluate_model(Scripted(), task, problems, samples_per_prompt=0, temperature=1.0,
+                                      max_new_tokens=8)
+    assert results["greedy_accuracy"] == pytest.approx(2 / 3)
+    assert results["greedy_step_accuracy"] == pytest.approx(1 / 3)
+    assert [r.meta["steps_valid"] for r in records] == [True, False, False]
