@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rollout.py                      # CPU, both sizes, ~4 min on 2 cores
     .venv/bin/python bench/rollout.py --sizes tiny --reps 1
+    .venv/bin/python bench/rollout.py --sizes quickstart      # the quickstart's 0.87 M model
     python bench/rollout.py --backend vllm --device cuda   # GPU: vLLM backend vs HF generate
 
 Workload (the issue's): 64 prompts x 8 samples, temperature 1.0, full distribution
@@ -17,9 +18,9 @@ distribution of both engines' completions (mean, median, share that hit 64).
 Peer: one `model.generate(input_ids, attention_mask, do_sample=True, temperature=1.0,
 top_k=0, top_p=1.0, max_new_tokens=64, num_return_sequences=8, pad_token_id=...)` call per
 chunk of `prompts_per_call` left-padded prompts. Each call runs until its *last* row stops,
-so smaller calls waste fewer steps but batch worse: the bench tries 64 and 32 prompts per
-call (512 and 256 rows) once on the first size and gives HF the faster one for every size.
-(8 prompts per call, 64 rows, was 8x slower in a trial run, so it is not tried by default.)
+so smaller calls waste fewer steps but batch worse: the bench tries 64, 32, 16 and 8
+prompts per call (512 to 64 rows) once on the first size and gives HF the fastest one for
+every size.
 
 tokens/s counts completion tokens up to and including EOS (what a trainer consumes), for
 both engines. Ours and peer are measured alternately `--reps` times; medians reported.
@@ -56,6 +57,7 @@ from reasonloop.models.tiny import TinyModelConfig, count_parameters, init_model
 from reasonloop.rollout.sampler import SamplingParams  # noqa: E402
 
 SIZES = {
+    "quickstart": dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=384),
     "tiny": dict(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=768),
     "20m": dict(hidden_size=512, num_layers=6, num_heads=8, num_kv_heads=8, intermediate_size=1536),
 }
@@ -259,7 +261,7 @@ def main():
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--train-steps", type=int, default=30)
-    ap.add_argument("--hf-prompts-per-call", type=lambda s: [int(x) for x in s.split(",")], default=[64, 32])
+    ap.add_argument("--hf-prompts-per-call", type=lambda s: [int(x) for x in s.split(",")], default=[64, 32, 16, 8])
     ap.add_argument("--backend", choices=["torch", "vllm"], default="torch")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
