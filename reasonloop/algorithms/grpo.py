@@ -47,7 +47,9 @@ Rewards beyond the verifier (`rewards`, `process_reward`):
 - `rewards: {name: weight}` adds any plain reward callable, from `verify.REWARDS` or by
   import path (`package.module:function`), scored with the verifier through `score_all`.
 - `process_reward` is a trained `reasonloop prm` directory; every completion is split into
-  steps with the PRM's separator and scored once. `process_mode` says how the scores enter:
+  steps with the PRM's separator and scored once. `process_reward: task` uses the task's own
+  exact step checker instead (1 before the first wrong step, 0 from it on): an exact PRM,
+  which procedural tasks have, to measure what process rewards can do at best. `process_mode` says how the scores enter:
   - "posterior": Posterior-GRPO (P-GRPO, seeds [003]): + weight x aggregate
     step score, only for rollouts whose outcome is correct, so a wrong answer cannot earn
     reward for plausible steps. (The paper's reward model is a generative Optimized-Degraded
@@ -108,7 +110,7 @@ from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
-from reasonloop.tasks.base import steps_all_verify
+from reasonloop.tasks.base import StepTask, first_error, steps_all_verify
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.utils import console, seed_everything
@@ -162,7 +164,8 @@ class GRPOConfig:
     rewards: dict[str, float] = field(default_factory=dict)
     """extra rewards added to the total, name -> weight: a `verify.REWARDS` name or `package.module:function`"""
     process_reward: str = ""
-    """a trained `reasonloop prm` directory whose step scores enter as `process_mode` says ("": none)"""
+    """a trained `reasonloop prm` directory whose step scores enter as `process_mode` says; "task": the
+    task's exact `check_step` as the PRM; "": none"""
     process_mode: Literal["posterior", "additive", "step"] = "posterior"
     process_weight: float = 0.5
     process_aggregate: Literal["min", "last", "prod", "mean"] = "min"
@@ -245,11 +248,44 @@ class RewardSources:
     extra: dict[str, Callable] = field(default_factory=dict)
     """name -> reward callable, weighted by `cfg.rewards[name]`"""
     prm: RewardModel | None = None
+    exact_steps: bool = False
+    """step scores from the task's `check_step` (`process_reward: task`)"""
 
     @classmethod
     def load(cls, cfg: GRPOConfig, device: str = "cpu") -> RewardSources:
-        prm = RewardModel.from_pretrained(cfg.process_reward, device=device) if cfg.process_reward else None
-        return cls({name: get_reward(name) for name in cfg.rewards}, prm)
+        exact = cfg.process_reward == EXACT_PROCESS_REWARD
+        prm = RewardModel.from_pretrained(cfg.process_reward, device=device) if cfg.process_reward and not exact else None
+        return cls({name: get_reward(name) for name in cfg.rewards}, prm, exact)
+
+    @property
+    def has_process(self) -> bool:
+        return self.prm is not None or self.exact_steps
+
+    @property
+    def step_separator(self) -> str:
+        return self.prm.spec.step_separator if self.prm is not None else "\n"
+
+    def step_scores(self, task, problems: list[Problem], steps: list[list[str]]) -> list[list[float]]:
+        """One score in [0, 1] per step of each (problem, steps)."""
+        if self.prm is not None:
+            return self.prm.score_batch([p.prompt for p in problems], steps)
+        return [exact_step_scores(task, p, x) for p, x in zip(problems, steps)]
+
+
+EXACT_PROCESS_REWARD = "task"
+
+
+def exact_step_scores(task, problem: Problem, steps: list[str]) -> list[float]:
+    r"""An exact PRM from the task's step checker: 1.0 before the first wrong step, 0.0 from it on.
+
+    >>> from reasonloop.tasks import make_task
+    >>> t = make_task("arithmetic", size=1, seed=0, min_ops=2, max_ops=2, ops=["+"])
+    >>> good = t[0].meta["solution"].split("\n")
+    >>> exact_step_scores(t, t[0], good), exact_step_scores(t, t[0], ["1 + 1 = 3"] + good[1:])
+    ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+    """
+    error = first_error(task, problem, steps)
+    return [1.0 if error is None or i < error else 0.0 for i in range(len(steps))]
 
 
 def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[Sample],
@@ -274,14 +310,15 @@ def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[
         s.rewards.update(correct=ok, format=fmt, length=length, **extra,
                          total=ok + cfg.format_weight * fmt + cfg.overlong_weight * length
                          + sum(cfg.rewards[name] * v for name, v in extra.items()))
-    if sources.prm is not None:
-        add_process_rewards(cfg, sources.prm, problems, samples)
+    if sources.has_process:
+        add_process_rewards(cfg, sources, task, problems, samples)
 
 
-def add_process_rewards(cfg: GRPOConfig, prm: RewardModel, problems: list[Problem], samples: list[Sample]) -> None:
-    """Score every sample's steps with the PRM; add the aggregate to the total unless the mode is "step"."""
-    steps = [split_steps(s.text, prm.spec.step_separator) for s in samples]
-    step_scores = prm.score_batch([p.prompt for p in problems], steps)
+def add_process_rewards(cfg: GRPOConfig, sources: RewardSources, task, problems: list[Problem],
+                        samples: list[Sample]) -> None:
+    """Score every sample's steps; add the aggregate to the total unless the mode is "step"."""
+    steps = [split_steps(s.text, sources.step_separator) for s in samples]
+    step_scores = sources.step_scores(task, problems, steps)
     process = torch.tensor([aggregate_scores(x, cfg.process_aggregate) for x in step_scores])  # (N,)
     correct = torch.tensor([s.rewards["correct"] for s in samples])  # (N,)
     if cfg.process_mode == "posterior":
@@ -324,7 +361,7 @@ def step_validity_metrics(samples: list[Sample]) -> dict[str, float]:
 def shaping_reward_keys(cfg: GRPOConfig) -> list[str]:
     """The logged reward terms that enter the total with a nonzero weight (what the hacking probe watches)."""
     weighted = {"format": cfg.format_weight, "length": cfg.overlong_weight, **cfg.rewards,
-                "prm": cfg.process_weight if cfg.process_reward else 0.0}
+                "prm": cfg.process_weight if cfg.process_reward and cfg.process_reward != EXACT_PROCESS_REWARD else 0.0}
     return [f"reward/{name}" for name, weight in weighted.items() if weight]
 
 
@@ -409,6 +446,9 @@ def main(cfg: GRPOConfig) -> dict:
 
     specs = [parse_category(c) for c in cfg.curriculum.categories] or [cfg.task]
     tasks = [spec.build(split="train", size=TASK_SIZE, seed=cfg.seed + k) for k, spec in enumerate(specs)]
+    if sources.exact_steps and not all(isinstance(t, StepTask) for t in tasks):
+        raise ValueError(f"process_reward={EXACT_PROCESS_REWARD!r} needs tasks that check steps (check_step); "
+                         f"{[s.name for s, t in zip(specs, tasks) if not isinstance(t, StepTask)]} cannot")
     bandit = SelfEvolvingCurriculum(len(tasks), cfg.curriculum.alpha, cfg.curriculum.temperature)
     monitor = HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg))
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
@@ -492,13 +532,13 @@ def main(cfg: GRPOConfig) -> dict:
             advantages = ADVANTAGES[cfg.advantage](group_rewards)  # (P, G)
             for r, a in zip(rows, advantages.flatten().tolist()):
                 r["advantage"] = a
-            if sources.prm is not None and cfg.process_mode == "step":
+            if sources.has_process and cfg.process_mode == "step":
                 def decode(token: int) -> str:
                     return tokenizer.decode([token], skip_special_tokens=True)
                 for g, (_, _, group) in enumerate(kept):
                     chunk = rows[g * cfg.samples_per_prompt: (g + 1) * cfg.samples_per_prompt]
                     per_token = token_process_advantages(cfg, group, [r["advantage"] for r in chunk], decode,
-                                                         sources.prm.spec.step_separator)
+                                                         sources.step_separator)
                     for r, values in zip(chunk, per_token):
                         r["token_advantages"] = values
             arm_progress: dict[int, list[float]] = {}
@@ -521,7 +561,7 @@ def main(cfg: GRPOConfig) -> dict:
             "reward/format": sum(s.rewards["format"] for s in all_samples) / n,
             "reward/length": sum(s.rewards["length"] for s in all_samples) / n,
             **{f"reward/{name}": sum(s.rewards[name] for s in all_samples) / n
-               for name in [*sources.extra, *(["prm"] if sources.prm is not None else [])]},
+               for name in [*sources.extra, *(["prm"] if sources.has_process else [])]},
             "groups/sampled": stats["sampled"], "groups/kept": len(kept), "groups/rounds": stats["rounds"],
             "groups/zero_variance_frac": stats["zero_var"] / max(1, stats["sampled"]),
             "groups/guided": stats["guided"],

@@ -173,3 +173,26 @@ def test_steps_all_verify_separates_lucky_answers():
     assert steps_all_verify(task, p, broken) is False
     assert task.verify(p, broken) == 1.0  # same final line: the verifier alone is fooled
     assert steps_all_verify(object(), p, p.meta["solution"]) is None
+
+
+def test_exact_process_reward_from_the_task():
+    """process_reward=task: step scores are the task's check_step (1 before the first wrong step)."""
+    task, p, samples = problem_and_samples()
+    first, rest = p.meta["solution"].split("\n", 1)
+    lucky = first.rsplit("=", 1)[0] + "= " + str(int(first.rsplit("=", 1)[1]) + 1) + "\n" + rest
+    samples.append(Sample(p.id, p.prompt, lucky))
+    cfg = GRPOConfig(process_reward="task", process_mode="posterior", process_weight=0.5)
+    score_samples(cfg, task, [p] * 4, samples, RewardSources.load(cfg))
+    right, wrong, junk, lucky_s = samples
+    assert right.meta["step_scores"] == [1.0] * len(right.text.split("\n")) and right.rewards["total"] == 1.5
+    assert lucky_s.meta["step_scores"][0] == 0.0 and lucky_s.rewards["correct"] == 1.0
+    assert lucky_s.rewards["total"] == 1.0  # right answer, wrong step: no process bonus
+    assert wrong.rewards["total"] == 0.0 and junk.rewards["prm"] == 0.0
+
+
+def test_exact_process_reward_needs_a_step_task(tmp_path, tiny_model_dir):
+    cfg = GRPOConfig(model=ModelConfig(path=str(tiny_model_dir)), task=__import__(
+        "reasonloop.tasks.spec", fromlist=["TaskSpec"]).TaskSpec("reasoning_gym:chain_sum"), process_reward="task",
+        output_dir=str(tmp_path), run_name="run", eval_problems=0)
+    with pytest.raises(ValueError, match="check_step"):
+        main(cfg)
