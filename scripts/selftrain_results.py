@@ -10,8 +10,9 @@ other), skips a step whose output exists (a killed run is resumed with `resume=t
 records each command's wall seconds in ROOT/walltime.json. Without `--run` it reads the run
 directories under ROOT and prints the markdown table; the plot goes to docs/img/selftrain_<task>.png.
 The base accuracy (iteration 0) is measured by every method's own run on the same 200 problems.
-A seed (`seed=` of the run: training problems, sampling, held-out problems) varies the self-training
-only; every seed starts from the same pretrained base. With several seeds the table shows the mean and
+A seed (`seed=` of the run: training problems, sampling, and the 200 held-out problems, so the
+iteration-0 accuracy differs by seed too) varies the self-training only; every seed starts from the
+same pretrained base. With several seeds the table shows the mean and
 [min, max] over the seeds found.
 """
 
@@ -156,13 +157,22 @@ def table(name: str, seeds: tuple[int, ...] = (0,)) -> str:
         out.append(f"| {label} | " + " | ".join(cells)
                    + f" | {tokens:,.0f} | {loop:.0f} | {f'{mean(walls):.0f}' if walls else ''} |")
     if any(v.startswith("keep_") for v in e.variants):
+        runs_of = {v: [r for seed in seeds if (r := rows(name, v, seed))] for v in e.variants}
+        n = max(len(r) for r in runs_of.values())
         out += ["", ("| method | iteration | sample accuracy | verified-correct samples with all steps right "
                      "| kept | kept rationales with all steps right | held-out accuracy |"), "|---|---|---|---|---|---|---|"]
         for v, var in e.variants.items():
-            for x in rows(name, v, seeds[0])[1:]:
-                out.append(f"| {var.label} | {x['iteration']} | {x['sample_accuracy']:.3f} | "
-                           f"{x['exploit/correct_step_precision']:.3f} | {x['kept']} | "
-                           f"{x['exploit/kept_step_precision']:.3f} | {x['eval/greedy_accuracy']:.3f} |")
+            for i in (1, 2, 3):
+                its = [x for r in runs_of[v] for x in r if x["iteration"] == i]
+                if not its:
+                    continue
+                cell = {k: mean(x[k] for x in its) for k in ("sample_accuracy", "exploit/correct_step_precision", "kept",
+                                                             "exploit/kept_step_precision", "eval/greedy_accuracy")}
+                out.append(f"| {var.label} | {i} | {cell['sample_accuracy']:.3f} | "
+                           f"{cell['exploit/correct_step_precision']:.3f} | {cell['kept']:.0f} | "
+                           f"{cell['exploit/kept_step_precision']:.3f} | {cell['eval/greedy_accuracy']:.3f} |")
+        if n > 1:
+            out.append(f"\n(means over {n} seeds)")
     return "\n".join(out)
 
 
@@ -189,16 +199,19 @@ def plot(name: str, path: Path, seeds: tuple[int, ...] = (0,)) -> None:
             line, = axes[0][0].plot(its, [mean(a) for a in acc], marker="o", label=f"{var.label} ({len(runs)} seeds)")
             axes[0][0].fill_between(its, [min(a) for a in acc], [max(a) for a in acc], color=line.get_color(),
                                     alpha=0.15)
-        if keep:
-            axes[0][1].plot([x["iteration"] for x in r[1:]], [x["exploit/kept_step_precision"] for x in r[1:]],
-                            label=var.label, marker="o")
-    spread = "± 95% CI" if len(seeds) == 1 else "mean, band: min-max over seeds"
+        if keep:  # mean over seeds
+            its = sorted({x["iteration"] for run in runs for x in run} - {0})
+            precision = [mean(x["exploit/kept_step_precision"] for run in runs for x in run if x["iteration"] == i)
+                         for i in its]
+            axes[0][1].plot(its, precision, label=var.label, marker="o")
+    spread = "± 95% CI" if len(seeds) == 1 else "one seed: ± 95% CI; several: mean, min-max band"
     axes[0][0].set(title=f"{e.title}\nheld-out greedy accuracy (200 problems, {spread})", xlabel="iteration",
                    ylabel="accuracy")
     if keep:
-        axes[0][1].set(title="kept rationales whose steps all verify", xlabel="iteration", ylabel="fraction",
+        axes[0][1].set(title="kept rationales whose steps all verify" + ("" if len(seeds) == 1 else " (mean)"), xlabel="iteration", ylabel="fraction",
                        ylim=(0, 1.05))
     for ax in axes[0]:
+        ax.set_xticks(range(4))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
