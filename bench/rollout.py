@@ -1,6 +1,6 @@
 """Rollout throughput: reasonloop's engine vs Hugging Face `model.generate`, same model and prompts.
 
-    .venv/bin/python bench/rollout.py                      # CPU, both sizes, ~4 min on 2 cores
+    OMP_NUM_THREADS=1 .venv/bin/python bench/rollout.py    # CPU, tiny and 20m, ~12 min on a busy 2-core box
     .venv/bin/python bench/rollout.py --sizes tiny --reps 1
     .venv/bin/python bench/rollout.py --sizes quickstart      # the quickstart's 0.87 M model
     python bench/rollout.py --backend vllm --device cuda   # GPU: vLLM backend vs HF generate
