@@ -42,7 +42,6 @@ from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.types import Sample, split_steps
 from reasonloop.utils import optional_progress
 
-
 # ---------------------------------------------------------------------------------------
 # Pure sampling maths
 
@@ -343,7 +342,7 @@ class TorchEngine:
         self.decode, self.fuse_projections = decode, fuse_projections
 
     @classmethod
-    def from_config(cls, config: ModelConfig, **kwargs) -> "TorchEngine":
+    def from_config(cls, config: ModelConfig, **kwargs) -> TorchEngine:
         model, tokenizer = load_model(config)
         return cls(model, tokenizer, model_id=config.path, use_chat_template=config.use_chat_template,
                    system_prompt=config.system_prompt, **kwargs)

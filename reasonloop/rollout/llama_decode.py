@@ -64,9 +64,8 @@ def unsupported_reason(model) -> str | None:
             return f"forward hooks on {name or 'the model'} (the bare forward would skip them)"
         if (isinstance(module, nn.Linear) or "Linear" in type(module).__name__) and type(module) is not nn.Linear:
             return f"{name} is a {type(module).__name__}, not a plain nn.Linear"  # LoRA, quantised, ...
-        if name.endswith("layernorm") or name.endswith(".norm"):
-            if type(module).__name__ != norm_class:
-                return f"{name} is a {type(module).__name__}, not {norm_class}"
+        if name.endswith(("layernorm", ".norm")) and type(module).__name__ != norm_class:
+            return f"{name} is a {type(module).__name__}, not {norm_class}"
     if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
         return "global forward hooks are registered"
     return None
@@ -102,7 +101,7 @@ class LlamaWeights:
     eps: float
 
     @classmethod
-    def from_model(cls, model, fuse: bool = True) -> "LlamaWeights":
+    def from_model(cls, model, fuse: bool = True) -> LlamaWeights:
         """Views of `model`'s parameters; with `fuse`, q/k/v and gate/up concatenated (copies)."""
         cfg, base = model.config, model.model
 
@@ -150,7 +149,7 @@ class StaticKVCache:
         self.k, self.v, self.length = k, v, 0
 
     @classmethod
-    def empty(cls, w: LlamaWeights, batch: int, capacity: int, like: torch.Tensor) -> "StaticKVCache":
+    def empty(cls, w: LlamaWeights, batch: int, capacity: int, like: torch.Tensor) -> StaticKVCache:
         shape = (batch, w.kv_heads, capacity, w.head_dim)
         return cls([like.new_empty(shape) for _ in w.layers], [like.new_empty(shape) for _ in w.layers])
 
@@ -158,7 +157,7 @@ class StaticKVCache:
     def capacity(self) -> int:
         return self.k[0].shape[2]
 
-    def expand(self, rows: torch.Tensor) -> "StaticKVCache":
+    def expand(self, rows: torch.Tensor) -> StaticKVCache:
         """A new cache whose row b is this cache's row `rows[b]` (e.g. a prompt's prefill per sample)."""
         shape = (len(rows),) + self.k[0].shape[1:]
         out = StaticKVCache([t.new_empty(shape) for t in self.k], [t.new_empty(shape) for t in self.v])

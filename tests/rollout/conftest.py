@@ -23,7 +23,12 @@ def model_and_tokenizer(rollout_model_dir):
 
 @pytest.fixture()
 def eos_biased(model_and_tokenizer):
-    """The tiny model with +`bias` on the EOS logit (a hook), so completions have mixed lengths."""
+    """The tiny model with +`bias` on the EOS logit (a hook), so completions have mixed lengths.
+
+    A forward hook sends `decode="auto"` engines to the HF-module path (the bare forward
+    would skip it), so tests using this fixture test that path; the bare path's own
+    mixed-length tests raise EOS through the weights (`test_llama_decode.eos_likely`).
+    """
     model, tok = model_and_tokenizer
 
     def add(bias):
