@@ -117,6 +117,28 @@ def score_variants(method: str, n: int, rows: list[dict], seed: int = 0) -> list
     return out
 
 
+def bisection_probes(num_steps: int, first_error: int) -> int:
+    """Estimates `binary_search_labels` makes on a wrong-answer solution when every estimate is exact
+    (prefix k has value > 0 iff k <= first_error): the same loop, with an oracle for the values."""
+    lo, hi, probes = 0, num_steps, 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi, probes = (mid, hi, probes + 1) if mid <= first_error else (lo, mid, probes + 1)
+    return probes
+
+
+def oracle_estimates(truth: list[dict]) -> dict[str, int]:
+    """Monte-Carlo estimates each labeler needs with a perfect value oracle, from ground-truth rows: the
+    length-and-error-position bound on what bisection can save, independent of N and of noise."""
+    wrong = [r for r in truth if not r["outcome"]]
+    return {
+        "binary_search": sum(bisection_probes(len(r["completions"]), r["true_first_error"]) for r in wrong),
+        "mc": sum(len(r["completions"]) - 1 for r in truth),
+        "mc_outcome": sum(len(r["completions"]) - 1 for r in wrong),
+        "mc_sequential": sum(min(r["true_first_error"] + 1, len(r["completions"]) - 1) for r in wrong),
+    }
+
+
 def equal_f1_cost(table: list[dict], ours: str, peer: str, tolerance: float) -> dict:
     """Both methods at the cheapest N whose F1 reaches min(best F1 of each) - tolerance."""
     best = {m: max(r["f1"] for r in table if r["method"] == m) for m in (ours, peer)}
@@ -201,8 +223,9 @@ def main() -> None:
             table += score_variants(method, n, rows, args.seed)
             if args.out:
                 write_jsonl(Path(args.out) / f"{method}_n{n}.jsonl", rows)
+    truth = label_solutions(solutions, task, None, "ground_truth", 0, params)
+    oracle = oracle_estimates(truth)
     if args.out:
-        truth = label_solutions(solutions, task, None, "ground_truth", 0, params)
         for row, src in zip(truth, sources):
             row["source"] = src
         write_jsonl(Path(args.out) / "ground_truth.jsonl", truth)
@@ -222,6 +245,8 @@ def main() -> None:
         "metric": "rollouts per correctly located first error at equal F1 (lower is better)",
         **versus["mc"],
         **{f"vs_{peer}": versus[peer] for peer in PEERS[1:]},
+        "oracle_estimates": oracle,
+        "oracle_ratio": {peer: round(oracle[peer] / max(1, oracle["binary_search"]), 3) for peer in PEERS},
         "solutions": len(solutions), "wrong_answer_solutions": len(wrong),
         "mean_steps_wrong_answer": round(sum(wrong) / max(1, len(wrong)), 2),
         "policy_sample_accuracy": round(policy_accuracy, 3), "task_options": options, "split": args.split,

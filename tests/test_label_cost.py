@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.label_cost import equal_f1_cost, score_variants  # noqa: E402
+from bench.label_cost import bisection_probes, equal_f1_cost, oracle_estimates, score_variants
 
 
 def entry(method, n, f1, rollouts, located, tokens=0):
@@ -27,6 +27,21 @@ def test_equal_f1_cost_picks_each_methods_cheapest_n_reaching_the_common_target(
     assert (got["ours_n"], got["peer_n"], got["target_f1"]) == (2, 2, 0.86)
     assert got["ours"] == round(20 / 9, 2) and got["peer"] == 7.5
     assert got["ratio"] == round(7.5 / (20 / 9), 3) and got["token_ratio"] == round(75 / (200 / 9), 3)
+
+
+@pytest.mark.parametrize("error, probes", [(0, 2), (1, 2), (2, 2), (3, 3), (4, 3)])
+def test_bisection_probes_match_binary_search_labels(error, probes):
+    # the same (error, probes) table as test_step_labels.py's run of binary_search_labels on 5 steps
+    assert bisection_probes(5, error) == probes
+
+
+def test_oracle_estimates_by_hand():
+    truth = [{"completions": ["a", "b", "c", "d"], "outcome": False, "true_first_error": 0},
+             {"completions": ["a", "b", "c"], "outcome": False, "true_first_error": 2},
+             {"completions": ["a", "b", "c"], "outcome": True, "true_first_error": None}]
+    # bisection: 4 steps, error 0 -> probes 2, 1 (2); 3 steps, error 2 -> probes 1, 2 (2)
+    # MC: 3 + 2 + 2; MC skipping the verified one: 3 + 2; sequential: 1 + 2
+    assert oracle_estimates(truth) == {"binary_search": 4, "mc": 7, "mc_outcome": 5, "mc_sequential": 3}
 
 
 def test_score_variants_adds_soft_and_free_hnc_rows():
@@ -47,10 +62,10 @@ def test_bench_end_to_end_on_a_tiny_policy(tiny_model_dir, tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "label_cost.py"), "--policy", str(tiny_model_dir), "--problems", "2",
          "--samples", "1", "--ns", "1,2", "--max-new-tokens", "12", "--out", str(tmp_path / "rows")],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
+        check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert {"metric", "ours", "peer", "ratio", "vs_mc_outcome", "vs_mc_sequential"} <= set(result)
+    assert {"metric", "ours", "peer", "ratio", "vs_mc_outcome", "vs_mc_sequential", "oracle_ratio"} <= set(result)
     table = json.loads((tmp_path / "rows" / "table.json").read_text())
     methods = {r["method"] for r in table}
     assert methods == {"binary_search", "binary_search + HNC", "mc", "mc soft", "mc + HNC", "mc_outcome",
