@@ -184,7 +184,7 @@ def plot(name: str, path: Path, seeds: tuple[int, ...] = (0,)) -> None:
 
     e = EXPERIMENTS[name]
     keep = any(v.startswith("keep_") for v in e.variants)
-    fig, axes = plt.subplots(1, 2 if keep else 1, figsize=(11 if keep else 6, 4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if keep else 1, figsize=(12 if keep else 7, 4.5), squeeze=False)
     for v, var in e.variants.items():
         runs = [r for seed in seeds if (r := [x for x in rows(name, v, seed) if "eval/greedy_accuracy" in x])]
         if not runs:
@@ -204,11 +204,11 @@ def plot(name: str, path: Path, seeds: tuple[int, ...] = (0,)) -> None:
             precision = [mean(x["exploit/kept_step_precision"] for run in runs for x in run if x["iteration"] == i)
                          for i in its]
             axes[0][1].plot(its, precision, label=var.label, marker="o")
-    spread = "± 95% CI" if len(seeds) == 1 else "one seed: ± 95% CI; several: mean, min-max band"
-    axes[0][0].set(title=f"{e.title}\nheld-out greedy accuracy (200 problems, {spread})", xlabel="iteration",
+    spread = "± 95% CI" if len(seeds) == 1 else "one seed: ± 95% CI; several seeds: mean, min-max band"
+    axes[0][0].set(title=f"{e.title}\nheld-out greedy accuracy, 200 problems\n({spread})", xlabel="iteration",
                    ylabel="accuracy")
     if keep:
-        axes[0][1].set(title="kept rationales whose steps all verify" + ("" if len(seeds) == 1 else " (mean)"), xlabel="iteration", ylabel="fraction",
+        axes[0][1].set(title="kept rationales whose steps all verify" + ("" if len(seeds) == 1 else "\n(mean over seeds)"), xlabel="iteration", ylabel="fraction",
                        ylim=(0, 1.05))
     for ax in axes[0]:
         ax.set_xticks(range(4))
