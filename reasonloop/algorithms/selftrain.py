@@ -43,7 +43,7 @@ Deviations:
   reward threshold; its released code searches temperature and k; we search all three. Queries
   with nothing selected count 0 (the paper's code adds the gold solution to every query, so
   none is empty). Among configurations within `bstar.tolerance` of the best score we take
-  the cheapest (fewest samples, then lowest temperature): the score alone always prefers
+  the cheapest (fewest samples, then lowest temperature, then lowest reward threshold): the score alone always prefers
   the largest k.
 - STaR's rationalization uses few-shot hints in the paper; ours appends a hint line to the
   prompt, which a model fine-tuned without hints may ignore; the log reports how often it helps.
@@ -144,7 +144,7 @@ class SelfTrainConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=32, micro_batch_size=32))
     train_save_every: int = 50
     """optimizer steps between checkpoints inside an iteration's training, so a killed run resumes
-    mid-training (0: only at iteration ends; a 0.9 M model's checkpoint takes ~0.1 s)"""
+    mid-training (0: only at iteration ends). Each holds weights and optimizer state: mind the disk on large models"""
     eval_problems: int = 200
     """held-out problems scored (greedy) after every iteration; 0 disables"""
     eval_max_new_tokens: int = 128
