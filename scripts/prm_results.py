@@ -176,7 +176,7 @@ def main() -> None:
             truth = read_step_rows(rows_dir / "ground_truth.jsonl")
             results = []
             for item in (x for x in args.score.split(";") if x.strip()):
-                name, _, model_dir = item.partition("=")
+                name, _, model_dir = item.rpartition("=")  # names may hold "=" (N=8), dirs do not
                 row = json.loads((Path(model_dir).parent / "summary.json").read_text())
                 results.append({"name": name.strip(), "dir": model_dir.strip(), "rows": row["rows"],
                                 **score_prm(model_dir.strip(), truth), "loss_last": row["loss_last"]})
