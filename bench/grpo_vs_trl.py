@@ -23,8 +23,10 @@ Accuracy: held-out greedy accuracy (same evaluator for both: `evaluate_model` wi
 TorchEngine, 100 test problems) after equal wall time: TRL runs `--steps` steps, and
 reasonloop runs until it has spent the same training seconds (`time_budget_s`).
 
-The two run one after the other in this process, TRL first (not interleaved): on a shared
-machine the load can change between them, so read the ratio with the printed loads.
+The two run one after the other in this process, TRL first, and the pair is repeated `--reps`
+times (each from the base): on a shared machine the load drifts over minutes, and two single
+runs measured 1.72x and 1.02x minutes apart. Speed is the median over every step of every rep,
+accuracy the mean over reps; per-rep figures and the load averages are printed too.
 """
 
 from __future__ import annotations
@@ -157,6 +159,8 @@ def main() -> None:
                         help="reasonloop's default; --no-skip-zero-advantage runs every row like TRL does")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=True,
                         help="reasonloop's default; --no-share-prefix runs each row's prompt tokens, like TRL does")
+    parser.add_argument("--reps", type=int, default=3,
+                        help="TRL-then-reasonloop repetitions (medians over all steps of all reps)")
     parser.add_argument("--pretrain-examples", type=int, default=6000)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_grpo_vs_trl")
     args = parser.parse_args()
@@ -170,48 +174,65 @@ def main() -> None:
     from reasonloop.algorithms.grpo import TASK_SIZE
     from reasonloop.tasks import make_task
 
-    shutil.rmtree(args.out / "ours", ignore_errors=True)
-    shutil.rmtree(args.out / "trl", ignore_errors=True)
+    for old in args.out.glob("rep*"):
+        shutil.rmtree(old)
     args.out.mkdir(parents=True, exist_ok=True)
-    base = args.base or build_base(args.out / "base", args.pretrain_examples)
+    built = args.out / "base" / "pretrain" / "final"
+    base = args.base or (built if (built / "config.json").exists() else build_base(args.out / "base",
+                                                                                   args.pretrain_examples))
     train_task = make_task("arithmetic", split="train", size=TASK_SIZE, seed=0, **TASK_OPTIONS)
     train_problems = [train_task[i] for i in range(args.steps * P)]  # what reasonloop's cursor draws first
     test_task = make_task("arithmetic", split="test", size=args.eval_problems, seed=0, **TASK_OPTIONS)
     test_problems = list(test_task)
 
-    load = [os.getloadavg()[0]]
-    trl = run_trl(base, train_problems, train_task, args, args.out)
-    load.append(os.getloadavg()[0])
-    ours = run_ours(base, args, args.out, budget=trl["train_seconds"])
-    load.append(os.getloadavg()[0])
-    acc = {"base": evaluate(base, test_problems, test_task),
-           "trl": evaluate(args.out / "trl" / "final", test_problems, test_task),
-           "ours": evaluate(args.out / "ours" / "final", test_problems, test_task)}
-    ours_s, trl_s = statistics.median(ours["step_seconds"]), statistics.median(trl["step_seconds"])
-    print(f"TRL:        {len(trl['step_seconds'])} steps, median {trl_s:.2f} s/step, {trl['train_seconds']:.1f} s, "
-          f"greedy acc {acc['trl']:.3f}")
-    print(f"reasonloop: {ours['steps']} steps, median {ours_s:.2f} s/step "
-          f"(sample+reward {statistics.median(ours['time_sample']):.2f}, update "
-          f"{statistics.median(ours['time_train']):.2f}), {ours['train_seconds']:.1f} s, greedy acc {acc['ours']:.3f}")
-    print(f"base greedy acc {acc['base']:.3f}; load average before/between/after: {load}")
+    # TRL then reasonloop, `--reps` times: on a shared machine the load drifts over minutes, and
+    # alternating the two keeps a drift from landing on one side only
+    load, reps = [os.getloadavg()[0]], []
+    for rep in range(args.reps):
+        out = args.out / f"rep{rep}"
+        trl = run_trl(base, train_problems, train_task, args, out)
+        load.append(os.getloadavg()[0])
+        ours = run_ours(base, args, out, budget=trl["train_seconds"])
+        load.append(os.getloadavg()[0])
+        reps.append({"trl": trl, "ours": ours,
+                     "acc": {"trl": evaluate(out / "trl" / "final", test_problems, test_task),
+                             "ours": evaluate(out / "ours" / "final", test_problems, test_task)}})
+    base_acc = evaluate(base, test_problems, test_task)
+    ours_steps = [t for r in reps for t in r["ours"]["step_seconds"]]
+    trl_steps = [t for r in reps for t in r["trl"]["step_seconds"]]
+    ours_s, trl_s = statistics.median(ours_steps), statistics.median(trl_steps)
+    acc = {"base": base_acc, "trl": statistics.mean(r["acc"]["trl"] for r in reps),
+           "ours": statistics.mean(r["acc"]["ours"] for r in reps)}
+    for k, r in enumerate(reps):
+        print(f"rep {k}: TRL {len(r['trl']['step_seconds'])} steps, median "
+              f"{statistics.median(r['trl']['step_seconds']):.2f} s/step, acc {r['acc']['trl']:.3f} | reasonloop "
+              f"{r['ours']['steps']} steps, median {statistics.median(r['ours']['step_seconds']):.2f} s/step "
+              f"(sample+reward {statistics.median(r['ours']['time_sample']):.2f}, update "
+              f"{statistics.median(r['ours']['time_train']):.2f}), acc {r['acc']['ours']:.3f}")
+    print(f"base greedy acc {base_acc:.3f}; load average before and after each run: {load}")
     print(json.dumps({
         "metric": "median_seconds_per_step", "ours": round(ours_s, 4), "peer": round(trl_s, 4),
         "ratio": round(trl_s / ours_s, 3), "peer_name": "trl.GRPOTrainer 1.16",
+        "ratio_per_rep": [round(statistics.median(r["trl"]["step_seconds"])
+                                / statistics.median(r["ours"]["step_seconds"]), 3) for r in reps],
         "accuracy_equal_wall_time": {k: round(v, 4) for k, v in acc.items()},
-        "steps": {"ours": ours["steps"], "trl": len(trl["step_seconds"])},
-        "train_seconds": {"ours": round(ours["train_seconds"], 2), "trl": round(trl["train_seconds"], 2)},
-        "mean_completion_len": {"ours": round(statistics.mean(ours["completion_length"]), 2),
-                                "trl": round(statistics.mean(trl["completion_length"]), 2)
-                                if trl["completion_length"] else None},
+        "accuracy_per_rep": [{k: round(v, 4) for k, v in r["acc"].items()} for r in reps],
+        "steps_per_rep": [{"ours": r["ours"]["steps"], "trl": len(r["trl"]["step_seconds"])} for r in reps],
+        "train_seconds_per_rep": [{"ours": round(r["ours"]["train_seconds"], 2),
+                                   "trl": round(r["trl"]["train_seconds"], 2)} for r in reps],
+        "mean_completion_len": {"ours": round(statistics.mean(x for r in reps for x in r["ours"]["completion_length"]), 2),
+                                "trl": round(statistics.mean(x for r in reps for x in r["trl"]["completion_length"]), 2)
+                                if all(r["trl"]["completion_length"] for r in reps) else None},
         # share of groups with identical rewards: their rows add exactly 0 to the loss, and reasonloop
         # does not run them (skip_zero_advantage); a learning run has fewer of them than a weak base
-        "zero_variance_frac_ours": round(statistics.mean(ours["zero_variance_frac"]), 3),
-        "rows_trained_frac_ours": round(statistics.mean(ours["rows_trained_frac"]), 3),
+        "zero_variance_frac_ours": round(statistics.mean(x for r in reps for x in r["ours"]["zero_variance_frac"]), 3),
+        "rows_trained_frac_ours": round(statistics.mean(x for r in reps for x in r["ours"]["rows_trained_frac"]), 3),
+        "median_split_ours": {
+            "sample_and_reward": round(statistics.median(x for r in reps for x in r["ours"]["time_sample"]), 3),
+            "update": round(statistics.median(x for r in reps for x in r["ours"]["time_train"]), 3)},
         "settings": {"prompts_per_step": P, "group": G, "max_new_tokens": args.max_new_tokens, "lr": args.lr,
-                     "threads": torch.get_num_threads(), "eval_problems": args.eval_problems,
+                     "threads": torch.get_num_threads(), "eval_problems": args.eval_problems, "reps": args.reps,
                      "skip_zero_advantage": args.skip_zero_advantage, "share_prefix": args.share_prefix},
-        "median_split_ours": {"sample_and_reward": round(statistics.median(ours["time_sample"]), 3),
-                              "update": round(statistics.median(ours["time_train"]), 3)},
         "loadavg": load,
     }))
 
