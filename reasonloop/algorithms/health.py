@@ -18,7 +18,7 @@ as an uninterrupted one.
 | clip_fraction | fraction of clipped tokens > `clip_frac_max` | `policy/clip_frac` |
 | length_drift | mean response length moved more than `length_drift_ratio` from its baseline (either way) | `len/mean` |
 | non_finite | any logged number is NaN or inf | all |
-| reward_hacking | over the last `hack_window` steps a shaping reward's slope > `hack_slope` while accuracy's slope < -`hack_slope` | the reward terms that enter the total (`shaping_keys`; default every `reward/*` but `reward/mean`) against `reward/correct` |
+| reward_hacking | over the last `hack_window` steps a shaping reward's slope > `hack_slope` while accuracy's slope < -`hack_slope` and at least `hack_z` standard errors below 0 | the reward terms that enter the total (`shaping_keys`; default every `reward/*` but `reward/mean`) against `reward/correct` |
 """
 
 from __future__ import annotations
@@ -44,12 +44,38 @@ class HealthConfig:
     hack_window: int = 10
     hack_slope: float = 0.005
     """per-step slope of a reward mean that counts as rising (and, negated, as falling)"""
+    hack_z: float = 2.0
+    """and accuracy's fall must be at least this many standard errors (0: no test). Per-step sampled
+    accuracy from 8 prompts swings by +-0.2, so without the test one bad step in a window of 10
+    reads as a falling trend (replayed on this project's runs: it removed 4 false alarms and kept
+    the one real hack, docs/grpo.md)"""
 
     def __post_init__(self):
         if not 0 < self.zero_var_max <= 1 or not 0 < self.entropy_collapse_ratio < 1:
             raise ValueError("zero_var_max must be in (0, 1] and entropy_collapse_ratio in (0, 1)")
         if self.patience < 1 or self.baseline_steps < 1 or self.hack_window < 3:
             raise ValueError("patience and baseline_steps must be >= 1, hack_window >= 3")
+        if self.hack_z < 0:
+            raise ValueError(f"hack_z must be >= 0, got {self.hack_z}")
+
+
+def slope_z(values: list[float]) -> float:
+    """The least-squares slope divided by its standard error (inf for a perfect fit, 0 for < 3 points).
+
+    >>> round(slope_z([0.0, 1.0, 2.0, 3.5]), 2), slope_z([1.0, 2.0, 3.0])
+    (13.28, inf)
+    """
+    n = len(values)
+    if n < 3:
+        return 0.0
+    b = slope(values)
+    mx, my = (n - 1) / 2, sum(values) / n
+    residual = sum((v - (my + b * (i - mx))) ** 2 for i, v in enumerate(values))
+    spread = sum((i - mx) ** 2 for i in range(n))
+    stderr = math.sqrt(residual / (n - 2) / spread)
+    if stderr == 0:
+        return math.copysign(math.inf, b) if b else 0.0
+    return b / stderr
 
 
 @dataclass
@@ -139,13 +165,15 @@ class HealthMonitor:
         if len(accuracy) < w:
             return []
         acc_slope = slope(accuracy)
+        if acc_slope >= -c.hack_slope or -slope_z(accuracy) < c.hack_z:
+            return []  # accuracy is not clearly falling
         alarms = []
         # every logged reward term except the verifier's and the total: format, length, prm, custom
         shaping_keys = (self.shaping_keys if self.shaping_keys is not None else
                         sorted(k for k in self.history if k.startswith("reward/") and k not in NOT_SHAPING))
         for key in shaping_keys:
             shaping = self.history.get(key, [])[-w:]
-            if len(shaping) == w and slope(shaping) > c.hack_slope and acc_slope < -c.hack_slope:
+            if len(shaping) == w and slope(shaping) > c.hack_slope:
                 alarms.append(Alarm("reward_hacking", step, f"{key} rising ({slope(shaping):+.4f}/step) while "
                                                             f"verified accuracy falls ({acc_slope:+.4f}/step)"))
         return alarms

@@ -104,3 +104,18 @@ def test_grpo_watches_only_weighted_reward_terms():
     assert shaping_reward_keys(GRPOConfig()) == []
     assert shaping_reward_keys(GRPOConfig(format_weight=0.1, rewards={"format_think": 0.2})) == [
         "reward/format", "reward/format_think"]
+
+
+def test_reward_hacking_probe_needs_a_significant_fall_in_accuracy():
+    """One bad 8-prompt step in a window of 10 is noise, not a trend (a false alarm seen in real runs)."""
+    w = 10
+    accuracy = [0.64, 0.77, 0.73, 0.28, 0.53, 0.48, 0.47, 0.64, 0.55, 0.60]  # a dip, not a trend
+    noisy = [dict(HEALTHY, **{"reward/prm": 0.6 + 0.01 * i, "reward/correct": a}) for i, a in enumerate(accuracy)]
+    fired, _ = run(noisy, hack_window=w)
+    assert not any("reward_hacking" in f for f in fired)
+    fired, _ = run(noisy, hack_window=w, hack_z=0.0)  # the slope alone reads the dip as a fall
+    assert fired[-1] == ["reward_hacking"]
+    falling = [dict(HEALTHY, **{"reward/prm": 0.6 + 0.01 * i, "reward/correct": 0.6 - 0.04 * i + 0.02 * (-1) ** i})
+               for i in range(w)]
+    fired, _ = run(falling, hack_window=w)
+    assert fired[-1] == ["reward_hacking"]
