@@ -52,9 +52,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reasonloop.models.policy import ModelConfig, load_model  # noqa: E402
-from reasonloop.models.tiny import TinyModelConfig, count_parameters, init_model  # noqa: E402
-from reasonloop.rollout.sampler import SamplingParams  # noqa: E402
+from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.tiny import TinyModelConfig, count_parameters, init_model
+from reasonloop.rollout.sampler import SamplingParams
 
 SIZES = {
     "quickstart": dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=384),

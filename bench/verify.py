@@ -25,7 +25,14 @@ import random
 import time
 
 from reasonloop.types import Problem
-from reasonloop.verify.math import WARMUP_PAIRS, answers_equal, cache_stats, clear_cache, get_pool, math_reward
+from reasonloop.verify.math import (
+    WARMUP_PAIRS,
+    answers_equal,
+    cache_stats,
+    clear_cache,
+    get_pool,
+    math_reward,
+)
 from reasonloop.verify.rewards import score_all
 
 GROUP = 8

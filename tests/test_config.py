@@ -86,10 +86,10 @@ def test_dump_round_trips(tmp_path):
 
 
 def test_every_shipped_yaml_loads_into_its_command_config():
+    import importlib
     from pathlib import Path
 
     from reasonloop.cli import COMMANDS
-    import importlib
 
     root = Path(__file__).resolve().parents[1] / "configs"
     checked = 0

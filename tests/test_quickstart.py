@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from reasonloop.quickstart import QuickstartConfig, run
 from reasonloop.config import load_config
+from reasonloop.quickstart import QuickstartConfig, run
 
 
 def test_quickstart_smoke_writes_report_and_results(tmp_path):

@@ -69,9 +69,9 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -90,7 +90,12 @@ from reasonloop.algorithms.curriculum import (
     parse_category,
 )
 from reasonloop.algorithms.health import HealthConfig, HealthMonitor
-from reasonloop.algorithms.prm import expand_to_tokens, posterior_gated_rewards, process_advantages, token_step_index
+from reasonloop.algorithms.prm import (
+    expand_to_tokens,
+    posterior_gated_rewards,
+    process_advantages,
+    token_step_index,
+)
 from reasonloop.algorithms.rl_maths import (
     ADVANTAGES,
     CLIPS,

@@ -78,7 +78,7 @@ from reasonloop.store.atomic import atomic_write_json
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
 from reasonloop.store.runs import RunDir
-from reasonloop.tasks.base import StepTask, first_error
+from reasonloop.tasks.base import StepTask, first_error, steps_all_verify
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.utils import console, seed_everything
@@ -225,13 +225,6 @@ def longest_verified_prefix(task: StepTask, problem: Problem, steps: list[str]) 
     """The steps before the first one that fails `check_step` (all of them if none fails)."""
     error = first_error(task, problem, steps)
     return steps if error is None else steps[:error]
-
-
-def steps_all_verify(task, problem: Problem, text: str) -> bool | None:
-    """True/False when the task checks steps, None when it cannot."""
-    if not isinstance(task, StepTask):
-        return None
-    return first_error(task, problem, split_steps(text)) is None
 
 
 def explore_exploit(task, problems: list[Problem], samples: list[Sample], kept: list[Sample], k: int,

@@ -31,7 +31,13 @@ from pathlib import Path
 import torch
 
 from reasonloop.algorithms.common import (
-    OptimConfig, collate, encode_pairs, make_optimizer, make_scheduler, sft_loss, token_logprobs,
+    OptimConfig,
+    collate,
+    encode_pairs,
+    make_optimizer,
+    make_scheduler,
+    sft_loss,
+    token_logprobs,
 )
 from reasonloop.config import dump_config
 from reasonloop.models.policy import ModelConfig, load_model

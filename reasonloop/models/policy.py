@@ -27,7 +27,7 @@ class ModelConfig:
     """wrap prompts in the tokenizer's chat template when it has one"""
     system_prompt: str = ""
 
-    def with_path(self, path: str | Path | None) -> "ModelConfig":
+    def with_path(self, path: str | Path | None) -> ModelConfig:
         """The same settings for another checkpoint (None: unchanged), e.g. to resume."""
         return self if path is None else dataclasses.replace(self, path=str(path))
 

@@ -29,10 +29,10 @@ Not run on a GPU yet: tested with a fake `vllm` module (tests/rollout/test_vllm_
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from reasonloop.models.policy import ModelConfig, load_tokenizer
-from reasonloop.models.policy import encode_context
+from reasonloop.models.policy import ModelConfig, encode_context, load_tokenizer
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.types import Sample, split_steps
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from reasonloop.search.aggregate import Aggregation, aggregate
 from reasonloop.search.beam import _choose, top_k
 from reasonloop.search.common import (
-    check_beam_config,
     Partial,
     Selection,
+    check_beam_config,
     complete_greedily,
     expand,
     new_budgets,

@@ -44,8 +44,7 @@ def append_jsonl(path: str | Path, records: Iterable[Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(_as_row(r), ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(_as_row(r), ensure_ascii=False) + "\n" for r in records)
         f.flush()
         os.fsync(f.fileno())
 

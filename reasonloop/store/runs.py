@@ -28,7 +28,7 @@ class RunDir:
     root: Path
 
     @classmethod
-    def create(cls, root: str | Path, config_yaml: str | None = None, resume: bool = False) -> "RunDir":
+    def create(cls, root: str | Path, config_yaml: str | None = None, resume: bool = False) -> RunDir:
         """Open `root` for a new run (or an existing one when resuming) and save the config.
 
         A new run refuses a directory that already holds checkpoints, so results are never

@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
 
-from reasonloop.types import Problem, split_steps  # noqa: F401  (re-exported)
+from reasonloop.types import Problem, split_steps
 
 Split = Literal["train", "test"]
 TEST_BUCKETS = 10  # one prompt in TEST_BUCKETS goes to the test split

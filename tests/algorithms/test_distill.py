@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 import torch
 
-import reasonloop.algorithms.distill as distill
+from reasonloop.algorithms import distill
 from reasonloop.algorithms.distill import DistillConfig, TeacherConfig, keep_verified, make_teacher
 from reasonloop.algorithms.sft import TrainConfig
 from reasonloop.models.policy import ModelConfig, load_model

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-import reasonloop.algorithms.dpo as dpo
-from reasonloop.algorithms.dpo import DPOConfig, dpo_loss, make_pairs
+from reasonloop.algorithms import dpo
 from reasonloop.algorithms.common import OptimConfig
+from reasonloop.algorithms.dpo import DPOConfig, dpo_loss, make_pairs
 from reasonloop.algorithms.sft import TrainConfig
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.sampler import SamplingParams

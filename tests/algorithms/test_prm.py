@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from reasonloop.algorithms.prm import (
-    PRMConfig, expand_to_tokens, main, posterior_gated_rewards, process_advantages, step_bce_loss, step_targets,
+    PRMConfig,
+    expand_to_tokens,
+    main,
+    posterior_gated_rewards,
+    process_advantages,
+    step_bce_loss,
+    step_targets,
     token_step_index,
 )
 from reasonloop.models.reward_model import RewardModel

@@ -7,7 +7,12 @@ import pytest
 
 import reasonloop.algorithms.selftrain as st
 from reasonloop.algorithms.selftrain import (
-    BStarConfig, SelfTrainConfig, balance_score, explore_exploit, leaks_hint, longest_verified_prefix,
+    BStarConfig,
+    SelfTrainConfig,
+    balance_score,
+    explore_exploit,
+    leaks_hint,
+    longest_verified_prefix,
     select_correct,
 )
 from reasonloop.algorithms.sft import TrainConfig

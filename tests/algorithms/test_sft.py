@@ -7,7 +7,15 @@ import torch
 
 from reasonloop.algorithms.common import collate, token_logprobs
 from reasonloop.algorithms.sft import (
-    LoRAConfig, SFTConfig, TrainConfig, collate_packed, encode_examples, fit, load_pairs, main, pack_examples,
+    LoRAConfig,
+    SFTConfig,
+    TrainConfig,
+    collate_packed,
+    encode_examples,
+    fit,
+    load_pairs,
+    main,
+    pack_examples,
     packed_logprobs,
 )
 from reasonloop.models.policy import ModelConfig, load_model

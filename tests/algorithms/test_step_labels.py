@@ -6,8 +6,19 @@ import random
 import pytest
 
 from reasonloop.algorithms.step_labels import (
-    LabelConfig, binary_search_labels, ground_truth_labels, hnc_augment, hrm_pair_rows, label_solutions, main,
-    merge_steps, monte_carlo_labels, outcome_gated_mc_labels, prm800k_rows, read_step_rows, rest_mcts_values,
+    LabelConfig,
+    binary_search_labels,
+    ground_truth_labels,
+    hnc_augment,
+    hrm_pair_rows,
+    label_solutions,
+    main,
+    merge_steps,
+    monte_carlo_labels,
+    outcome_gated_mc_labels,
+    prm800k_rows,
+    read_step_rows,
+    rest_mcts_values,
     sequential_mc_labels,
 )
 from reasonloop.rollout.sampler import SamplingParams

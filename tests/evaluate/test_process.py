@@ -5,7 +5,13 @@ import math
 import pytest
 
 from reasonloop.evaluate.process import (
-    best_threshold_f1, evaluate_labels, evaluate_step_scores, first_error_f1, predicted_first_error, step_auc, step_truth,
+    best_threshold_f1,
+    evaluate_labels,
+    evaluate_step_scores,
+    first_error_f1,
+    predicted_first_error,
+    step_auc,
+    step_truth,
 )
 
 

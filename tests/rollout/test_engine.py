@@ -213,7 +213,7 @@ LOGITS = PROBS.log()
 
 
 def test_process_logits_top_k_top_p_temperature():
-    kept = lambda x: torch.isfinite(x)[0].tolist()  # noqa: E731
+    kept = lambda x: torch.isfinite(x)[0].tolist()
     assert kept(process_logits(LOGITS, 1.0, 2, 1.0)) == [True, True, False, False]
     # top-p 0.7: mass before tokens = 0, .5, .8, .95 -> keep tokens whose preceding mass < .7
     assert kept(process_logits(LOGITS, 1.0, 0, 0.7)) == [True, True, False, False]
