@@ -68,7 +68,8 @@ def test_probe_picks_the_threshold_that_drops_lucky_rationales():
     assert probe["choice"]["threshold"] == 0.0
 
 
-def test_selftrain_scores_samples_with_a_real_reward_model(tiny_model_dir, tmp_path, monkeypatch):
+def test_selftrain_scores_samples_with_a_real_reward_model(tiny_model_dir, tmp_path, monkeypatch,
+                                                            every_sample_correct):
     from reasonloop.models.reward_model import RewardModel
     from reasonloop.store.checkpoint import save_model
 
@@ -76,7 +77,6 @@ def test_selftrain_scores_samples_with_a_real_reward_model(tiny_model_dir, tmp_p
     with torch.no_grad():
         rm.head.bias.fill_(math.log(0.8 / 0.2))  # every step scores 0.8, whatever the text
     rm_dir = save_model(tmp_path / "rm", rm)
-    monkeypatch.setattr(st, "sample_and_verify", _all_correct(st.sample_and_verify))
     cfg = SelfTrainConfig(
         model=ModelConfig(path=str(tiny_model_dir), use_chat_template=False),
         task=TaskSpec("arithmetic", {"min_ops": 2, "max_ops": 2}), iterations=1, problems_per_iteration=4,
@@ -92,12 +92,3 @@ def test_selftrain_scores_samples_with_a_real_reward_model(tiny_model_dir, tmp_p
     assert samples and all(s.rewards["reward_model"] == pytest.approx(0.8) for s in samples)
     assert m["kept"] > 0 and m["bstar/below_threshold"] == 0
 
-
-def _all_correct(fn):
-    def wrapped(*a, **k):
-        samples = fn(*a, **k)
-        for i, s in enumerate(samples):
-            s.rewards["correct"] = 1.0
-            s.text = s.text or f"empty {i}"
-        return samples
-    return wrapped

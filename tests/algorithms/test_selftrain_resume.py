@@ -27,16 +27,6 @@ def _cfg(tmp_path, model_dir, run_name, **kw):
     })
 
 
-def _all_correct(fn):
-    """An untrained tiny model rarely answers correctly: count every sample as correct, so there is data."""
-    def wrapped(*a, **k):
-        samples = fn(*a, **k)
-        for i, s in enumerate(samples):
-            s.rewards["correct"] = 1.0
-            s.text = s.text or f"empty {i}"
-        return samples
-    return wrapped
-
 
 def _weights(run_dir):
     return load_file(str(run_dir / "final" / "model.safetensors"))
@@ -44,8 +34,7 @@ def _weights(run_dir):
 
 @pytest.mark.parametrize("kill_iteration,init", [(1, "continue"), (2, "base")])
 def test_killed_mid_training_resumes_to_the_uninterrupted_weights(tiny_model_dir, tmp_path, monkeypatch,
-                                                                   kill_iteration, init):
-    monkeypatch.setattr(st, "sample_and_verify", _all_correct(st.sample_and_verify))
+                                                                   kill_iteration, init, every_sample_correct):
     st.main(_cfg(tmp_path, tiny_model_dir, "uninterrupted", init_each_iteration=init))
 
     # kill right after optimizer step 3 of `kill_iteration`: the last step checkpoint is step 2
