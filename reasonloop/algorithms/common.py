@@ -141,6 +141,7 @@ def completion_logprobs(
     pad_id: int,
     temperature: float = 1.0,
     share_prefix: bool = True,
+    forward: Literal["auto", "packed", "hf"] = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each completion's tokens given its context, aligned to the completion.
 
@@ -154,7 +155,23 @@ def completion_logprobs(
     maths as one teacher-forced pass per row (tested to 1e-5, values and gradients); it
     needs a model that takes `past_key_values` and `position_ids` (every HF decoder does).
     Without it: one right-padded teacher-forced pass over context + completion per row.
+
+    `forward`: "packed" runs `packed_llama.packed_completion_logits` (no padding in the linear
+    layers; Llama/Qwen2 only), "hf" the model's own forward, "auto" packed where supported.
     """
+    if forward != "hf":
+        from reasonloop.algorithms.packed_llama import packed_completion_logits, packed_unsupported_reason
+
+        reason = packed_unsupported_reason(model)
+        if reason is not None and forward == "packed":
+            raise ValueError(f"forward='packed' is not available for this model: {reason}")
+        if reason is None:
+            logits = packed_completion_logits(model, contexts, completions, share_prefix).float()  # (R, Tc, V)
+            if temperature != 1.0:
+                logits = logits / temperature
+            targets, _ = pad_completions([[float(t) for t in x] for x in completions])
+            targets = targets.long().to(logits.device)  # (R, Tc)
+            return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1), logits
     if not share_prefix:
         batch = collate(list(zip(contexts, completions)), pad_id)
         logprobs, logits = token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)

@@ -85,16 +85,19 @@ def test_shared_prefix_logprobs_and_gradients_equal_one_pass_per_row(tiny_model_
     _, mask = pad_completions([[0.0] * len(x) for x in completions])
     weights = torch.linspace(0.5, 2.0, mask.shape[1])  # a loss that weighs positions differently
     results = []
-    for share in (False, True):
+    # the plain HF pass first: every other path must reproduce it
+    for share, forward in ((False, "hf"), (True, "hf"), (True, "packed"), (False, "packed")):
         model.zero_grad()
         logprobs, logits = completion_logprobs(model, contexts, completions, pad_id=0, temperature=temperature,
-                                               share_prefix=share)
+                                               share_prefix=share, forward=forward)
         assert logprobs.shape == mask.shape and logits.shape[:2] == mask.shape
         (logprobs * mask * weights).sum().backward()
         results.append((logprobs.detach() * mask, [p.grad.clone() for p in model.parameters()]))
-    (lp_plain, g_plain), (lp_shared, g_shared) = results
-    assert torch.allclose(lp_plain, lp_shared, atol=1e-5)
-    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(g_plain, g_shared))
+    (lp_plain, g_plain), *others = results
+    for lp_other, g_other in others:
+        assert torch.allclose(lp_plain, lp_other, atol=1e-5)
+        assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(g_plain, g_other))
+    assert all(g.abs().sum() > 0 for g in g_plain)  # every parameter takes part, so every gradient is compared
     # and the unshared path is plain teacher forcing
     batch = collate([(a, completions[0])], pad_id=0)
     reference, _ = token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from hf_models import MODELS, TOK, build  # tests/hf_models.py
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
@@ -11,13 +12,11 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from reasonloop.models.tiny import build_tokenizer
 from reasonloop.rollout import llama_decode
 from reasonloop.rollout.engine import TorchEngine, compact_order
 from reasonloop.rollout.llama_decode import LlamaWeights, StaticKVCache, keep_rows_in_place
 from reasonloop.rollout.sampler import SamplingParams
 
-TOK = build_tokenizer("char")
 PROMPTS = ["1+2=", "Compute left to right: 37 + 5 - 8 * 3", "x", "What is 12 * 12?"]  # as in test_engine
 SIMPLE = dict(share_prefill=False, drop_finished=False, preallocate_cache=False)
 
@@ -31,30 +30,6 @@ def teacher_forced(model, context, completion, temperature):
     with torch.no_grad():
         logits = model(torch.tensor([context + completion])).logits[0, len(context) - 1 : -1]  # (T, V)
     return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
-
-
-def build(cls, config_cls, std=0.3, **overrides):
-    """A random 2-layer model over the char vocabulary; weights larger than HF's init so logits spread."""
-    cfg = dict(vocab_size=len(TOK), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-               num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-               bos_token_id=TOK.bos_token_id, eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id)
-    cfg.update(overrides)
-    torch.manual_seed(0)
-    model = cls(config_cls(**cfg)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.normal_(0, std)
-    return model
-
-
-MODELS = {
-    "llama-gqa-tied": lambda: build(LlamaForCausalLM, LlamaConfig, num_key_value_heads=2, tie_word_embeddings=True),
-    "llama-mha-untied-bias": lambda: build(LlamaForCausalLM, LlamaConfig, tie_word_embeddings=False,
-                                           attention_bias=True, mlp_bias=True),
-    "qwen2-gqa-qkv-bias": lambda: build(Qwen2ForCausalLM, Qwen2Config, num_key_value_heads=1,
-                                        tie_word_embeddings=False),
-}
 
 
 def left_padded(contexts):

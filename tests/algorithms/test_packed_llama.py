@@ -1,0 +1,55 @@
+"""The packed training forward (`algorithms/packed_llama.py`) against the Hugging Face pass."""
+
+import pytest
+import torch
+from hf_models import MODELS  # tests/hf_models.py
+
+from reasonloop.algorithms.common import completion_logprobs, pad_completions
+from reasonloop.algorithms.packed_llama import packed_completion_logits, packed_unsupported_reason
+
+# contexts of different lengths, rows of one context not adjacent, 1-token completions
+A, B, C = [1, 10, 11, 12, 13, 14], [1, 20, 21], [1, 5]
+CONTEXTS = [A, B, A, C, A, B]
+COMPLETIONS = [[30, 31, 32, 2], [40, 41], [33, 2], [7], [34, 35, 36, 37, 38], [42]]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_packed_logprobs_and_gradients_equal_the_hf_pass(name, share_prefix):
+    model = MODELS[name]().train()
+    assert packed_unsupported_reason(model) is None
+    _, mask = pad_completions([[0.0] * len(x) for x in COMPLETIONS])  # (R, Tc)
+    weights = torch.linspace(0.5, 2.0, mask.shape[1])  # a loss that weighs positions differently
+    results = []
+    for forward in ("hf", "packed"):
+        model.zero_grad()
+        logprobs, logits = completion_logprobs(model, CONTEXTS, COMPLETIONS, pad_id=0, temperature=0.7,
+                                               share_prefix=share_prefix, forward=forward)
+        assert logprobs.shape == mask.shape and logits.shape[:2] == mask.shape
+        (logprobs * mask * weights).sum().backward()
+        results.append((logprobs.detach() * mask, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (lp_hf, g_hf), (lp_packed, g_packed) = results
+    assert torch.allclose(lp_hf, lp_packed, atol=1e-5)
+    for n, g in g_hf.items():
+        assert g.abs().sum() > 0, n  # every parameter takes part
+        assert torch.allclose(g, g_packed[n], atol=1e-5), n
+
+
+def test_packed_padding_entries_are_zero_and_only_completions_count():
+    model = MODELS["llama-gqa-tied"]()
+    logits = packed_completion_logits(model, CONTEXTS, COMPLETIONS)  # (R, Tc, V)
+    assert logits.shape[:2] == (len(COMPLETIONS), 5)
+    for r, x in enumerate(COMPLETIONS):
+        assert logits[r, len(x):].abs().sum() == 0 and logits[r, : len(x)].abs().sum() > 0
+
+
+def test_packed_forward_refuses_what_it_does_not_reproduce():
+    model = MODELS["llama-gqa-tied"]()
+    model.config.attention_dropout = 0.1
+    assert packed_unsupported_reason(model.train()) == "attention dropout while training"
+    assert packed_unsupported_reason(model.eval()) is None  # dropout is off in eval mode
+    model.register_forward_hook(lambda *a: None)
+    with pytest.raises(ValueError, match="forward='packed' is not available.*hooks"):
+        completion_logprobs(model, CONTEXTS, COMPLETIONS, pad_id=0, forward="packed")
+    with pytest.raises(ValueError, match="non-empty"):
+        packed_completion_logits(MODELS["llama-gqa-tied"](), [A], [[]])
