@@ -15,13 +15,19 @@ What is the same for both (and how):
   default `loss_type="dapo"`), beta=0 (no reference model), one iteration per batch;
 - optimiser: AdamW, lr `--lr` constant, betas (0.9, 0.999), no weight decay, grad-clip 1.0;
 - CPU settings from docs cpu-baselines §4: fp32 (`bf16=False`), `gradient_checkpointing=False`,
-  `use_cpu=True`; the torch thread count is the same for both.
+  `use_cpu=True`.
+
+Cores: both get the whole machine, each at its best. TRL runs once per `--peer-threads`
+entry (default 1 and 2 torch threads) and the faster is the peer figure. reasonloop runs
+with `--threads` torch threads (default 1) and `overlap_sampling` (default on): sampling on
+one core while the update runs on the other, one-step off-policy (`--no-overlap` gives the
+synchronous loop).
 
 Speed: median seconds per training step (TRL: a callback around each optimizer step;
 reasonloop: `time/step`, which covers sampling, rewards and the update, not evaluation).
 Accuracy: held-out greedy accuracy (same evaluator for both: `evaluate_model` with the
 TorchEngine, 100 test problems) after equal wall time: TRL runs `--steps` steps, and
-reasonloop runs until it has spent the same training seconds (`time_budget_s`).
+reasonloop runs until it has spent the training seconds of TRL's fastest run (`time_budget_s`).
 
 The two run one after the other in this process, TRL first, and the pair is repeated `--reps`
 times (each from the base): on a shared machine the load drifts over minutes, and two single
@@ -72,8 +78,10 @@ def evaluate(path: Path, problems, task) -> float:
     return results["greedy_accuracy"]
 
 
-def run_trl(base: Path, train_problems, task, args, out: Path) -> dict:
+def run_trl(base: Path, train_problems, task, args, out: Path, threads: int) -> dict:
     import torch
+
+    torch.set_num_threads(threads)
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig as TRLConfig
@@ -96,8 +104,9 @@ def run_trl(base: Path, train_problems, task, args, out: Path) -> dict:
         def on_step_end(self, *a, **k):
             times.append(time.perf_counter() - self.t)
 
+    out = out / f"trl_{threads}t"
     cfg = TRLConfig(
-        output_dir=str(out / "trl"), max_steps=args.steps, per_device_train_batch_size=P * G,
+        output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=P * G,
         gradient_accumulation_steps=1, num_generations=G, max_completion_length=args.max_new_tokens,
         learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         adam_beta1=0.9, adam_beta2=0.999, max_grad_norm=1.0, beta=0.0, epsilon=0.2, num_iterations=1,
@@ -113,14 +122,18 @@ def run_trl(base: Path, train_problems, task, args, out: Path) -> dict:
                           callbacks=[StepTimer()])
     trainer.train()
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-    trainer.save_model(str(out / "trl" / "final"))
-    tok.save_pretrained(str(out / "trl" / "final"))
-    return {"step_seconds": times, "train_seconds": sum(times), "rewards": rewards,
+    trainer.save_model(str(out / "final"))
+    tok.save_pretrained(str(out / "final"))
+    return {"step_seconds": times, "train_seconds": sum(times), "rewards": rewards, "final": out / "final",
+            "threads": threads,
             "completion_length": [h.get("completions/mean_length") for h in trainer.state.log_history
                                   if "completions/mean_length" in h]}
 
 
 def run_ours(base: Path, args, out: Path, budget: float) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
     from reasonloop.algorithms.common import OptimConfig
     from reasonloop.algorithms.grpo import GRPOConfig, main
     from reasonloop.models.policy import ModelConfig
@@ -135,7 +148,7 @@ def run_ours(base: Path, args, out: Path, budget: float) -> dict:
         optim=OptimConfig(lr=args.lr, schedule="constant", beta1=0.9, beta2=0.999, weight_decay=0.0, grad_clip=1.0),
         micro_batch_size=P * G, eval_problems=0, save_every=0, time_budget_s=budget,
         output_dir=str(out), run_name="ours", seed=0, skip_zero_advantage=args.skip_zero_advantage,
-        share_prefix=args.share_prefix,
+        share_prefix=args.share_prefix, overlap_sampling=args.overlap,
     )
     summary = main(cfg)
     rows = [json.loads(line) for line in (out / "ours" / "metrics.jsonl").read_text().splitlines()]
@@ -143,6 +156,7 @@ def run_ours(base: Path, args, out: Path, budget: float) -> dict:
     return {"step_seconds": [r["time/step"] for r in steps], "train_seconds": summary["train_seconds"],
             "rewards": [r["reward/correct"] for r in steps], "steps": summary["steps"],
             "time_sample": [r["time/sample"] for r in steps], "time_train": [r.get("time/train", 0.0) for r in steps],
+            "time_wait": [r["time/sample_wait"] for r in steps],
             "completion_length": [r["len/mean"] for r in steps],
             "zero_variance_frac": [r["groups/zero_variance_frac"] for r in steps],
             "rows_trained_frac": [r.get("policy/rows_trained_frac", 0.0) for r in steps]}
@@ -159,6 +173,11 @@ def main() -> None:
                         help="reasonloop's default; --no-skip-zero-advantage runs every row like TRL does")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=True,
                         help="reasonloop's default; --no-share-prefix runs each row's prompt tokens, like TRL does")
+    parser.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
+                        help="reasonloop's overlap_sampling (sampling on one core while the update runs on the other)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for reasonloop")
+    parser.add_argument("--peer-threads", default="1,2",
+                        help="torch thread counts TRL runs at, comma-separated; the fastest is the peer figure")
     parser.add_argument("--reps", type=int, default=3,
                         help="TRL-then-reasonloop repetitions (medians over all steps of all reps)")
     parser.add_argument("--pretrain-examples", type=int, default=6000)
@@ -188,15 +207,22 @@ def main() -> None:
     # TRL then reasonloop, `--reps` times: on a shared machine the load drifts over minutes, and
     # alternating the two keeps a drift from landing on one side only
     load, reps = [os.getloadavg()[0]], []
+    peer_threads = [int(t) for t in args.peer_threads.split(",")]
     for rep in range(args.reps):
         out = args.out / f"rep{rep}"
-        trl = run_trl(base, train_problems, train_task, args, out)
-        load.append(os.getloadavg()[0])
+        trl_runs = []
+        for threads in peer_threads:
+            trl_runs.append(run_trl(base, train_problems, train_task, args, out, threads))
+            load.append(os.getloadavg()[0])
+        trl = min(trl_runs, key=lambda r: statistics.median(r["step_seconds"]))  # TRL at its best thread count
         ours = run_ours(base, args, out, budget=trl["train_seconds"])
         load.append(os.getloadavg()[0])
         reps.append({"trl": trl, "ours": ours,
-                     "acc": {"trl": evaluate(out / "trl" / "final", test_problems, test_task),
+                     "trl_median_by_threads": {r["threads"]: round(statistics.median(r["step_seconds"]), 4)
+                                               for r in trl_runs},
+                     "acc": {"trl": evaluate(trl["final"], test_problems, test_task),
                              "ours": evaluate(out / "ours" / "final", test_problems, test_task)}})
+    torch.set_num_threads(args.threads)
     base_acc = evaluate(base, test_problems, test_task)
     ours_steps = [t for r in reps for t in r["ours"]["step_seconds"]]
     trl_steps = [t for r in reps for t in r["trl"]["step_seconds"]]
@@ -204,8 +230,8 @@ def main() -> None:
     acc = {"base": base_acc, "trl": statistics.mean(r["acc"]["trl"] for r in reps),
            "ours": statistics.mean(r["acc"]["ours"] for r in reps)}
     for k, r in enumerate(reps):
-        print(f"rep {k}: TRL {len(r['trl']['step_seconds'])} steps, median "
-              f"{statistics.median(r['trl']['step_seconds']):.2f} s/step, acc {r['acc']['trl']:.3f} | reasonloop "
+        print(f"rep {k}: TRL {len(r['trl']['step_seconds'])} steps, median s/step by threads "
+              f"{r['trl_median_by_threads']}, acc {r['acc']['trl']:.3f} | reasonloop "
               f"{r['ours']['steps']} steps, median {statistics.median(r['ours']['step_seconds']):.2f} s/step "
               f"(sample+reward {statistics.median(r['ours']['time_sample']):.2f}, update "
               f"{statistics.median(r['ours']['time_train']):.2f}), acc {r['acc']['ours']:.3f}")
@@ -213,6 +239,7 @@ def main() -> None:
     print(json.dumps({
         "metric": "median_seconds_per_step", "ours": round(ours_s, 4), "peer": round(trl_s, 4),
         "ratio": round(trl_s / ours_s, 3), "peer_name": "trl.GRPOTrainer 1.16",
+        "peer_median_by_threads": [r["trl_median_by_threads"] for r in reps],
         "ratio_per_rep": [round(statistics.median(r["trl"]["step_seconds"])
                                 / statistics.median(r["ours"]["step_seconds"]), 3) for r in reps],
         "accuracy_equal_wall_time": {k: round(v, 4) for k, v in acc.items()},
@@ -229,9 +256,10 @@ def main() -> None:
         "rows_trained_frac_ours": round(statistics.mean(x for r in reps for x in r["ours"]["rows_trained_frac"]), 3),
         "median_split_ours": {
             "sample_and_reward": round(statistics.median(x for r in reps for x in r["ours"]["time_sample"]), 3),
-            "update": round(statistics.median(x for r in reps for x in r["ours"]["time_train"]), 3)},
+            "update": round(statistics.median(x for r in reps for x in r["ours"]["time_train"]), 3),
+            "waiting_for_the_batch": round(statistics.median(x for r in reps for x in r["ours"]["time_wait"]), 3)},
         "settings": {"prompts_per_step": P, "group": G, "max_new_tokens": args.max_new_tokens, "lr": args.lr,
-                     "threads": torch.get_num_threads(), "eval_problems": args.eval_problems, "reps": args.reps,
+                     "threads": args.threads, "overlap_sampling": args.overlap, "peer_threads": peer_threads, "eval_problems": args.eval_problems, "reps": args.reps,
                      "skip_zero_advantage": args.skip_zero_advantage, "share_prefix": args.share_prefix},
         "loadavg": load,
     }))

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.curriculum import CurriculumConfig
 from reasonloop.algorithms.grpo import GRPOConfig, hint_prompt, main, recompute_old_logprobs, update_policy
 from reasonloop.config import load_config
@@ -187,3 +188,46 @@ def test_shared_prefix_update_equals_one_pass_per_row(tiny_model_dir, variant):
     assert m_shared["loss"] == pytest.approx(m_plain["loss"], abs=1e-5)
     assert m_shared["policy/entropy"] == pytest.approx(m_plain["policy/entropy"], abs=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(shared, plain))
+
+
+def metric_rows(path):
+    """metrics.jsonl without the wall-time columns (the only ones two equal runs may differ in)."""
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time")}
+            for line in path.read_text().splitlines()]
+
+
+def test_overlap_sampling_trains_one_step_off_policy_and_resumes_exactly(tiny_model_dir, tmp_path, monkeypatch):
+    """Overlapped sampling: step t+1's batch is drawn by the weights step t starts from, so it
+    differs from the synchronous run from step 2 on (not step 1); it is deterministic, and a run
+    resumed from a mid-run checkpoint (which stores the batch in flight) matches it row by row."""
+    import shutil
+
+    # an untrained model is never right: a reward on the digits it writes gives every group variance
+    (tmp_path / "digit_rewards.py").write_text(
+        "def digits(problem, completion):\n    return sum(c.isdigit() for c in completion) / 10\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kw = {"steps": 4, "save_every": 2, "optim": OptimConfig(lr=3e-2, schedule="constant"), "eval_problems": 2,
+          "rewards": {"digit_rewards:digits": 1.0}}
+    sync = main(tiny_cfg(tiny_model_dir, tmp_path, run_name="sync", **kw))
+    main(tiny_cfg(tiny_model_dir, tmp_path, run_name="overlap", overlap_sampling=True, **kw))
+    main(tiny_cfg(tiny_model_dir, tmp_path, run_name="again", overlap_sampling=True, **kw))
+    sync_rows, over_rows = metric_rows(tmp_path / "sync" / "metrics.jsonl"), metric_rows(tmp_path / "overlap" / "metrics.jsonl")
+    assert over_rows == metric_rows(tmp_path / "again" / "metrics.jsonl")  # deterministic
+    assert sync_rows[1] == over_rows[1]  # step 1: both sample with the initial weights
+    assert sync_rows[2]["reward/mean"] != over_rows[2]["reward/mean"] or sync_rows[2]["loss"] != over_rows[2]["loss"]
+    assert sync["steps"] == 4
+
+    # resume from checkpoint 2, as if the run had been killed after writing it
+    shutil.copytree(tmp_path / "overlap", tmp_path / "resumed")
+    ckpts = tmp_path / "resumed" / "checkpoints"
+    shutil.rmtree(ckpts / "step-000004")
+    (ckpts / "latest").write_text("step-000002\n")
+    state = torch.load(ckpts / "step-000002" / "trainer_state.pt", weights_only=False)["extra"]
+    assert state["pending_batch"].kept  # the batch in flight at step 2 is in the checkpoint
+    main(tiny_cfg(tiny_model_dir, tmp_path, run_name="resumed", overlap_sampling=True, resume=True, **kw))
+    assert metric_rows(tmp_path / "resumed" / "metrics.jsonl") == over_rows
+
+
+def test_overlap_sampling_needs_sampler_logprobs(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="overlap_sampling needs old_logprobs='sampler'"):
+        tiny_cfg(tiny_model_dir, tmp_path, overlap_sampling=True, old_logprobs="recompute")

@@ -16,9 +16,9 @@ ARGS = ["steps=5", "prompts_per_step=2", "samples_per_prompt=3", "sampling.max_n
         "curriculum.categories=[arithmetic|max_ops=2,arithmetic|max_ops=3]", "curriculum.strategy=sec"]
 
 
-def command(model_dir, out, name):
+def command(model_dir, out, name, extra=()):
     return [sys.executable, "-m", "reasonloop", "grpo", f"model.path={model_dir}", f"output_dir={out}",
-            f"run_name={name}", *ARGS]
+            f"run_name={name}", *ARGS, *extra]
 
 
 def rows(path):
@@ -30,11 +30,13 @@ def rows(path):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("extra", [(), ("overlap_sampling=true",)], ids=["sync", "overlap"])
+def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path, extra):
+    """With `overlap_sampling` the checkpoint also holds the batch sampled during its step."""
     env = {**os.environ, "REASONLOOP_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    subprocess.run(command(tiny_model_dir, tmp_path, "full"), check=True, env=env, capture_output=True)
+    subprocess.run(command(tiny_model_dir, tmp_path, "full", extra), check=True, env=env, capture_output=True)
 
-    proc = subprocess.Popen(command(tiny_model_dir, tmp_path, "killed"), env=env,
+    proc = subprocess.Popen(command(tiny_model_dir, tmp_path, "killed", extra), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = tmp_path / "killed" / "checkpoints" / "latest"
     deadline = time.time() + 300
@@ -45,7 +47,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path)
     proc.wait()
     assert not (tmp_path / "killed" / "summary.json").exists()  # it really was cut short
 
-    subprocess.run(command(tiny_model_dir, tmp_path, "killed") + ["--resume"], check=True, env=env,
+    subprocess.run(command(tiny_model_dir, tmp_path, "killed", extra) + ["--resume"], check=True, env=env,
                    capture_output=True)
     full, resumed = rows(tmp_path / "full" / "metrics.jsonl"), rows(tmp_path / "killed" / "metrics.jsonl")
     assert [r["step"] for r in resumed] == [r["step"] for r in full] == [0, 1, 2, 3, 4, 5]
