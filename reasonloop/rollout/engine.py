@@ -227,14 +227,18 @@ class _BareDecoder:
         self.cache = cache.expand(expand)
         self.key_mask = torch.cat([attention[expand].bool(), attention.new_ones((len(expand), max_new),
                                                                                dtype=torch.bool)], 1)  # (B, W+T)
+        self.bias = None  # the additive form of key_mask, built at the first decode step
         return logits[expand, -1]
 
     def step(self, tokens, positions) -> torch.Tensor:
-        return llama_decode.forward(self.w, self.cache, tokens[:, None], positions[:, None], self.key_mask)[:, -1]
+        if self.bias is None:
+            self.bias = llama_decode.key_bias(self.key_mask)  # (B, W+T)
+        return llama_decode.decode_step(self.w, self.cache, tokens, positions, self.bias)
 
     def keep(self, rows) -> None:
         self.cache.keep(rows)
         self.key_mask = self.key_mask[rows]
+        self.bias = None if self.bias is None else self.bias[rows]
 
 
 # ---------------------------------------------------------------------------------------
@@ -370,7 +374,7 @@ class TorchEngine:
             raise ValueError(f"TorchEngine decode='fast' is not available for this model: {reason}")
         return "hf" if reason else "fast"
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self,
         prompts: list[str],

@@ -210,3 +210,30 @@ def test_decode_option_is_validated(model_and_tokenizer):
     with pytest.raises(ValueError, match="decode must be 'auto', 'fast' or 'hf', got 'bare'"):
         TorchEngine(*model_and_tokenizer, decode="bare")
     assert TorchEngine(*model_and_tokenizer, decode="hf").decode_path() == "hf"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("fuse", [True, False])
+def test_decode_step_equals_the_general_forward(name, fuse):
+    """`decode_step` (the decode loop's lean form) against `forward` with one token per row,
+    over left-padded rows, for several steps: same logits, same cache."""
+    model = MODELS[name]()
+    contexts = [TOK(p)["input_ids"] for p in PROMPTS]
+    ids, mask, pos = left_padded(contexts)
+    w = LlamaWeights.from_model(model, fuse=fuse)
+    steps = 4
+    key_mask = torch.cat([mask.bool(), torch.ones(len(ids), steps, dtype=torch.bool)], 1)
+    caches = [StaticKVCache.empty(w, len(ids), ids.shape[1] + steps, w.embed) for _ in range(2)]
+    with torch.no_grad():
+        for cache in caches:
+            llama_decode.forward(w, cache, ids, pos, key_mask)
+        bias = llama_decode.key_bias(key_mask)
+        tokens, positions = ids[:, -1], pos[:, -1]
+        for _ in range(steps):
+            positions = positions + 1
+            general = llama_decode.forward(w, caches[0], tokens[:, None], positions[:, None], key_mask)[:, -1]
+            lean = llama_decode.decode_step(w, caches[1], tokens, positions, bias)
+            assert torch.allclose(general, lean, atol=1e-5)
+            tokens = lean.argmax(-1)
+    for a, b in zip(caches[0].k + caches[0].v, caches[1].k + caches[1].v):
+        assert torch.allclose(a[:, :, : caches[0].length], b[:, :, : caches[1].length], atol=1e-5)
