@@ -664,10 +664,14 @@ def sample_batch(cfg: GRPOConfig, sampler, tasks, sources: RewardSources, bandit
             cursors[arm] += 1
         params = SamplingParams(**{**vars(cfg.sampling), "seed": ((cfg.seed * 1_000_003 + step) * 1000 + rnd) * 2})
         groups = sampler.generate([p.prompt for _, p in problems], cfg.samples_per_prompt, params)
+        by_arm: dict[int, tuple[list[Problem], list[Sample]]] = {}
         for (arm, p), group in zip(problems, groups):
             for s in group:
                 s.problem_id = p.id
-            score_samples(cfg, tasks[arm], [p] * len(group), group, sources)
+            by_arm.setdefault(arm, ([], []))[0].extend([p] * len(group))
+            by_arm[arm][1].extend(group)
+        for arm, (arm_problems, arm_samples) in by_arm.items():  # one scoring call per task, not per group
+            score_samples(cfg, tasks[arm], arm_problems, arm_samples, sources)
         if cfg.guide:
             stats["guided"] += guide_all_wrong(cfg, sampler, tasks, problems, groups, params, sources)
         for (arm, p), group in zip(problems, groups):  # diagnostics: right answers through wrong steps

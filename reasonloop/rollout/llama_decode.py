@@ -166,7 +166,10 @@ class StaticKVCache:
         shape = (len(rows),) + self.k[0].shape[1:]
         out = StaticKVCache([t.new_empty(shape) for t in self.k], [t.new_empty(shape) for t in self.v])
         for dst, src in zip(out.k + out.v, self.k + self.v):
-            torch.index_select(src, 0, rows, out=dst)  # (no temporary: fresh memory is slow to touch)
+            if self.length == self.capacity:
+                torch.index_select(src, 0, rows, out=dst)  # (no temporary: fresh memory is slow to touch)
+            else:  # only the filled columns (the prompt's, typically a third of the capacity)
+                dst[:, :, : self.length] = src[:, :, : self.length].index_select(0, rows)
         out.length = self.length
         return out
 
