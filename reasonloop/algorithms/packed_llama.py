@@ -36,6 +36,7 @@ back to the HF path), and no attention dropout while training.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -75,45 +76,97 @@ def _to_padded(flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.cat([flat, pad]).index_select(0, index.flatten()).view(*index.shape, *flat.shape[1:])
 
 
+@dataclass
+class TokenTree:
+    """Every row's input sequence (context + completion minus its last token) as a path in a trie.
+
+    A node is one distinct prefix: rows that share their first p tokens share the nodes of
+    those p tokens, whose hidden states are then computed once. Nodes are numbered in the
+    order rows first reach them, so the nodes a row reaches first (it "owns" them) are a
+    contiguous run at the end of its path: `paths[r][owned_start[r]:]`.
+    """
+
+    tokens: list[int]  # per node
+    depths: list[int]  # per node: its position in the sequence
+    paths: list[list[int]]  # per row: node of each input position
+    owned_start: list[int]  # per row: the first position whose node this row owns
+
+
+def build_token_tree(contexts: list[list[int]], completions: list[list[int]], share_prefix: bool = True) -> TokenTree:
+    """The trie of `context + completion[:-1]` over rows; without `share_prefix`, one path per row."""
+    children: dict[tuple[int, int], int] = {}
+    tokens: list[int] = []
+    depths: list[int] = []
+    paths, owned_start = [], []
+    for r, (context, completion) in enumerate(zip(contexts, completions)):
+        sequence = context + completion[:-1]
+        parent, path, start = (-1 if share_prefix else -2 - r), [], len(sequence)
+        for depth, token in enumerate(sequence):
+            node = children.get((parent, token))
+            if node is None:
+                node = children[(parent, token)] = len(tokens)
+                tokens.append(token)
+                depths.append(depth)
+                start = min(start, depth)
+            path.append(node)
+            parent = node
+        paths.append(path)
+        owned_start.append(start)
+    return TokenTree(tokens, depths, paths, owned_start)
+
+
+def _attention_buckets(owned: list[int]) -> list[list[int]]:
+    """Rows that own nodes, grouped so that padded query lengths stay close: (max/2, max],
+    (max/4, max/2], [1, max/4]. Each group is one attention call."""
+    rows = [r for r, n in enumerate(owned) if n > 0]
+    if not rows:
+        return []
+    top = max(owned[r] for r in rows)
+    bounds = [(top / 2, top), (top / 4, top / 2), (0, top / 4)]
+    buckets = [[r for r in rows if low < owned[r] <= high] for low, high in bounds]
+    return [b for b in buckets if b]
+
+
 def packed_completion_logits(model, contexts: list[list[int]], completions: list[list[int]],
                              share_prefix: bool = True) -> torch.Tensor:
     """Logits (R, Tc, V) predicting each completion token from its context and earlier tokens.
 
     Entry [r, t] predicts completions[r][t]; entries past a completion's length are 0.
-    With `share_prefix` identical contexts run once; without, once per row (same values).
-    Differentiable with respect to the model's parameters.
+    With `share_prefix`, every prefix shared by several rows (their context, and the first
+    tokens their completions have in common) runs once (`build_token_tree`); without, each
+    row runs on its own (same values). Differentiable with respect to the model's parameters.
     """
-    w = LlamaWeights.from_model(model, fuse=False)  # fused copies by torch.cat: gradients reach the parameters
-    device = w.embed.device
-    keys: dict = {}
-    row_context = [keys.setdefault(tuple(c) if share_prefix else r, len(keys)) for r, c in enumerate(contexts)]
-    unique = [contexts[row_context.index(u)] for u in range(len(keys))]
-    num_rows, num_ctx = len(completions), len(unique)
-    if any(len(c) == 0 for c in unique) or any(len(x) == 0 for x in completions):
+    if any(len(c) == 0 for c in contexts) or any(len(x) == 0 for x in completions):
         raise ValueError("packed_completion_logits needs non-empty contexts and completions")
-    row_ctx = torch.tensor(row_context, device=device)  # (R,)
-    ctx_len = torch.tensor([len(c) for c in unique], device=device)  # (U,)
-    in_len = torch.tensor([len(x) - 1 for x in completions], device=device)  # (R,) tokens fed (the last predicts nothing)
-    width_c, width_in = int(ctx_len.max()), int(in_len.max())
+    w = LlamaWeights.from_model(model, fuse=False)
+    device = w.embed.device
+    tree = build_token_tree(contexts, completions, share_prefix)
+    n = len(tree.tokens)
+    ids = torch.tensor(tree.tokens, dtype=torch.long, device=device)  # (N,)
+    positions = torch.tensor(tree.depths, dtype=torch.long, device=device)  # (N,)
 
-    ctx_valid = torch.arange(width_c, device=device)[None] < ctx_len[:, None]  # (U, Lc)
-    in_valid = torch.arange(width_in, device=device)[None] < in_len[:, None]  # (R, Ti)
-    num_ctx_tokens, num_in_tokens = int(ctx_valid.sum()), int(in_valid.sum())
-    n = num_ctx_tokens + num_in_tokens
-    ids = torch.tensor([t for c in unique for t in c] + [t for x in completions for t in x[:-1]],
-                       dtype=torch.long, device=device)  # (N,) contexts, then completion inputs, row-major
-    positions = torch.cat([torch.arange(width_c, device=device).expand(num_ctx, -1)[ctx_valid],
-                           (ctx_len[row_ctx][:, None] + torch.arange(width_in, device=device))[in_valid]])  # (N,)
-    # padded slot -> flat row (padding slots read row 0: see `_gather`), for both layouts
-    ctx_index = torch.zeros((num_ctx, width_c), dtype=torch.long, device=device)  # (U, Lc)
-    ctx_index[ctx_valid] = torch.arange(num_ctx_tokens, device=device)
-    in_index = torch.zeros((num_rows, width_in), dtype=torch.long, device=device)  # (R, Ti)
-    in_index[in_valid] = torch.arange(num_ctx_tokens, n, device=device)
-    row_key_index = torch.cat([ctx_index[row_ctx], in_index], dim=1)  # (R, Lc + Ti): context keys, then own
-    # completion queries see their context's real keys, then their own keys up to themselves
-    causal = torch.ones(width_in, width_in, dtype=torch.bool, device=device).tril()  # (Ti, Ti)
-    comp_mask = torch.cat([ctx_valid[row_ctx][:, None, :].expand(-1, width_in, -1),
-                           causal.expand(num_rows, -1, -1)], dim=2)[:, None]  # (R, 1, Ti, Lc + Ti)
+    # attention: each bucket of rows queries with the nodes it owns against the keys of its whole path
+    layouts = []  # (query node index (B, Sq), key node index (B, Lk), mask (B, 1, Sq, Lk), valid queries (B, Sq))
+    order = []  # node of each valid query, in the order the buckets produce them
+    for bucket in _attention_buckets([len(p) - s for p, s in zip(tree.paths, tree.owned_start)]):
+        width_q = max(len(tree.paths[r]) - tree.owned_start[r] for r in bucket)
+        width_k = max(len(tree.paths[r]) for r in bucket)
+        query = torch.zeros((len(bucket), width_q), dtype=torch.long)  # padding reads node 0: see `_gather`
+        key = torch.zeros((len(bucket), width_k), dtype=torch.long)
+        valid = torch.zeros((len(bucket), width_q), dtype=torch.bool)
+        depth = torch.zeros((len(bucket), width_q), dtype=torch.long)
+        for b, r in enumerate(bucket):
+            path, start = tree.paths[r], tree.owned_start[r]
+            query[b, : len(path) - start] = torch.tensor(path[start:])
+            valid[b, : len(path) - start] = True
+            key[b, : len(path)] = torch.tensor(path)
+            depth[b] = start + torch.arange(width_q)  # a padding query sees real or finite padding keys
+            order += path[start:]
+        mask = (torch.arange(width_k)[None, None, :] <= depth[:, :, None])[:, None]  # (B, 1, Sq, Lk) causal
+        layouts.append((query.to(device), key.to(device), mask.to(device), valid.to(device)))
+    inverse = torch.empty(n, dtype=torch.long)
+    inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(n)  # node -> its row in the concatenated output
+    inverse = inverse.to(device)
 
     heads, kv_heads, d = w.heads, w.kv_heads, w.head_dim
     scale = 1.0 / math.sqrt(d)
@@ -126,29 +179,26 @@ def packed_completion_logits(model, contexts: list[list[int]], completions: list
         q = apply_rope_rolled(F.linear(h, wq, bq).view(n, heads, d), cos, sin)  # (N, H, D)
         k = apply_rope_rolled(F.linear(h, wk, bk).view(n, kv_heads, d), cos, sin)  # (N, H_kv, D)
         v = F.linear(h, wv, bv).view(n, kv_heads, d)  # (N, H_kv, D)
-        k_ctx = _gather(k, ctx_index).transpose(1, 2)  # (U, H_kv, Lc, D)
-        v_ctx = _gather(v, ctx_index).transpose(1, 2)
-        # right-padded contexts: causal alone keeps every real query off the padding
-        out_ctx = F.scaled_dot_product_attention(_gather(q, ctx_index).transpose(1, 2), k_ctx, v_ctx,
-                                                 is_causal=True, scale=scale, enable_gqa=gqa)  # (U, H, Lc, D)
-        attn = [out_ctx.transpose(1, 2)[ctx_valid]]  # (N_ctx, H, D)
-        if width_in:
-            keys_r = _gather(k, row_key_index).transpose(1, 2)  # (R, H_kv, Lc + Ti, D)
-            values_r = _gather(v, row_key_index).transpose(1, 2)
-            out_in = F.scaled_dot_product_attention(_gather(q, in_index).transpose(1, 2), keys_r, values_r,
-                                                    attn_mask=comp_mask, scale=scale, enable_gqa=gqa)  # (R, H, Ti, D)
-            attn.append(out_in.transpose(1, 2)[in_valid])  # (N_in, H, D)
-        x = x + F.linear(torch.cat(attn).reshape(n, heads * d), *layer.o)  # (N, E)
+        outs = []
+        for query, key, mask, valid in layouts:
+            out = F.scaled_dot_product_attention(
+                _gather(q, query).transpose(1, 2), _gather(k, key).transpose(1, 2), _gather(v, key).transpose(1, 2),
+                attn_mask=mask, scale=scale, enable_gqa=gqa)  # (B, H, Sq, D)
+            outs.append(out.transpose(1, 2)[valid])  # (owned nodes, H, D)
+        attn = torch.cat(outs).index_select(0, inverse) if len(outs) > 1 else outs[0].index_select(0, inverse)
+        x = x + F.linear(attn.reshape(n, heads * d), *layer.o)  # (N, E)
         h = rms_norm_fused(x, layer.post_norm, w.eps)
         (wg, bg), (wu, bu) = layer.gate_up
         x = x + F.linear(F.silu(F.linear(h, wg, bg)) * F.linear(h, wu, bu), *layer.down)
 
-    # logits only where the next token is a completion token: each context's last token, every input token
-    last_ctx = ctx_index[torch.arange(num_ctx, device=device), ctx_len - 1]  # (U,)
-    rows = torch.cat([last_ctx, torch.arange(num_ctx_tokens, n, device=device)])  # (U + N_in,)
-    logits = F.linear(rms_norm_fused(x.index_select(0, rows), w.norm, w.eps), *w.lm_head)  # (U + N_in, V)
-    width = width_in + 1
-    out_index = torch.full((num_rows, width), len(rows), dtype=torch.long, device=device)  # (R, Tc)
-    out_index[:, 0] = row_ctx
-    out_index[:, 1:][in_valid] = torch.arange(num_ctx, len(rows), device=device)
-    return _to_padded(logits, out_index)  # (R, Tc, V)
+    # logits only at nodes whose next token is a completion token (each distinct one once)
+    wanted = [path[len(c) - 1:] for path, c in zip(tree.paths, contexts)]  # per row, one node per completion token
+    needed = sorted({node for nodes in wanted for node in nodes})
+    slot = {node: i for i, node in enumerate(needed)}
+    logits = F.linear(rms_norm_fused(x.index_select(0, torch.tensor(needed, device=device)), w.norm, w.eps),
+                      *w.lm_head)  # (M, V)
+    width = max(len(x) for x in completions)
+    out_index = torch.full((len(completions), width), len(needed), dtype=torch.long)  # (R, Tc); padding: zero row
+    for r, nodes in enumerate(wanted):
+        out_index[r, : len(nodes)] = torch.tensor([slot[node] for node in nodes])
+    return _to_padded(logits, out_index.to(device))  # (R, Tc, V)

@@ -237,3 +237,25 @@ def test_decode_step_equals_the_general_forward(name, fuse):
             tokens = lean.argmax(-1)
     for a, b in zip(caches[0].k + caches[0].v, caches[1].k + caches[1].v):
         assert torch.allclose(a[:, :, : caches[0].length], b[:, :, : caches[1].length], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["llama-gqa-tied", "qwen2-gqa-qkv-bias"])
+def test_shared_decode_slots_give_the_unshared_samples(name):
+    """`share_decode`: at a low temperature a prompt's samples agree on long prefixes, split,
+    finish at different times (EOS, a stop string, the length cap), so slots are shared,
+    split, and compacted; the samples equal the one-slot-per-row path and HF's, token for token."""
+    model = MODELS[name]()
+    eos_likely(model, 1.5)
+    params = SamplingParams(temperature=0.1, max_new_tokens=30, seed=5, stop=["z"])
+    shared = flat(TorchEngine(model, TOK, decode="fast").generate(PROMPTS, 8, params))
+    per_row = flat(TorchEngine(model, TOK, decode="fast", share_decode=False).generate(PROMPTS, 8, params))
+    hf = flat(TorchEngine(model, TOK, decode="hf", **SIMPLE).generate(PROMPTS, 8, params))
+    prefixes = {(s.prompt, tuple(s.token_ids[: t + 1])) for s in shared for t in range(s.num_tokens)}
+    assert len(prefixes) < 0.75 * sum(s.num_tokens for s in shared)  # the rows really shared slots
+    assert len({s.num_tokens for s in shared}) > 3
+    for x, y, z in zip(shared, per_row, hf):
+        assert x.token_ids == y.token_ids == z.token_ids and x.text == y.text == z.text
+        assert x.finish_reason == y.finish_reason == z.finish_reason
+        # logprobs of logits / 0.1 magnify float rounding tenfold: the 1e-4 contract of the sampler
+        for other in (y, z):
+            assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(other.logprobs), atol=1e-4)
