@@ -28,9 +28,9 @@ what TRL and verl do too.
 Rows whose loss term is exactly zero (advantage 0 and no KL in the loss, or fully masked)
 are not run (`skip_zero_advantage`): same update, tested, much less work when many groups
 have zero reward variance. The G samples of a prompt share one forward (and backward) of
-the prompt's tokens (`share_prefix`, Prefix Grouper, arXiv:2506.05433), and for Llama-family
-models the training pass runs packed, without padding in the linear layers
-(`train_forward`, `packed_llama.py`): same maths, tested.
+the prompt's tokens (`share_prefix`, Prefix Grouper, arXiv:2506.05433); for Llama-family
+models the training pass runs packed, without padding, and shares every prefix the samples
+have in common, not only the prompt (`train_forward`, `packed_llama.py`): same maths, tested.
 
 `overlap_sampling` samples step t+1's batch on a second thread while step t trains, from the
 weights step t starts from (one-step off-policy: Noukhovitch et al. 2024, Asynchronous RLHF,
