@@ -27,18 +27,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from reasonloop.algorithms.common import (
     OptimConfig,
     collate,
+    completion_logprobs,
     encode_pairs,
     make_optimizer,
     make_scheduler,
+    pad_completions,
     sft_loss,
     token_logprobs,
 )
+from reasonloop.algorithms.packed_llama import packed_unsupported_reason
 from reasonloop.config import dump_config
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
@@ -65,6 +69,9 @@ class TrainConfig:
     max_length: int = 512
     packing: bool = False
     """pack several examples per row (block-diagonal attention, exact maths, less padding)"""
+    forward: Literal["auto", "packed", "hf"] = "auto"
+    """without `packing`: "packed" runs `packed_llama` (padding-free, shared prefixes once; Llama/Qwen2,
+    no LoRA), "hf" the model's padded forward, "auto" packed where supported: same loss"""
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
 
@@ -214,6 +221,9 @@ def fit(
     scheduler = scheduler or make_scheduler(optimizer, cfg.optim, total)
     device = next(model.parameters()).device
     model.train()
+    packed_forward = cfg.forward != "hf" and packed_unsupported_reason(model) is None
+    if cfg.forward == "packed" and not packed_forward:
+        raise ValueError(f"train.forward='packed' is not available for this model: {packed_unsupported_reason(model)}")
     losses, tokens, start = [], 0, time.perf_counter()
     with progress() as bar:
         task = bar.add_task(description, total=total, completed=start_step, info="")
@@ -228,6 +238,11 @@ def fit(
                 if cfg.packing:
                     t = {k: v.to(device) for k, v in collate_packed(micro, tokenizer.pad_token_id, cfg.max_length).items()}
                     logprobs = packed_logprobs(model, t)  # (b, T-1)
+                elif packed_forward and all(len(c) + len(x) <= cfg.max_length for (c, x), in micro):
+                    # the padding-free trie forward: same loss, no padded positions (no truncation needed)
+                    logprobs, _ = completion_logprobs(model, [c for (c, _), in micro], [x for (_, x), in micro],
+                                                      tokenizer.pad_token_id, forward="packed")  # (b, Tc)
+                    t = {"loss_mask": pad_completions([[1.0] * len(x) for (_, x), in micro])[1].to(device)}
                 else:
                     t = collate([u[0] for u in micro], tokenizer.pad_token_id, cfg.max_length)
                     t = {k: v.to(device) for k, v in t.items()}
