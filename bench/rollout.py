@@ -25,7 +25,9 @@ every size.
 tokens/s counts completion tokens up to and including EOS (what a trainer consumes), for
 both engines. Ours and peer are measured alternately `--reps` times; medians reported.
 Also alternated: the same TorchEngine forced through the HF modules (`decode="hf"`), so
-the bare Llama forward's own gain is measured in the same run (`bare_forward_gain`); and
+the bare Llama forward's own gain is measured in the same run (`bare_forward_gain`), and
+with one KV slot per row (`share_decode=False`, `share_decode_gain`: what sharing the slot
+of rows with identical histories buys on this model's samples); and
 one extra, untimed call of ours split into prefill / decode forward / row drops /
 sampling / rest (`ours_split_s`). Threads: torch's default, or OMP_NUM_THREADS (use 1 on
 a shared machine: 2 threads on 2 busy cores were measured several times slower).
@@ -149,7 +151,9 @@ class Split:
 
         self.eng, self.seconds, self.saved = eng, {}, []
         targets = [(eng._BareDecoder, "prefill", "prefill"), (eng._BareDecoder, "step", "decode forward"),
-                   (eng._BareDecoder, "keep", "drop rows"), (eng._HFDecoder, "prefill", "prefill"),
+                   (eng._BareDecoder, "keep", "drop rows"), (eng._SharedDecoder, "prefill", "prefill"),
+                   (eng._SharedDecoder, "step", "decode forward (with slot splits)"),
+                   (eng._SharedDecoder, "keep", "drop rows"), (eng._HFDecoder, "prefill", "prefill"),
                    (eng._HFDecoder, "step", "decode forward"), (eng._HFDecoder, "keep", "drop rows"),
                    (eng, "pick_tokens", "sampling"), (eng, "row_uniforms", "sampling")]
         for owner, name, label in targets:
@@ -183,7 +187,7 @@ def split_run(engine, prompts, samples, params) -> dict:
     return {"total_s": round(total, 3), **parts}
 
 
-def make_engine(args, model, tokenizer, path, decode="auto"):
+def make_engine(args, model, tokenizer, path, decode="auto", share_decode=True):
     if args.backend == "vllm":
         from reasonloop.rollout.vllm_backend import VLLMEngine
 
@@ -192,7 +196,8 @@ def make_engine(args, model, tokenizer, path, decode="auto"):
         return engine
     from reasonloop.rollout.engine import TorchEngine
 
-    return TorchEngine(model, tokenizer, model_id=str(path), use_chat_template=False, decode=decode)
+    return TorchEngine(model, tokenizer, model_id=str(path), use_chat_template=False, decode=decode,
+                       share_decode=share_decode)
 
 
 def bench_size(args, size: str, workdir: Path) -> dict:
@@ -205,6 +210,8 @@ def bench_size(args, size: str, workdir: Path) -> dict:
     engine = make_engine(args, model, tokenizer, path)
     # the same engine through the HF modules: the bare forward's own gain, measured in the same run
     hf_path = make_engine(args, model, tokenizer, path, decode="hf") if args.backend == "torch" else None
+    # and with one KV slot per row (no shared decode slots): what sharing identical histories buys here
+    unshared = make_engine(args, model, tokenizer, path, share_decode=False) if args.backend == "torch" else None
     params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=args.max_new_tokens)
     spp, max_new = args.samples, args.max_new_tokens
     ours_generate(engine, prompts[:4], 2, params)  # warm-up
@@ -220,7 +227,7 @@ def bench_size(args, size: str, workdir: Path) -> dict:
     print(f"[{size}] HF generate tok/s by prompts per call: "
           + ", ".join(f"{k}x{spp}={v:,.0f}" for k, v in tries.items()) + f" -> using {ppc}", flush=True)
 
-    ours, peer, hf_path_runs, ours_len, peer_len = [], [], [], [], []
+    ours, peer, hf_path_runs, unshared_runs, ours_len, peer_len = [], [], [], [], [], []
     for rep in range(args.reps):
         tokens, seconds, lengths = ours_generate(engine, prompts, spp, params)
         ours.append(tokens / seconds)
@@ -228,6 +235,8 @@ def bench_size(args, size: str, workdir: Path) -> dict:
         if hf_path is not None:
             tokens, seconds, _ = ours_generate(hf_path, prompts, spp, params)
             hf_path_runs.append(tokens / seconds)
+            tokens, seconds, _ = ours_generate(unshared, prompts, spp, params)
+            unshared_runs.append(tokens / seconds)
         tokens, seconds, lengths = hf_generate(model, tokenizer, prompts, spp, max_new, ppc)
         peer.append(tokens / seconds)
         peer_len += lengths
@@ -248,6 +257,8 @@ def bench_size(args, size: str, workdir: Path) -> dict:
     if hf_path is not None:
         result["ours_hf_path_tok_s"] = round(statistics.median(hf_path_runs))
         result["bare_forward_gain"] = round(statistics.median(ours) / statistics.median(hf_path_runs), 2)
+        result["ours_unshared_slots_tok_s"] = round(statistics.median(unshared_runs))
+        result["share_decode_gain"] = round(statistics.median(ours) / statistics.median(unshared_runs), 2)
         result["ours_split_s"] = split
     print(f"[{size}] {json.dumps(result)}", flush=True)
     return result
