@@ -59,9 +59,9 @@ from reasonloop.models.tiny import TinyModelConfig, count_parameters, init_model
 from reasonloop.rollout.sampler import SamplingParams
 
 SIZES = {
-    "quickstart": dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=384),
-    "tiny": dict(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=768),
-    "20m": dict(hidden_size=512, num_layers=6, num_heads=8, num_kv_heads=8, intermediate_size=1536),
+    "quickstart": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 384},
+    "tiny": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 768},
+    "20m": {"hidden_size": 512, "num_layers": 6, "num_heads": 8, "num_kv_heads": 8, "intermediate_size": 1536},
 }
 
 

@@ -179,8 +179,8 @@ def render_report(results: dict, cfg: QuickstartConfig) -> str:
     lines = [
         "# reasonloop quickstart",
         "",
-        f"Task `{cfg.task.name}` {cfg.task.options}, {cfg.eval_problems} held-out problems; "
-        f"model: {results['parameters'] / 1e6:.2f} M-parameter Llama trained here from scratch.",
+        (f"Task `{cfg.task.name}` {cfg.task.options}, {cfg.eval_problems} held-out problems; "
+         f"model: {results['parameters'] / 1e6:.2f} M-parameter Llama trained here from scratch."),
         "",
         f"| stage | greedy accuracy | maj@{k} | tokens generated | wall seconds |",
         "|---|---|---|---|---|",

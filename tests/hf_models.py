@@ -15,9 +15,9 @@ TOK = build_tokenizer("char")
 
 def build(cls, config_cls, std=0.3, **overrides):
     """A random 2-layer model over the char vocabulary; weights larger than HF's init so logits spread."""
-    cfg = dict(vocab_size=len(TOK), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-               num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-               bos_token_id=TOK.bos_token_id, eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id)
+    cfg = {"vocab_size": len(TOK), "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 256,
+               "bos_token_id": TOK.bos_token_id, "eos_token_id": TOK.eos_token_id, "pad_token_id": TOK.pad_token_id}
     cfg.update(overrides)
     torch.manual_seed(0)
     model = cls(config_cls(**cfg)).eval()

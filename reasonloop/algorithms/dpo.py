@@ -118,7 +118,7 @@ def make_pairs(samples: list[Sample], pairs_per_problem: int, seed: int) -> list
         prompt, good, bad = by_problem.setdefault(s.problem_id, (s.prompt, {}, {}))
         (good if s.correct else bad).setdefault(s.text.strip(), None)
     rng, pairs = random.Random(seed), []
-    for pid, (prompt, good, bad) in by_problem.items():
+    for (prompt, good, bad) in by_problem.values():
         combos = [(g, b) for g in good for b in bad]
         for g, b in rng.sample(combos, min(pairs_per_problem, len(combos))):
             pairs.append((prompt, g, b))

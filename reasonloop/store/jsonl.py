@@ -139,7 +139,7 @@ def _type_ok(value: Any, hint: Any) -> bool:
         (item,) = typing.get_args(hint) or (Any,)
         return isinstance(value, list) and all(_type_ok(v, item) for v in value)
     if origin is dict:
-        key_t, val_t = typing.get_args(hint) or (Any, Any)
+        _key_t, val_t = typing.get_args(hint) or (Any, Any)
         return isinstance(value, dict) and all(_type_ok(v, val_t) for v in value.values())
     if isinstance(hint, type):
         return isinstance(value, hint)

@@ -122,7 +122,7 @@ class ReasoningGymTask:
         for answer in answers:
             try:
                 score = float(self._stream().score_answer(answer=answer, entry=problem.meta["gym_entry"]))
-            except Exception:  # a scorer choking on garbage is a wrong answer, not a crash
+            except Exception:  # noqa: BLE001 -- a scorer choking on garbage is a wrong answer, not a crash
                 score = 0.0
             best = max(best, harden_score(score, answer, problem.answer, self.config.partial_credit))
         return best

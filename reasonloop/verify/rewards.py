@@ -185,7 +185,7 @@ def score_all(
                 values[name] = None if value is None else float(value)
             except VerifyTimeout as e:
                 values[name], late, error = 0.0, True, error or f"{name}: {e}"
-            except Exception as e:  # a bad completion must not stop the batch
+            except Exception as e:  # noqa: BLE001 -- a bad completion must not stop the batch
                 values[name], error = 0.0, error or f"{name}: {type(e).__name__}: {e}"
         return values, error, late
 

@@ -24,7 +24,7 @@ def test_dpo_loss_by_hand():
     assert loss.item() == pytest.approx(0.893669, abs=1e-6)
     assert m["reward_accuracy"] == 0.5 and m["reward_margin"] == pytest.approx(-0.25)
     assert m["chosen_reward"] == pytest.approx((0.25 - 0.5) / 2)
-    rpo, m2 = dpo_loss(t([-1.0, -3.0]), t([-2.0, -1.0]), t([-1.5, -2.0]), t([-1.5, -2.0]), beta=0.5,
+    rpo, _m2 = dpo_loss(t([-1.0, -3.0]), t([-2.0, -1.0]), t([-1.5, -2.0]), t([-1.5, -2.0]), beta=0.5,
                        sft_weight=2.0, chosen_nll=t([0.5, 1.5]))
     assert rpo.item() == pytest.approx(want + 2.0 * 1.0, abs=1e-6)
     with pytest.raises(ValueError):

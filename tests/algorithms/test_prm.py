@@ -104,8 +104,8 @@ def test_training_reduces_loss_and_saves_a_loadable_model(tiny_model_dir, tmp_pa
 
 def test_training_resumes_from_a_checkpoint(tiny_model_dir, tmp_path):
     data = write_rows(tmp_path / "rows.jsonl", n=8)
-    base = dict(backbone=str(tiny_model_dir), data=str(data), epochs=1, batch_size=2, output_dir=str(tmp_path),
-                device="cpu", save_every=2)
+    base = {"backbone": str(tiny_model_dir), "data": str(data), "epochs": 1, "batch_size": 2, "output_dir": str(tmp_path),
+                "device": "cpu", "save_every": 2}
     full = main(PRMConfig(run_name="full", **base))
     # a run "killed" after its step-2 checkpoint: delete the final model and resume
     part = main(PRMConfig(run_name="part", **base))

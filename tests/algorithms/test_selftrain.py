@@ -2,6 +2,7 @@
 hint-free rationalization, and resume inside an iteration."""
 
 import random
+import typing
 
 import pytest
 
@@ -75,7 +76,7 @@ class ScriptedEngine:
     """Stands in for TorchEngine: the reference solution on even problems and on hinted prompts,
     a solution with one wrong step otherwise; hinted prompts of problem 1 echo the hint."""
 
-    calls: list = []
+    calls: typing.ClassVar[list] = []
 
     def __init__(self, model, tokenizer, **kw):
         self.model_id = "scripted"
@@ -119,11 +120,11 @@ def _register(spec, seeds, size):
 
 def _cfg(tmp_path, model_dir, **kw):
     spec = TaskSpec("arithmetic", {"min_ops": 2, "max_ops": 2})
-    defaults = dict(model=ModelConfig(path=str(model_dir), use_chat_template=False), task=spec,
-                    iterations=1, problems_per_iteration=6, samples_per_prompt=2,
-                    sampling=SamplingParams(temperature=1.0, max_new_tokens=8), max_kept_per_problem=2,
-                    train=TrainConfig(max_steps=1, batch_size=4, micro_batch_size=4), eval_problems=4,
-                    eval_max_new_tokens=8, output_dir=str(tmp_path))
+    defaults = {"model": ModelConfig(path=str(model_dir), use_chat_template=False), "task": spec,
+                    "iterations": 1, "problems_per_iteration": 6, "samples_per_prompt": 2,
+                    "sampling": SamplingParams(temperature=1.0, max_new_tokens=8), "max_kept_per_problem": 2,
+                    "train": TrainConfig(max_steps=1, batch_size=4, micro_batch_size=4), "eval_problems": 4,
+                    "eval_max_new_tokens": 8, "output_dir": str(tmp_path)}
     return SelfTrainConfig(**{**defaults, **kw})
 
 

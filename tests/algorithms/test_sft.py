@@ -109,8 +109,8 @@ def _write_data(tmp_path):
 
 def test_sft_command_resumes_exactly(tiny_model_dir, tmp_path, monkeypatch):
     data = _write_data(tmp_path)
-    common = dict(model=ModelConfig(path=str(tiny_model_dir), use_chat_template=False), data=str(data),
-                  output_dir=str(tmp_path), save_every=2)
+    common = {"model": ModelConfig(path=str(tiny_model_dir), use_chat_template=False), "data": str(data),
+                  "output_dir": str(tmp_path), "save_every": 2}
     train = TrainConfig(max_steps=4, batch_size=4, micro_batch_size=4, seed=3)
     full = main(SFTConfig(**common, train=train, run_name="full"))
     # an interrupted run: killed right after the step-2 checkpoint, then resumed to step 4

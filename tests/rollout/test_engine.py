@@ -10,7 +10,7 @@ from reasonloop.rollout.sampler import Sampler, SamplingParams
 
 PROMPTS = ["1+2=", "Compute left to right: 37 + 5 - 8 * 3", "x", "What is 12 * 12?"]
 
-SIMPLE = dict(share_prefill=False, drop_finished=False, preallocate_cache=False)
+SIMPLE = {"share_prefill": False, "drop_finished": False, "preallocate_cache": False}
 """every optimisation off: one prefill per row, finished rows stay, DynamicCache"""
 
 

@@ -18,7 +18,7 @@ from reasonloop.rollout.llama_decode import LlamaWeights, StaticKVCache, keep_ro
 from reasonloop.rollout.sampler import SamplingParams
 
 PROMPTS = ["1+2=", "Compute left to right: 37 + 5 - 8 * 3", "x", "What is 12 * 12?"]  # as in test_engine
-SIMPLE = dict(share_prefill=False, drop_finished=False, preallocate_cache=False)
+SIMPLE = {"share_prefill": False, "drop_finished": False, "preallocate_cache": False}
 
 
 def flat(groups):
