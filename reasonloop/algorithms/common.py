@@ -142,6 +142,7 @@ def completion_logprobs(
     temperature: float = 1.0,
     share_prefix: bool = True,
     forward: Literal["auto", "packed", "hf"] = "auto",
+    stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each completion's tokens given its context, aligned to the completion.
 
@@ -158,6 +159,7 @@ def completion_logprobs(
 
     `forward`: "packed" runs `packed_llama.packed_completion_logits` (no padding in the linear
     layers; Llama/Qwen2 only), "hf" the model's own forward, "auto" packed where supported.
+    `stats` (packed path): see `packed_completion_logits`.
     """
     if forward != "hf":
         from reasonloop.algorithms.packed_llama import packed_completion_logits, packed_unsupported_reason
@@ -166,7 +168,7 @@ def completion_logprobs(
         if reason is not None and forward == "packed":
             raise ValueError(f"forward='packed' is not available for this model: {reason}")
         if reason is None:
-            logits = packed_completion_logits(model, contexts, completions, share_prefix).float()  # (R, Tc, V)
+            logits = packed_completion_logits(model, contexts, completions, share_prefix, stats).float()  # (R, Tc, V)
             if temperature != 1.0:
                 logits = logits / temperature
             targets, _ = pad_completions([[float(t) for t in x] for x in completions])

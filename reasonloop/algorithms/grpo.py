@@ -413,10 +413,11 @@ def load_policy(cfg: GRPOConfig, checkpoint: Path | None):
     return model, tokenizer
 
 
-def policy_logprobs(cfg, model, rows: list[dict], pad_id: int, context_key: str = "context"):
+def policy_logprobs(cfg, model, rows: list[dict], pad_id: int, context_key: str = "context",
+                    stats: dict | None = None):
     """(logprobs (B, Tc), logits (B, Tc, V)) of the rows' completion tokens under `model`."""
     return completion_logprobs(model, [r[context_key] for r in rows], [r["completion"] for r in rows], pad_id,
-                               cfg.sampling.temperature, cfg.share_prefix, cfg.train_forward)
+                               cfg.sampling.temperature, cfg.share_prefix, cfg.train_forward, stats)
 
 
 def reference_logprobs(cfg, model, ref_model, rows: list[dict], pad_id: int) -> torch.Tensor:
@@ -796,6 +797,7 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
     """The clipped policy-gradient updates on one batch of scored rows; returns averaged metrics."""
     group = cfg.samples_per_prompt
     sums: dict[str, float] = {}
+    tree_stats: dict[str, int] = {}  # packed forward: input tokens vs distinct prefixes actually run
     model.train()
     for _ in range(cfg.num_iterations):
         order = list(range(num_groups))
@@ -820,7 +822,7 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
                 chunk = active[m: m + cfg.micro_batch_size]
                 batch = make_batch(chunk, device)
                 mask = batch["train_mask"]  # (b, Tc)
-                logp, logits = policy_logprobs(cfg, model, chunk, pad_id)  # (b, Tc), (b, Tc, V)
+                logp, logits = policy_logprobs(cfg, model, chunk, pad_id, stats=tree_stats)  # (b, Tc), (b, Tc, V)
                 per_token, clipped = CLIPS[cfg.clip](logp, batch["old_logprobs"], batch["advantages"],
                                                      cfg.clip_eps_low, cfg.clip_eps_high, cfg.dual_clip_c)
                 kl = torch.zeros_like(logp)
@@ -848,4 +850,7 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
     n_updates = cfg.num_iterations * cfg.minibatches
     out = {k: v / n_updates for k, v in sums.items()}
     out["lr"] = scheduler.get_last_lr()[0]
+    if tree_stats.get("tokens"):
+        # 1.0: every token of every row ran; lower: the rows shared prefixes (prompt, first tokens) that ran once
+        out["update/distinct_prefix_frac"] = tree_stats["nodes"] / tree_stats["tokens"]
     return out

@@ -132,13 +132,14 @@ def _attention_buckets(owned: list[int]) -> list[list[int]]:
 
 
 def packed_completion_logits(model, contexts: list[list[int]], completions: list[list[int]],
-                             share_prefix: bool = True) -> torch.Tensor:
+                             share_prefix: bool = True, stats: dict | None = None) -> torch.Tensor:
     """Logits (R, Tc, V) predicting each completion token from its context and earlier tokens.
 
     Entry [r, t] predicts completions[r][t]; entries past a completion's length are 0.
     With `share_prefix`, every prefix shared by several rows (their context, and the first
     tokens their completions have in common) runs once (`build_token_tree`); without, each
     row runs on its own (same values). Differentiable with respect to the model's parameters.
+    `stats`, if given, gains "tokens" (input tokens of all rows) and "nodes" (distinct prefixes run).
     """
     if any(len(c) == 0 for c in contexts) or any(len(x) == 0 for x in completions):
         raise ValueError("packed_completion_logits needs non-empty contexts and completions")
@@ -146,6 +147,9 @@ def packed_completion_logits(model, contexts: list[list[int]], completions: list
     device = w.embed.device
     tree = build_token_tree(contexts, completions, share_prefix)
     n = len(tree.tokens)
+    if stats is not None:
+        stats["tokens"] = stats.get("tokens", 0) + sum(len(p) for p in tree.paths)
+        stats["nodes"] = stats.get("nodes", 0) + n
     ids = torch.tensor(tree.tokens, dtype=torch.long, device=device)  # (N,)
     positions = torch.tensor(tree.depths, dtype=torch.long, device=device)  # (N,)
 

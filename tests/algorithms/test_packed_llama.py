@@ -5,12 +5,18 @@ import torch
 from hf_models import MODELS  # tests/hf_models.py
 
 from reasonloop.algorithms.common import completion_logprobs, pad_completions
-from reasonloop.algorithms.packed_llama import packed_completion_logits, packed_unsupported_reason
+from reasonloop.algorithms.packed_llama import (
+    build_token_tree,
+    packed_completion_logits,
+    packed_unsupported_reason,
+)
 
-# contexts of different lengths, rows of one context not adjacent, 1-token completions
+# contexts of different lengths, rows of one context not adjacent, 1-token completions, completions
+# sharing their first tokens (rows 0 and 6, 1 and 7), and a row equal to another (8 = 0)
 A, B, C = [1, 10, 11, 12, 13, 14], [1, 20, 21], [1, 5]
-CONTEXTS = [A, B, A, C, A, B]
-COMPLETIONS = [[30, 31, 32, 2], [40, 41], [33, 2], [7], [34, 35, 36, 37, 38], [42]]
+CONTEXTS = [A, B, A, C, A, B, A, B, A]
+COMPLETIONS = [[30, 31, 32, 2], [40, 41], [33, 2], [7], [34, 35, 36, 37, 38], [42], [30, 31, 39, 2], [40, 41, 2],
+               [30, 31, 32, 2]]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -54,3 +60,22 @@ def test_packed_forward_refuses_what_it_does_not_reproduce():
         completion_logprobs(model, CONTEXTS, COMPLETIONS, pad_id=0, forward="packed")
     with pytest.raises(ValueError, match="non-empty"):
         packed_completion_logits(MODELS["llama-gqa-tied"](), [A], [[]])
+
+
+def test_token_tree_by_hand():
+    # input sequences (context + completion minus its last token): [1,2,5,6], [1,2,5,7], [1,3,5,6]
+    tree = build_token_tree([[1, 2], [1, 2], [1, 3]], [[5, 6, 9], [5, 7, 9], [5, 6, 8]])
+    assert tree.paths == [[0, 1, 2, 3], [0, 1, 2, 4], [0, 5, 6, 7]]
+    assert tree.tokens == [1, 2, 5, 6, 7, 3, 5, 6] and tree.depths == [0, 1, 2, 3, 3, 1, 2, 3]
+    assert tree.owned_start == [0, 3, 1]  # row 1 owns only its last node; row 2 everything after BOS
+    unshared = build_token_tree([[1, 2], [1, 2]], [[5, 6], [5, 6]], share_prefix=False)
+    assert unshared.paths == [[0, 1, 2], [3, 4, 5]] and unshared.owned_start == [0, 0]
+    duplicate = build_token_tree([[1, 2], [1, 2]], [[5, 6], [5, 6]])
+    assert duplicate.paths == [[0, 1, 2], [0, 1, 2]] and duplicate.owned_start == [0, 3]  # owns nothing
+
+
+def test_packed_forward_reports_how_much_ran():
+    stats = {}
+    packed_completion_logits(MODELS["llama-gqa-tied"](), [[1, 2], [1, 2], [1, 3]], [[5, 6, 9], [5, 7, 9], [5, 6, 8]],
+                             stats=stats)
+    assert stats == {"tokens": 12, "nodes": 8}
