@@ -40,8 +40,12 @@ class FakeServer:
                     delay = server.delay if len(server.requests) <= server.delay_count else 0.0
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                time.sleep(delay)
+                # leaves the in-flight count *before* the reply goes out: once the client has the
+                # reply it may send its next request, which must not find this one still counted
+                with server.lock:
+                    server.in_flight -= 1
                 try:
-                    time.sleep(delay)
                     if status != 200:
                         payload, code = {"error": {"message": "scripted failure"}}, status
                     else:
@@ -54,9 +58,6 @@ class FakeServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and left
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
