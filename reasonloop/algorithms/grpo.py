@@ -32,13 +32,11 @@ the prompt's tokens (`share_prefix`, Prefix Grouper, arXiv:2506.05433); for Llam
 models the training pass runs packed, without padding, and shares every prefix the samples
 have in common, not only the prompt (`train_forward`, `packed_llama.py`): same maths, tested.
 
-`overlap_sampling` samples step t+1's batch on a second thread while step t trains, from the
-weights step t starts from (one-step off-policy: Noukhovitch et al. 2024, Asynchronous RLHF,
-arXiv:2410.18252; verl's one-step-off-policy recipe; TRL's AsyncGRPOTrainer needs a vLLM
-server). Deviation from the synchronous algorithm, by design: the importance ratio is
-pi_theta / pi_behaviour with the behaviour policy one update old, so PPO clipping is active
-from the first iteration; the curriculum bandit that picks step t+1's categories has seen
-steps up to t-1. Resume stays exact (the batch in flight is checkpointed).
+`overlap_sampling` samples step t+1's batch on a second thread while step t trains, one
+update behind (`overlap.py`, with the papers). Deviation, by design: the ratio is pi_theta /
+pi_behaviour with the behaviour policy one update old, so clipping acts from the first
+iteration, and the bandit choosing step t+1's categories has seen steps up to t-1. Resume
+stays exact (the batch in flight is checkpointed).
 
 Deviations from the papers, all deliberate:
 - Fresh procedural problems every step (the papers loop over a fixed dataset).
@@ -80,7 +78,6 @@ import copy
 import random
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -100,13 +97,16 @@ from reasonloop.algorithms.curriculum import (
     choose_categories,
     parse_category,
 )
-from reasonloop.algorithms.health import HealthConfig, HealthMonitor
-from reasonloop.algorithms.prm import (
-    expand_to_tokens,
-    posterior_gated_rewards,
-    process_advantages,
-    token_step_index,
+from reasonloop.algorithms.grpo_rewards import (
+    EXACT_PROCESS_REWARD,
+    RewardSources,
+    score_samples,
+    shaping_reward_keys,
+    step_validity_metrics,
+    token_process_advantages,
 )
+from reasonloop.algorithms.health import HealthConfig, HealthMonitor
+from reasonloop.algorithms.overlap import OverlappedSampling
 from reasonloop.algorithms.rl_maths import (
     ADVANTAGES,
     CLIPS,
@@ -115,22 +115,21 @@ from reasonloop.algorithms.rl_maths import (
     has_reward_variance,
     masked_entropy,
     pass_rate_in_band,
-    soft_overlong_penalty,
 )
 from reasonloop.algorithms.sft import LoRAConfig, apply_lora
 from reasonloop.config import dump_config
 from reasonloop.evaluate.run import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
-from reasonloop.models.reward_model import AGGREGATES, RewardModel, aggregate_scores
+from reasonloop.models.reward_model import AGGREGATES
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
-from reasonloop.tasks.base import StepTask, first_error, steps_all_verify
+from reasonloop.tasks.base import StepTask, steps_all_verify
 from reasonloop.tasks.spec import TaskSpec
-from reasonloop.types import Problem, Sample, split_steps
+from reasonloop.types import Problem, Sample
 from reasonloop.utils import console, seed_everything
-from reasonloop.verify import answer_format_reward, correctness_reward, get_reward, score_all
+from reasonloop.verify import get_reward
 
 TASK_SIZE = 10_000_000  # procedural tasks derive item i lazily; the cursor never wraps in practice
 
@@ -171,7 +170,7 @@ class GRPOConfig:
     """run each prompt's tokens once per group in training passes, its KV cache reused by the G rows: same maths"""
     overlap_sampling: bool = False
     """sample step t+1's batch on a second thread while step t trains (one-step off-policy: the batch comes
-    from the weights before step t's update; see `OverlappedSampling`); exact resume is kept"""
+    from the weights before step t's update; see `overlap.py`); exact resume is kept"""
     train_forward: Literal["auto", "packed", "hf"] = "auto"
     """training passes: "packed" (no padding in the linear layers, `packed_llama.py`; Llama/Qwen2, no LoRA),
     "hf" (the model's own padded forward), "auto" (packed where supported): same maths"""
@@ -260,134 +259,6 @@ class GRPOConfig:
     @property
     def optimizer_steps(self) -> int:
         return self.steps * self.num_iterations * self.minibatches
-
-
-# ---------------------------------------------------------------------------------------
-# Rewards: the verifier's correctness plus weighted shaping terms
-
-
-@dataclass
-class RewardSources:
-    """What `score_samples` calls besides the task's verifier, loaded once per run."""
-
-    extra: dict[str, Callable] = field(default_factory=dict)
-    """name -> reward callable, weighted by `cfg.rewards[name]`"""
-    prm: RewardModel | None = None
-    exact_steps: bool = False
-    """step scores from the task's `check_step` (`process_reward: task`)"""
-
-    @classmethod
-    def load(cls, cfg: GRPOConfig, device: str = "cpu") -> RewardSources:
-        exact = cfg.process_reward == EXACT_PROCESS_REWARD
-        prm = RewardModel.from_pretrained(cfg.process_reward, device=device) if cfg.process_reward and not exact else None
-        return cls({name: get_reward(name) for name in cfg.rewards}, prm, exact)
-
-    @property
-    def has_process(self) -> bool:
-        return self.prm is not None or self.exact_steps
-
-    @property
-    def step_separator(self) -> str:
-        return self.prm.spec.step_separator if self.prm is not None else "\n"
-
-    def step_scores(self, task, problems: list[Problem], steps: list[list[str]]) -> list[list[float]]:
-        """One score in [0, 1] per step of each (problem, steps)."""
-        if self.prm is not None:
-            return self.prm.score_batch([p.prompt for p in problems], steps)
-        return [exact_step_scores(task, p, x) for p, x in zip(problems, steps)]
-
-
-EXACT_PROCESS_REWARD = "task"
-
-
-def exact_step_scores(task, problem: Problem, steps: list[str]) -> list[float]:
-    r"""An exact PRM from the task's step checker: 1.0 before the first wrong step, 0.0 from it on.
-
-    >>> from reasonloop.tasks import make_task
-    >>> t = make_task("arithmetic", size=1, seed=0, min_ops=2, max_ops=2, ops=["+"])
-    >>> good = t[0].meta["solution"].split("\n")
-    >>> exact_step_scores(t, t[0], good), exact_step_scores(t, t[0], ["1 + 1 = 3"] + good[1:])
-    ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
-    """
-    error = first_error(task, problem, steps)
-    return [1.0 if error is None or i < error else 0.0 for i in range(len(steps))]
-
-
-def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[Sample],
-                  sources: RewardSources | None = None) -> None:
-    """Fill `sample.rewards` (correct, format, length, extra rewards, prm, total) in place.
-
-    Correctness is the task's verifier, format is `answer_format_reward`, and the extra
-    rewards are `cfg.rewards`, all through `verify.score_all` (parallel, timeouts, a raising
-    reward scores 0). The overlong term is DAPO's soft punishment on *token* counts, as in
-    the paper, from the sampler's ids. With a PRM, each sample's step scores are stored in
-    `sample.meta["step_scores"]` (the "step" mode's input) and their aggregate in
-    `rewards["prm"]`, which the total includes as `cfg.process_mode` says.
-    """
-    sources = sources or RewardSources()
-    fns = {"correct": correctness_reward(task), "format": answer_format_reward, **sources.extra}
-    scores = score_all(fns, problems, [s.text for s in samples])
-    for i, s in enumerate(samples):
-        ok, fmt = scores["correct"][i] or 0.0, scores["format"][i] or 0.0
-        cache = min(cfg.overlong_cache, cfg.sampling.max_new_tokens)  # logged even when its weight is 0
-        length = soft_overlong_penalty(s.num_tokens, cfg.sampling.max_new_tokens, cache)
-        extra = {name: scores[name][i] or 0.0 for name in sources.extra}
-        s.rewards.update(correct=ok, format=fmt, length=length, **extra,
-                         total=ok + cfg.format_weight * fmt + cfg.overlong_weight * length
-                         + sum(cfg.rewards[name] * v for name, v in extra.items()))
-    if sources.has_process:
-        add_process_rewards(cfg, sources, task, problems, samples)
-
-
-def add_process_rewards(cfg: GRPOConfig, sources: RewardSources, task, problems: list[Problem],
-                        samples: list[Sample]) -> None:
-    """Score every sample's steps; add the aggregate to the total unless the mode is "step"."""
-    steps = [split_steps(s.text, sources.step_separator) for s in samples]
-    step_scores = sources.step_scores(task, problems, steps)
-    process = torch.tensor([aggregate_scores(x, cfg.process_aggregate) for x in step_scores])  # (N,)
-    correct = torch.tensor([s.rewards["correct"] for s in samples])  # (N,)
-    if cfg.process_mode == "posterior":
-        bonus = posterior_gated_rewards(correct, process, cfg.process_weight) - correct  # (N,)
-    elif cfg.process_mode == "additive":
-        bonus = cfg.process_weight * process
-    else:  # "step": enters through per-token advantages, not the sequence reward
-        bonus = torch.zeros_like(process)
-    for s, scores_, p, b in zip(samples, step_scores, process.tolist(), bonus.tolist()):
-        s.meta["step_scores"] = scores_
-        s.rewards["prm"] = p
-        s.rewards["total"] += b
-
-
-def token_process_advantages(cfg: GRPOConfig, group: list[Sample], outcome_advantages: list[float],
-                             decode: Callable[[int], str], separator: str) -> list[list[float]]:
-    """Per-token advantages of one group for `process_mode="step"`: each sample's outcome
-    advantage plus `process_weight` x the DeepSeekMath process advantage of the token's step."""
-    step_advantages = process_advantages([s.meta.get("step_scores", []) for s in group])
-    out = []
-    for s, outcome, per_step in zip(group, outcome_advantages, step_advantages):
-        token_steps = token_step_index([decode(t) for t in s.token_ids], separator)
-        out.append([outcome + cfg.process_weight * a for a in expand_to_tokens(per_step, token_steps)])
-    return out
-
-
-def step_validity_metrics(samples: list[Sample]) -> dict[str, float]:
-    """For tasks that check steps: the share of samples whose every step is right, and the share
-    of verified-correct samples that got there through a wrong step ("lucky")."""
-    checked = [s for s in samples if s.meta.get("steps_valid") is not None]
-    if not checked:
-        return {}
-    out = {"process/steps_valid": sum(s.meta["steps_valid"] for s in checked) / len(checked)}
-    correct = [s for s in checked if s.rewards.get("correct") == 1.0]
-    if correct:
-        out["process/lucky_frac"] = sum(not s.meta["steps_valid"] for s in correct) / len(correct)
-    return out
-
-
-def shaping_reward_keys(cfg: GRPOConfig) -> list[str]:
-    """The logged reward terms that enter the total with a nonzero weight (what the hacking probe watches)."""
-    weighted = {"format": cfg.format_weight, "length": cfg.overlong_weight, **cfg.rewards,
-                "prm": cfg.process_weight if cfg.process_reward and cfg.process_reward != EXACT_PROCESS_REWARD else 0.0}
-    return [f"reward/{name}" for name, weight in weighted.items() if weight]
 
 
 def hint_prompt(problem: Problem, num_steps: int) -> str | None:
@@ -479,7 +350,15 @@ def main(cfg: GRPOConfig) -> dict:
     monitor = HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg))
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
     state = {"step": 0, "cursors": [0] * len(tasks)}
-    overlap = OverlappedSampling(cfg, model, tokenizer, tasks, sources) if cfg.overlap_sampling else None
+    overlap = None
+    if cfg.overlap_sampling:
+        def sample_ahead(engine, step_: int, bandit_copy, cursors: list[int]) -> SampledBatch:
+            return sample_batch(cfg, engine, tasks, sources, bandit_copy, cursors, step_,
+                                random.Random(f"{cfg.seed}/{step_}/sample"))
+
+        overlap = OverlappedSampling(model, lambda copy_: TorchEngine(
+            copy_, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
+            system_prompt=cfg.model.system_prompt), sample_ahead)
     pending: SampledBatch | None = None  # overlap: a batch sampled before a checkpoint, not yet trained on
     if latest is not None:
         state = load_trainer_state(latest, optimizer, scheduler)
@@ -506,11 +385,12 @@ def main(cfg: GRPOConfig) -> dict:
             waited = batch.seconds
         else:
             t_wait = time.perf_counter()
-            batch = pending if pending is not None else overlap.result(step, bandit, state["cursors"])
+            batch = pending if pending is not None else overlap.result(step, copy.deepcopy(bandit),
+                                                                      list(state["cursors"]))
             pending, waited = None, time.perf_counter() - t_wait
             overlap.load_weights(model)  # the next batch is sampled by the weights this step starts from
             if step < cfg.steps:
-                overlap.submit(step + 1, bandit, batch.cursors)
+                overlap.submit(step + 1, copy.deepcopy(bandit), list(batch.cursors))
         state["cursors"] = batch.cursors
         kept, stats, all_samples = batch.kept, batch.stats, batch.all_samples
 
@@ -599,7 +479,7 @@ def main(cfg: GRPOConfig) -> dict:
             extra = {**state, "bandit": bandit.state_dict(), "health": monitor.state_dict()}
             if overlap is not None and not last:
                 # the next step's batch was sampled by weights no checkpoint holds: keep the batch itself
-                pending = overlap.result(step + 1, bandit, state["cursors"])
+                pending = overlap.result(step + 1, copy.deepcopy(bandit), list(state["cursors"]))
                 extra["pending_batch"] = pending
             run.mark_latest(save_checkpoint(run.checkpoint_path(step), model, tokenizer, optimizer, scheduler, extra))
         if last:
@@ -691,63 +571,6 @@ def sample_batch(cfg: GRPOConfig, sampler, tasks, sources: RewardSources, bandit
         all_samples += [s for g in groups for s in g]
         kept += [(arm, p, g) for (arm, p), g, k in zip(problems, groups, keep.tolist()) if k][:need]
     return SampledBatch(kept, all_samples, stats, cursors, time.perf_counter() - t_start)
-
-
-class OverlappedSampling:
-    """`overlap_sampling`: step t+1's batch is sampled on a worker thread while step t trains.
-
-    The worker samples with its own copy of the policy, loaded from the trained weights only
-    while it is idle (`load_weights`, at the start of each step), so batch t+1 comes from
-    the weights step t starts from and is trained on one update later: one-step off-policy,
-    as in Noukhovitch et al. 2024 (Asynchronous RLHF, arXiv:2410.18252) and verl's
-    one-step-off-policy recipe. The sampler's logprobs are that behaviour policy's, so the
-    PPO ratio and its clipping correct for the lag. Every input of a batch (weights, task
-    cursors, a copy of the curriculum bandit, an RNG seeded by (seed, step)) is fixed when
-    it is submitted, so a run is deterministic whatever the threads' timing, and a
-    checkpoint stores the batch in flight (`pending_batch`) to resume exactly.
-
-    Why a thread (not a process): the policy copy is shared memory for free, and torch
-    releases the GIL inside its kernels; measured on the 0.87 M model, sampling and the
-    update overlapped almost completely (0.45 s in sequence -> 0.27 s overlapped, 1 torch
-    thread each). With one torch thread per process (`OMP_NUM_THREADS=1`) the two stages run
-    on two cores; with more, they share torch's intra-op pool.
-    """
-
-    def __init__(self, cfg: GRPOConfig, model, tokenizer, tasks, sources: RewardSources):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.cfg, self.tasks, self.sources = cfg, tasks, sources
-        self.model = copy.deepcopy(model).eval()
-        self.model.requires_grad_(False)
-        self.engine = TorchEngine(self.model, tokenizer, model_id=cfg.model.path,
-                                  use_chat_template=cfg.model.use_chat_template, system_prompt=cfg.model.system_prompt)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grpo-sampler")
-        self.future = None
-        self.future_step = 0
-
-    def load_weights(self, model) -> None:
-        """Copy the policy's current weights into the sampler's copy (only while no batch is in flight)."""
-        assert self.future is None, "weights may change only while the sampler is idle"
-        with torch.no_grad():
-            for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values()):
-                mine.copy_(theirs)
-
-    def submit(self, step: int, bandit: SelfEvolvingCurriculum, cursors: list[int]) -> None:
-        self.future_step = step
-        self.future = self.pool.submit(sample_batch, self.cfg, self.engine, self.tasks, self.sources,
-                                       copy.deepcopy(bandit), list(cursors), step, random.Random(f"{self.cfg.seed}/{step}/sample"))
-
-    def result(self, step: int, bandit: SelfEvolvingCurriculum, cursors: list[int]) -> SampledBatch:
-        """Step `step`'s batch: the one in flight, or (first step of a run) one sampled now."""
-        if self.future is None:
-            self.submit(step, bandit, cursors)
-        assert self.future_step == step, f"batch in flight is for step {self.future_step}, not {step}"
-        future, self.future = self.future, None
-        return future.result()
-
-    def close(self) -> None:
-        self.future = None
-        self.pool.shutdown(wait=True)
 
 
 def guide_all_wrong(cfg, sampler, tasks, problems, groups, params, sources=None) -> int:

@@ -5,8 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["reasonloop.algorithms.grpo", "reasonloop.algorithms.prm", "reasonloop.algorithms.selftrain",
-           "reasonloop.algorithms.rl_maths", "reasonloop.algorithms.health", "reasonloop.algorithms.common",
+MODULES = ["reasonloop.algorithms.grpo", "reasonloop.algorithms.grpo_rewards", "reasonloop.algorithms.prm",
+           "reasonloop.algorithms.selftrain", "reasonloop.algorithms.rl_maths", "reasonloop.algorithms.health", "reasonloop.algorithms.common",
            "reasonloop.algorithms.step_labels", "reasonloop.algorithms.curriculum", "reasonloop.models.reward_model",
            "reasonloop.evaluate.metrics", "reasonloop.evaluate.process"]
 
