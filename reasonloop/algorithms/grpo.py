@@ -167,7 +167,8 @@ class GRPOConfig:
     skip_zero_advantage: bool = True
     """don't run rows whose loss term is exactly 0 (advantage 0, no KL in the loss): same update, less work"""
     share_prefix: bool = True
-    """run each prompt's tokens once per group in training passes, its KV cache reused by the G rows: same maths"""
+    """run each prefix the rows share (the prompt; with the packed forward also the first tokens their
+    completions have in common) once in training passes: same maths, less work"""
     overlap_sampling: bool = False
     """sample step t+1's batch on a second thread while step t trains (one-step off-policy: the batch comes
     from the weights before step t's update; see `overlap.py`); exact resume is kept"""

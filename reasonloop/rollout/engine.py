@@ -5,8 +5,10 @@ How a call runs (see `rollout.sampler` for the contract):
 1. Each prompt (+ prefix) is tokenized once. Prompts are sorted by length and packed,
    all samples of a prompt together, into batches under `max_batch_size` rows and
    `max_batch_tokens` (rows x (longest context + max_new_tokens)).
-2. Prefill: each *distinct* context in a batch runs through the model once (left-padded);
-   its KV cache is then copied to its `samples_per_prompt` rows (`share_prefill`).
+2. Prefill: each *distinct* context in a batch runs through the model once (left-padded)
+   (`share_prefill`). On the bare path its samples then share its KV-cache slot until their
+   draws differ (`share_decode`, `_SharedDecoder`); otherwise its cache is copied to its
+   `samples_per_prompt` rows.
 3. Decode: one token per row per step into a preallocated KV cache. Llama-family models
    run through a bare functional forward (`rollout/llama_decode.py`, `decode="auto"`),
    any other model through its HF modules with `_PreallocatedLayer` (one buffer per
@@ -188,6 +190,8 @@ def _decode_cache(prefill: DynamicCache, rows: torch.Tensor, capacity: int, prea
 class _HFDecoder:
     """Through the HF module stack: any causal LM (`decode="hf"`, and the fallback of "auto")."""
 
+    free_drops = False  # dropping rows moves KV-cache rows: done in batches (`drop_fraction`)
+
     def __init__(self, model, preallocate: bool):
         self.model, self.preallocate = model, preallocate
 
@@ -216,6 +220,8 @@ class _HFDecoder:
 
 class _BareDecoder:
     """`llama_decode.forward` over a `StaticKVCache` (`decode="fast"`, and "auto" when supported)."""
+
+    free_drops = False
 
     def __init__(self, weights: LlamaWeights):
         self.w = weights
@@ -570,7 +576,7 @@ class TorchEngine:
             n_done = int(done.sum())
             if n_done == len(active) or t == max_new - 1:
                 break
-            fraction = 0.0 if getattr(decoder, "free_drops", False) else self.drop_fraction
+            fraction = 0.0 if decoder.free_drops else self.drop_fraction
             if self.drop_finished and n_done and n_done >= fraction * len(active):
                 keep = compact_order(done)  # (A',)
                 decoder.keep(keep)
