@@ -231,3 +231,29 @@ def test_overlap_sampling_trains_one_step_off_policy_and_resumes_exactly(tiny_mo
 def test_overlap_sampling_needs_sampler_logprobs(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="overlap_sampling needs old_logprobs='sampler'"):
         tiny_cfg(tiny_model_dir, tmp_path, overlap_sampling=True, old_logprobs="recompute")
+
+
+def test_overlap_sampling_with_lora_and_a_reference_model(tiny_model_dir, tmp_path):
+    """The worker's copy of a LoRA-wrapped policy takes the adapters' updates (through the HF decode
+    path), and a KL term in the loss works under the one-step lag."""
+    from reasonloop.algorithms.overlap import OverlappedSampling
+    from reasonloop.algorithms.sft import LoRAConfig, apply_lora
+
+    model, _ = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
+    model = apply_lora(model, LoRAConfig(r=4))
+    overlap = OverlappedSampling(model, lambda copy_: None, lambda *a: None)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.add_(1.0)
+    overlap.load_weights(model)
+    theirs = dict(model.named_parameters())
+    assert all(torch.equal(p, theirs[name]) for name, p in overlap.model.named_parameters())
+    assert not any(p.requires_grad for p in overlap.model.parameters())
+    overlap.close()
+
+    summary = main(tiny_cfg(tiny_model_dir, tmp_path, steps=3, overlap_sampling=True, lora=LoRAConfig(r=4),
+                            kl_coef=0.05, optim=OptimConfig(lr=1e-2, schedule="constant")))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 3 and [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows[1:])
