@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 
+from reasonloop.algorithms.packed_llama import packed_completion_logits, packed_unsupported_reason
 from reasonloop.models.policy import encode_context
 
 
@@ -162,8 +163,6 @@ def completion_logprobs(
     `stats` (packed path): see `packed_completion_logits`.
     """
     if forward != "hf":
-        from reasonloop.algorithms.packed_llama import packed_completion_logits, packed_unsupported_reason
-
         reason = packed_unsupported_reason(model)
         if reason is not None and forward == "packed":
             raise ValueError(f"forward='packed' is not available for this model: {reason}")
@@ -171,8 +170,8 @@ def completion_logprobs(
             logits = packed_completion_logits(model, contexts, completions, share_prefix, stats).float()  # (R, Tc, V)
             if temperature != 1.0:
                 logits = logits / temperature
-            targets, _ = pad_completions([[float(t) for t in x] for x in completions])
-            targets = targets.long().to(logits.device)  # (R, Tc)
+            targets = torch.nn.utils.rnn.pad_sequence([torch.tensor(x) for x in completions],
+                                                      batch_first=True).to(logits.device)  # (R, Tc)
             return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1), logits
     if not share_prefix:
         batch = collate(list(zip(contexts, completions)), pad_id)

@@ -336,8 +336,11 @@ def main(cfg: GRPOConfig) -> dict:
     ref_model = None
     if cfg.kl_coef > 0 and cfg.lora.r == 0:  # always the *base* weights, also when resuming
         ref_model, _ = load_model(cfg.model, for_training=False)
-    sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
-                          system_prompt=cfg.model.system_prompt)
+    def make_engine(policy) -> TorchEngine:
+        return TorchEngine(policy, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
+                           system_prompt=cfg.model.system_prompt)
+
+    sampler = make_engine(model)
     sources = RewardSources.load(cfg, device=str(device))
     optimizer = make_optimizer(model.parameters(), cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.optimizer_steps)
@@ -357,9 +360,7 @@ def main(cfg: GRPOConfig) -> dict:
             return sample_batch(cfg, engine, tasks, sources, bandit_copy, cursors, step_,
                                 random.Random(f"{cfg.seed}/{step_}/sample"))
 
-        overlap = OverlappedSampling(model, lambda copy_: TorchEngine(
-            copy_, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
-            system_prompt=cfg.model.system_prompt), sample_ahead)
+        overlap = OverlappedSampling(model, make_engine, sample_ahead)
     pending: SampledBatch | None = None  # overlap: a batch sampled before a checkpoint, not yet trained on
     if latest is not None:
         state = load_trainer_state(latest, optimizer, scheduler)

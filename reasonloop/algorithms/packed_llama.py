@@ -193,7 +193,7 @@ def packed_completion_logits(model, contexts: list[list[int]], completions: list
                 _gather(q, query).transpose(1, 2), _gather(k, key).transpose(1, 2), _gather(v, key).transpose(1, 2),
                 attn_mask=mask, scale=scale, enable_gqa=gqa)  # (B, H, Sq, D)
             outs.append(out.transpose(1, 2)[valid])  # (owned nodes, H, D)
-        attn = torch.cat(outs).index_select(0, inverse) if len(outs) > 1 else outs[0].index_select(0, inverse)
+        attn = (outs[0] if len(outs) == 1 else torch.cat(outs)).index_select(0, inverse)  # (N, H, D), node order
         x = x + F.linear(attn.reshape(n, heads * d), *layer.o)  # (N, E)
         h = rms_norm_fused(x, layer.post_norm, w.eps)
         (wg, bg), (wu, bu) = layer.gate_up

@@ -361,7 +361,9 @@ def decode_step(w: LlamaWeights, cache: StaticKVCache, tokens: torch.Tensor, pos
         keys, values = cache.k[i][:, :, :end], cache.v[i][:, :, :end]  # (B, H_kv, L, D)
         scores = torch.add(bias, torch.matmul(q.view(bsz, kv_heads, groups, d), keys.transpose(-1, -2)),
                            alpha=scale)  # (B, H_kv, G, L)
-        attn = torch.matmul(torch.softmax(scores, dim=-1), values)  # (B, H_kv, G, D)
+        # softmax in fp32 (the bias is fp32 anyway), probabilities back in the model's dtype, as HF does
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
+        attn = torch.matmul(probs, values)  # (B, H_kv, G, D)
         x = x + F.linear(attn.view(bsz, heads * d), *layer.o)  # (B, E)
         h = rms_norm_fused(x, layer.post_norm, w.eps)
         if len(layer.gate_up) == 1:
