@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from run_metrics import metric_rows  # tests/run_metrics.py
 
 from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.curriculum import CurriculumConfig
@@ -188,12 +189,6 @@ def test_shared_prefix_update_equals_one_pass_per_row(tiny_model_dir, variant):
     assert m_shared["loss"] == pytest.approx(m_plain["loss"], abs=1e-5)
     assert m_shared["policy/entropy"] == pytest.approx(m_plain["policy/entropy"], abs=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(shared, plain))
-
-
-def metric_rows(path):
-    """metrics.jsonl without the wall-time columns (the only ones two equal runs may differ in)."""
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time")}
-            for line in path.read_text().splitlines()]
 
 
 def test_overlap_sampling_trains_one_step_off_policy_and_resumes_exactly(tiny_model_dir, tmp_path, monkeypatch):

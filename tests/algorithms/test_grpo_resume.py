@@ -1,7 +1,6 @@
 """Exact resume: SIGKILL a `reasonloop grpo` run after a checkpoint, resume it, and get the
 same metrics (loss, rewards, entropy, ...) as an uninterrupted run, row by row, on CPU."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,6 +8,7 @@ import sys
 import time
 
 import pytest
+from run_metrics import metric_rows  # tests/run_metrics.py
 
 ARGS = ["steps=5", "prompts_per_step=2", "samples_per_prompt=3", "sampling.max_new_tokens=10", "overlong_cache=4",
         "eval_problems=3", "eval_max_new_tokens=6", "save_every=2", "num_iterations=2", "minibatches=2",
@@ -19,14 +19,6 @@ ARGS = ["steps=5", "prompts_per_step=2", "samples_per_prompt=3", "sampling.max_n
 def command(model_dir, out, name, extra=()):
     return [sys.executable, "-m", "reasonloop", "grpo", f"model.path={model_dir}", f"output_dir={out}",
             f"run_name={name}", *ARGS, *extra]
-
-
-def rows(path):
-    out = []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        out.append({k: v for k, v in r.items() if not k.startswith("time")})
-    return out
 
 
 @pytest.mark.slow
@@ -49,7 +41,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path,
 
     subprocess.run(command(tiny_model_dir, tmp_path, "killed", extra) + ["--resume"], check=True, env=env,
                    capture_output=True)
-    full, resumed = rows(tmp_path / "full" / "metrics.jsonl"), rows(tmp_path / "killed" / "metrics.jsonl")
+    full, resumed = metric_rows(tmp_path / "full" / "metrics.jsonl"), metric_rows(tmp_path / "killed" / "metrics.jsonl")
     assert [r["step"] for r in resumed] == [r["step"] for r in full] == [0, 1, 2, 3, 4, 5]
     for a, b in zip(full, resumed):
         assert a.keys() == b.keys()
