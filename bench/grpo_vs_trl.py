@@ -70,7 +70,7 @@ def build_base(out: Path, num_examples: int) -> Path:
 
 
 def evaluate(path: Path, problems, task) -> float:
-    from reasonloop.evaluate.run import evaluate_model
+    from reasonloop.evaluate.accuracy import evaluate_model
     from reasonloop.models.policy import ModelConfig
     from reasonloop.rollout.engine import TorchEngine
 

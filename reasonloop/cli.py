@@ -42,7 +42,7 @@ COMMANDS: dict[str, Command] = {
     "label": Command("reasonloop.algorithms.step_labels", "LabelConfig",
                      "automatic step labels: Monte-Carlo, binary search, node compression"),
     "prm": Command("reasonloop.algorithms.prm", "PRMConfig", "train a process / outcome / value reward model"),
-    "search": Command("reasonloop.search.run", "SearchConfig",
+    "search": Command("reasonloop.evaluate.search", "SearchConfig",
                       "test-time compute: majority, best-of-N, beam, DVTS, MCTS, self-correction"),
 }
 

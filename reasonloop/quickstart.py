@@ -60,7 +60,7 @@ class QuickstartConfig:
 
 def run(cfg: QuickstartConfig) -> dict:
     from reasonloop.algorithms import pretrain, selftrain
-    from reasonloop.evaluate.run import evaluate_model
+    from reasonloop.evaluate.accuracy import evaluate_model
     from reasonloop.models.policy import ModelConfig, load_model
     from reasonloop.models.tiny import count_parameters, init_model
     from reasonloop.rollout.engine import TorchEngine

@@ -26,7 +26,7 @@ from typing import Literal
 
 from reasonloop.algorithms.sft import TrainConfig, fit
 from reasonloop.config import dump_config
-from reasonloop.evaluate.run import held_out_accuracy
+from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import Sampler, SamplingParams

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from reasonloop.algorithms.common import collate, make_optimizer, make_scheduler, token_logprobs
 from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples
 from reasonloop.config import dump_config
-from reasonloop.evaluate.run import held_out_accuracy
+from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams

@@ -118,7 +118,7 @@ from reasonloop.algorithms.rl_maths import (
 )
 from reasonloop.algorithms.sft import LoRAConfig, apply_lora
 from reasonloop.config import dump_config
-from reasonloop.evaluate.run import held_out_accuracy
+from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.models.reward_model import AGGREGATES
 from reasonloop.rollout.engine import TorchEngine

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
 import torch
 
@@ -25,8 +25,23 @@ from reasonloop.tasks.base import first_error
 from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.verify import answer_format_reward, correctness_reward, get_reward, score_all
 
-if TYPE_CHECKING:
-    from reasonloop.algorithms.grpo import GRPOConfig
+
+class _MaxNewTokens(Protocol):
+    max_new_tokens: int
+
+
+class RewardSettings(Protocol):
+    """The reward options of a run (the fields `GRPOConfig` documents); what this module reads."""
+
+    sampling: _MaxNewTokens
+    format_weight: float
+    overlong_weight: float
+    overlong_cache: int
+    rewards: dict[str, float]
+    process_reward: str
+    process_mode: Literal["posterior", "additive", "step"]
+    process_weight: float
+    process_aggregate: str
 
 
 @dataclass
@@ -40,7 +55,7 @@ class RewardSources:
     """step scores from the task's `check_step` (`process_reward: task`)"""
 
     @classmethod
-    def load(cls, cfg: GRPOConfig, device: str = "cpu") -> RewardSources:
+    def load(cls, cfg: RewardSettings, device: str = "cpu") -> RewardSources:
         exact = cfg.process_reward == EXACT_PROCESS_REWARD
         prm = RewardModel.from_pretrained(cfg.process_reward, device=device) if cfg.process_reward and not exact else None
         return cls({name: get_reward(name) for name in cfg.rewards}, prm, exact)
@@ -76,7 +91,7 @@ def exact_step_scores(task, problem: Problem, steps: list[str]) -> list[float]:
     return [1.0 if error is None or i < error else 0.0 for i in range(len(steps))]
 
 
-def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[Sample],
+def score_samples(cfg: RewardSettings, task, problems: list[Problem], samples: list[Sample],
                   sources: RewardSources | None = None) -> None:
     """Fill `sample.rewards` (correct, format, length, extra rewards, prm, total) in place.
 
@@ -102,7 +117,7 @@ def score_samples(cfg: GRPOConfig, task, problems: list[Problem], samples: list[
         add_process_rewards(cfg, sources, task, problems, samples)
 
 
-def add_process_rewards(cfg: GRPOConfig, sources: RewardSources, task, problems: list[Problem],
+def add_process_rewards(cfg: RewardSettings, sources: RewardSources, task, problems: list[Problem],
                         samples: list[Sample]) -> None:
     """Score every sample's steps; add the aggregate to the total unless the mode is "step"."""
     steps = [split_steps(s.text, sources.step_separator) for s in samples]
@@ -121,7 +136,7 @@ def add_process_rewards(cfg: GRPOConfig, sources: RewardSources, task, problems:
         s.rewards["total"] += b
 
 
-def token_process_advantages(cfg: GRPOConfig, group: list[Sample], outcome_advantages: list[float],
+def token_process_advantages(cfg: RewardSettings, group: list[Sample], outcome_advantages: list[float],
                              decode: Callable[[int], str], separator: str) -> list[list[float]]:
     """Per-token advantages of one group for `process_mode="step"`: each sample's outcome
     advantage plus `process_weight` x the DeepSeekMath process advantage of the token's step."""
@@ -146,7 +161,7 @@ def step_validity_metrics(samples: list[Sample]) -> dict[str, float]:
     return out
 
 
-def shaping_reward_keys(cfg: GRPOConfig) -> list[str]:
+def shaping_reward_keys(cfg: RewardSettings) -> list[str]:
     """The logged reward terms that enter the total with a nonzero weight (what the hacking probe watches)."""
     weighted = {"format": cfg.format_weight, "length": cfg.overlong_weight, **cfg.rewards,
                 "prm": cfg.process_weight if cfg.process_reward and cfg.process_reward != EXACT_PROCESS_REWARD else 0.0}

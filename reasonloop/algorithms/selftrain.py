@@ -69,8 +69,8 @@ from typing import Literal
 from reasonloop.algorithms.common import make_optimizer, make_scheduler
 from reasonloop.algorithms.sft import TrainConfig, encode_examples, fit, training_units
 from reasonloop.config import dump_config
+from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.evaluate.metrics import pass_at_k
-from reasonloop.evaluate.run import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams

@@ -6,9 +6,8 @@ Pure Python (no torch), so evaluation workers and tests stay light.
 from __future__ import annotations
 
 import math
-from collections import Counter
 
-from reasonloop.verify.extract import extract_final_answer, parse_int
+from reasonloop.search.voting import majority_vote
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -22,24 +21,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
-
-
-def canonical_answer(completion: str) -> str | None:
-    """The extracted final answer in a canonical form for voting (integers normalised)."""
-    answer = extract_final_answer(completion)
-    if answer is None:
-        return None
-    as_int = parse_int(answer)
-    return str(as_int) if as_int is not None else " ".join(answer.split()).rstrip(".")
-
-
-def majority_vote(answers: list[str | None]) -> str | None:
-    """Most frequent non-empty answer; ties go to the answer seen first (deterministic)."""
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return None
-    best = max(counts.values())
-    return next(a for a in answers if a is not None and counts[a] == best)
 
 
 def mean_ci95(values: list[float]) -> tuple[float, float]:

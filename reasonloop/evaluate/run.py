@@ -3,8 +3,8 @@ or a grid of task x model x test-time strategy with a report.
 
 Default (no `strategies:`): greedy accuracy plus maj@k / pass@k over `samples_per_prompt`
 samples; writes `records.jsonl` (one `EvalRecord` per problem and strategy),
-`results.json`, and prints a table. `evaluate_model()` is the same evaluation as a
-function, used by the training loops and the quickstart to score checkpoints.
+`results.json`, and prints a table (`evaluate.accuracy.evaluate_model`, the same evaluation as a
+function, is what the training loops and the quickstart use to score checkpoints).
 
 Grid (`strategies:` set, optionally `tasks:` and `models:`): every cell runs one
 strategy of `reasonloop.search` and writes `cells/<task>__<model>__<label>.jsonl`
@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonloop.config import dump_config
-from reasonloop.evaluate.metrics import canonical_answer, majority_vote, mean_ci95, pass_at_k
+from reasonloop.evaluate.accuracy import evaluate_model
+from reasonloop.evaluate.grade import run_strategy
 from reasonloop.models.policy import ModelConfig
-from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.search.scorers import ScorerConfig
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.store.runs import RunDir
-from reasonloop.tasks.base import steps_all_verify
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import EvalRecord
 from reasonloop.utils import console
@@ -90,88 +89,6 @@ class EvalConfig:
             raise ValueError(f"strategies: two entries share a label {labels}; set `label:` to tell them apart")
 
 
-def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperature: float,
-                   max_new_tokens: int, seed: int = 0) -> tuple[dict, list[EvalRecord]]:
-    """Greedy accuracy (+ maj@k, pass@1, pass@k over `samples_per_prompt` samples).
-
-    For tasks that check steps, also `greedy_step_accuracy`: right answer *and* every step
-    right (a right answer reached through a wrong step does not count).
-    """
-    start = time.perf_counter()
-    prompts = [p.prompt for p in problems]
-    greedy = sampler.generate(prompts, 1, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
-    records = []
-    for p, (s,) in zip(problems, greedy):
-        ok = task.verify(p, s.text) == 1.0
-        records.append(EvalRecord(problem_id=p.id, task=task.name, strategy="greedy", answer=p.answer,
-                                  selected=canonical_answer(s.text), correct=ok, predictions=[canonical_answer(s.text)],
-                                  sample_correct=[ok], tokens=s.num_tokens, model_calls=1, model_id=s.model_id,
-                                  meta={"steps_valid": steps_all_verify(task, p, s.text)}))
-    results = {"num_problems": len(problems)}
-    acc, ci = mean_ci95([float(r.correct) for r in records])
-    results.update({"greedy_accuracy": acc, "greedy_ci95": ci,
-                    "greedy_tokens_per_problem": sum(r.tokens for r in records) / len(records)})
-    if all(r.meta["steps_valid"] is not None for r in records):
-        results["greedy_step_accuracy"] = sum(r.correct and r.meta["steps_valid"] for r in records) / len(records)
-    k = samples_per_prompt
-    if k > 0:
-        groups = sampler.generate(prompts, k, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens,
-                                                             seed=seed))
-        vote_rows, p1, pk = [], [], []
-        for p, group in zip(problems, groups):
-            answers = [canonical_answer(s.text) for s in group]
-            oks = [task.verify(p, s.text) == 1.0 for s in group]
-            chosen = majority_vote(answers)
-            chosen_ok = chosen is not None and any(a == chosen and o for a, o in zip(answers, oks))
-            vote_rows.append(EvalRecord(problem_id=p.id, task=task.name, strategy=f"maj@{k}", answer=p.answer,
-                                        selected=chosen, correct=chosen_ok, predictions=answers, sample_correct=oks,
-                                        tokens=sum(s.num_tokens for s in group), model_calls=k,
-                                        model_id=group[0].model_id))
-            p1.append(pass_at_k(k, sum(oks), 1))
-            pk.append(pass_at_k(k, sum(oks), k))
-        records += vote_rows
-        maj, maj_ci = mean_ci95([float(r.correct) for r in vote_rows])
-        results.update({f"maj@{k}": maj, f"maj@{k}_ci95": maj_ci, "pass@1": sum(p1) / len(p1),
-                        f"pass@{k}": sum(pk) / len(pk),
-                        f"maj@{k}_tokens_per_problem": sum(r.tokens for r in vote_rows) / len(vote_rows)})
-    results["tokens_generated"] = sum(r.tokens for r in records)
-    results["eval_seconds"] = time.perf_counter() - start
-    return results, records
-
-
-IID_STRATEGIES = ("majority", "best_of_n", "weighted_best_of_n")
-"""strategies whose candidates are i.i.d. samples, so pass@k / maj@k over them are meaningful"""
-
-
-def selections_to_records(task, problems, selections, strategy: str, model_id: str,
-                          iid_candidates: bool = False) -> list[EvalRecord]:
-    """Grade each search `Selection` (and every candidate) with the task's verifier."""
-    records = []
-    for problem, sel in zip(problems, selections):
-        if sel.problem_id != problem.id:
-            raise ValueError(f"selection for {sel.problem_id!r} is not for problem {problem.id!r}")
-        oks = [task.verify(problem, c) == 1.0 for c in sel.candidates]
-        records.append(EvalRecord(
-            problem_id=problem.id, task=task.name, strategy=strategy, answer=problem.answer, selected=sel.answer,
-            correct=task.verify(problem, sel.text) == 1.0, predictions=[canonical_answer(c) for c in sel.candidates],
-            sample_correct=oks, tokens=sel.budget.tokens, model_calls=sel.budget.model_calls,
-            scorer_calls=sel.budget.scorer_calls, model_id=model_id,
-            meta={"text": sel.text, "scores": sel.scores, "iid_candidates": iid_candidates,
-                  **sel.meta}))
-    return records
-
-
-def held_out_accuracy(sampler, task, max_new_tokens: int) -> dict:
-    """Greedy accuracy on all of `task` as training-loop metrics ({} when there is no eval task)."""
-    if task is None:
-        return {}
-    results, _ = evaluate_model(sampler, task, list(task), samples_per_prompt=0, temperature=1.0,
-                                max_new_tokens=max_new_tokens)
-    return {"eval/greedy_accuracy": results["greedy_accuracy"], "eval/ci95": results["greedy_ci95"],
-            **({"eval/greedy_step_accuracy": results["greedy_step_accuracy"]}
-               if "greedy_step_accuracy" in results else {})}
-
-
 def print_results(title: str, results: dict) -> None:
     from rich.table import Table
 
@@ -210,7 +127,6 @@ def run_grid(cfg: EvalConfig) -> dict:
     from reasonloop.evaluate.metrics import summarize
     from reasonloop.evaluate.report import write_report
     from reasonloop.rollout.engine import TorchEngine
-    from reasonloop.search.run import run_strategy
     from reasonloop.search.scorers import make_scorer
     from reasonloop.store.jsonl import read_jsonl
 

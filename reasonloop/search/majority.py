@@ -1,6 +1,6 @@
 """Self-consistency (Wang et al. 2022, arXiv:2203.11171): sample N, vote on the final answer.
 
-Answers are compared in canonical form (`evaluate.metrics.canonical_answer`: the
+Answers are compared in canonical form (`search.voting.canonical_answer`: the
 extracted final answer, integers normalised), so "Answer: 007" and "Answer: 7" vote
 together. Samples without an answer do not vote. Ties go to the answer sampled first
 (deterministic; search-and-learn's `find_majority_answer` also keeps the first of equal
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reasonloop.evaluate.metrics import canonical_answer, majority_vote
 from reasonloop.search.common import Selection, new_budgets, sample_solutions, select
+from reasonloop.search.voting import canonical_answer, majority_vote
 
 
 @dataclass

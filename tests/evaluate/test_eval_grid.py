@@ -43,7 +43,7 @@ def test_default_eval_still_works(tiny_model_dir, tmp_path):
 
 def test_greedy_step_accuracy_does_not_count_lucky_answers():
     """A right answer reached through a wrong step counts for greedy_accuracy, not greedy_step_accuracy."""
-    from reasonloop.evaluate.run import evaluate_model
+    from reasonloop.evaluate.accuracy import evaluate_model
     from reasonloop.tasks import make_task
     from reasonloop.types import Sample
 

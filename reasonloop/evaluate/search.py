@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from reasonloop.config import dump_config
+from reasonloop.evaluate.grade import run_strategy
+from reasonloop.evaluate.metrics import summarize
+from reasonloop.evaluate.run import print_results
 from reasonloop.models.policy import ModelConfig
 from reasonloop.search import STRATEGIES, build_strategy_config
 from reasonloop.search.scorers import ScorerConfig, make_scorer
+from reasonloop.store.jsonl import write_jsonl
+from reasonloop.store.runs import RunDir
 from reasonloop.tasks.spec import TaskSpec
 
 
@@ -45,23 +50,8 @@ class SearchConfig:
             raise ValueError(f"num_problems must be >= 1, got {self.num_problems}")
 
 
-def run_strategy(name: str, options: dict, problems, task, sampler, scorer, label: str | None = None):
-    """Run strategy `name` and grade it -> (EvalRecords, selections)."""
-    from reasonloop.evaluate.run import IID_STRATEGIES, selections_to_records
-
-    function, _ = STRATEGIES[name]
-    selections = function(problems, sampler, scorer, build_strategy_config(name, options))
-    records = selections_to_records(task, problems, selections, label or name, sampler.model_id,
-                                    iid_candidates=name in IID_STRATEGIES)
-    return records, selections
-
-
 def main(cfg: SearchConfig) -> dict:
-    from reasonloop.evaluate.metrics import summarize
-    from reasonloop.evaluate.run import print_results
     from reasonloop.rollout.engine import TorchEngine
-    from reasonloop.store.jsonl import write_jsonl
-    from reasonloop.store.runs import RunDir
 
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
     task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
