@@ -8,7 +8,7 @@ import pytest
 MODULES = ["reasonloop.verify.extract", "reasonloop.verify.math", "reasonloop.verify.rewards",
            "reasonloop.verify.code", "reasonloop.tasks.countdown", "reasonloop.tasks.linear",
            "reasonloop.tasks.multiplication", "reasonloop.tasks.ordering", "reasonloop.tasks.gym",
-           "reasonloop.tasks.arithmetic", "reasonloop.tasks.datasets"]
+           "reasonloop.tasks.arithmetic", "reasonloop.tasks.datasets", "reasonloop.tasks.cursor"]
 
 
 @pytest.mark.parametrize("name", MODULES)
