@@ -191,7 +191,7 @@ def main() -> None:
     quiet_hf()
     import torch
 
-    from reasonloop.algorithms.grpo import TASK_SIZE
+    from reasonloop.algorithms.grpo_batches import TASK_SIZE
     from reasonloop.tasks import make_task
 
     for old in args.out.glob("rep*"):

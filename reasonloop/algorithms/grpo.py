@@ -1,9 +1,13 @@
 """RL with verifiable rewards: GRPO and its family, in one loop.
 
-Each step: draw `prompts_per_step` problems, sample `samples_per_prompt` completions per
-problem with the policy being trained (`TorchEngine`, in place), score them with the
-task's verifier (+ optional format / overlong shaping), turn the group's rewards into
-advantages, and take `num_iterations x minibatches` clipped policy-gradient steps.
+One step, as `main` reads: the batch source draws `prompts_per_step` problems, samples
+`samples_per_prompt` completions each with the policy being trained, scores them (the task's
+verifier, optional shaping and PRM terms, `grpo_rewards.py`), repairs and filters the groups
+(`grpo_batches.py`); each sample becomes a typed `TrainRow`; the group's rewards become
+advantages; `num_iterations x minibatches` clipped policy-gradient steps update the policy; then
+metrics, health alarms, eval and a checkpoint. Each variant (curriculum, Guide, dynamic
+sampling, difficulty band, overlapped sampling) is a part chosen at config load in
+`grpo_batches.py`, not a branch in the loop.
 
 Papers (the maths lives in `rl_maths.py`, the data choices in `curriculum.py`):
 - GRPO: Shao et al. 2024, DeepSeekMath, arXiv:2402.03300 (group-normalised advantages,
@@ -40,14 +44,9 @@ stays exact (the batch in flight is checkpointed).
 
 Deviations from the papers, all deliberate:
 - Fresh procedural problems every step (the papers loop over a fixed dataset).
-- Dynamic sampling / difficulty filtering refill the batch by sampling a new set of
-  `prompts_per_step` prompts per round, at most `max_refill_rounds` times; if the batch is
-  still short, the step trains on the groups it has (DAPO keeps sampling until full).
-- Guide: all-wrong groups get `guide_fraction` of their samples regenerated with the
-  reference solution's first `guide_hint_steps` steps appended to the prompt as a hint.
-  Those samples are trained under the *hint-free* prompt, with the hinted sampling
-  logprobs as pi_old, so the ratio pi_theta(o|q) / pi_old(o|q, hint) is the paper's
-  importance correction (and is clipped like any other ratio).
+- Dynamic sampling / difficulty filtering refill at most `max_refill_rounds` times, and Guide
+  trains hinted samples under the hint-free prompt with the hinted logprobs as pi_old (the
+  paper's importance ratio, clipped like any other): both in `grpo_batches.py`.
 - KL "in the reward" subtracts kl_coef x the sequence's summed estimator (with the
   sampling logprobs standing in for the policy) before the advantages, as in PPO-RLHF.
 
@@ -74,7 +73,6 @@ Rewards beyond the verifier (`rewards`, `process_reward`):
 
 from __future__ import annotations
 
-import copy
 import random
 import statistics
 import time
@@ -94,27 +92,29 @@ from reasonloop.algorithms.common import (
 from reasonloop.algorithms.curriculum import (
     CurriculumConfig,
     SelfEvolvingCurriculum,
-    choose_categories,
     parse_category,
+)
+from reasonloop.algorithms.grpo_batches import (
+    TASK_SIZE,
+    BatchRecipe,
+    BatchSource,
+    Rollouts,
+    make_batch_source,
 )
 from reasonloop.algorithms.grpo_rewards import (
     EXACT_PROCESS_REWARD,
     RewardSources,
-    score_samples,
     shaping_reward_keys,
     step_validity_metrics,
     token_process_advantages,
 )
 from reasonloop.algorithms.health import HealthConfig, HealthMonitor
-from reasonloop.algorithms.overlap import OverlappedSampling
 from reasonloop.algorithms.rl_maths import (
     ADVANTAGES,
     CLIPS,
     KL_ESTIMATORS,
     aggregate_loss,
-    has_reward_variance,
     masked_entropy,
-    pass_rate_in_band,
 )
 from reasonloop.algorithms.sft import LoRAConfig, apply_lora
 from reasonloop.config import dump_config
@@ -125,13 +125,10 @@ from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
-from reasonloop.tasks.base import StepTask, steps_all_verify
+from reasonloop.tasks.base import StepTask
 from reasonloop.tasks.spec import TaskSpec
-from reasonloop.types import Problem, Sample
 from reasonloop.utils import console, seed_everything
 from reasonloop.verify import get_reward
-
-TASK_SIZE = 10_000_000  # procedural tasks derive item i lazily; the cursor never wraps in practice
 
 
 @dataclass
@@ -262,17 +259,71 @@ class GRPOConfig:
         return self.steps * self.num_iterations * self.minibatches
 
 
-def hint_prompt(problem: Problem, num_steps: int) -> str | None:
-    """Guide's hint: the prompt plus the reference solution's first steps (None if no reference)."""
-    solution = problem.reference_solution
-    if not solution:
-        return None
-    steps = [line for line in solution.split("\n") if line.strip()][:num_steps]
-    return problem.prompt.rstrip("\n") + "\nHint: the solution starts with\n" + "\n".join(steps) + "\n"
+# ---------------------------------------------------------------------------------------
+# The batch the update trains on: one typed row per sample, then tensors
+
+
+@dataclass
+class TrainRow:
+    """One sample as the update sees it: token ids, the sampler's logprobs (pi_old), reward, advantage."""
+
+    arm: int
+    context: list[int]
+    """prompt tokens the completion is trained under"""
+    sample_context: list[int]
+    """prompt tokens it was sampled under (Guide's hinted prompt; else `context`)"""
+    completion: list[int]
+    old_logprobs: list[float]
+    reward: float
+    masked: bool = False
+    """no loss at all (DAPO's overlong filtering)"""
+    advantage: float = 0.0
+    token_advantages: list[float] | None = None
+    """per-token advantages (process supervision, `process_mode="step"`); None: `advantage` on every token"""
+
+
+@dataclass
+class TrainTensors:
+    """A micro-batch of rows as (B, Tc) tensors aligned to completion tokens."""
+
+    old_logprobs: torch.Tensor
+    loss_mask: torch.Tensor
+    """1 on real completion tokens"""
+    train_mask: torch.Tensor
+    """`loss_mask` with masked rows zeroed"""
+    advantages: torch.Tensor
+    """(B, 1) sequence advantages, or (B, Tc) when any row has per-token ones"""
+
+
+def make_batch(rows: list[TrainRow], device) -> TrainTensors:
+    """The rows' sampler logprobs, masks and advantages as tensors; a row without per-token advantages
+    gets its sequence advantage on every token when others have them."""
+    old_logprobs, loss_mask = pad_completions([r.old_logprobs for r in rows])  # (B, Tc)
+    if any(r.token_advantages is not None for r in rows):
+        advantages, _ = pad_completions([r.token_advantages if r.token_advantages is not None
+                                         else [r.advantage] * len(r.completion) for r in rows])  # (B, Tc)
+    else:
+        advantages = torch.tensor([r.advantage for r in rows])[:, None]  # (B, 1)
+    train_mask = loss_mask * torch.tensor([0.0 if r.masked else 1.0 for r in rows])[:, None]  # (B, Tc)
+    return TrainTensors(old_logprobs.to(device), loss_mask.to(device), train_mask.to(device), advantages.to(device))
+
+
+def rows_from_rollouts(rollouts: Rollouts, encode_context, overlong_filter: bool) -> list[TrainRow]:
+    """One `TrainRow` per sample of the kept groups, groups contiguous (the advantage maths relies on it)."""
+    rows = []
+    for arm, g in zip(rollouts.arms, rollouts.groups):
+        context = encode_context(g.problem.prompt)
+        for s in g.samples:
+            hint = s.meta.get("hint_prompt")
+            rows.append(TrainRow(arm=arm, context=context,
+                                 sample_context=encode_context(hint) if hint else context,
+                                 completion=list(s.token_ids), old_logprobs=list(s.logprobs),
+                                 reward=s.rewards["total"], masked=overlong_filter and s.finish_reason == "length"))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------
-# Model loading (policy, optional LoRA, optional frozen reference)
+# Model loading (policy, optional LoRA, optional frozen reference) and log-probs
 
 
 def load_policy(cfg: GRPOConfig, checkpoint: Path | None):
@@ -285,14 +336,15 @@ def load_policy(cfg: GRPOConfig, checkpoint: Path | None):
     return model, tokenizer
 
 
-def policy_logprobs(cfg, model, rows: list[dict], pad_id: int, context_key: str = "context",
+def policy_logprobs(cfg, model, rows: list[TrainRow], pad_id: int, sampled_context: bool = False,
                     stats: dict | None = None):
     """(logprobs (B, Tc), logits (B, Tc, V)) of the rows' completion tokens under `model`."""
-    return completion_logprobs(model, [r[context_key] for r in rows], [r["completion"] for r in rows], pad_id,
+    contexts = [r.sample_context if sampled_context else r.context for r in rows]
+    return completion_logprobs(model, contexts, [r.completion for r in rows], pad_id,
                                cfg.sampling.temperature, cfg.share_prefix, cfg.train_forward, stats)
 
 
-def reference_logprobs(cfg, model, ref_model, rows: list[dict], pad_id: int) -> torch.Tensor:
+def reference_logprobs(cfg, model, ref_model, rows: list[TrainRow], pad_id: int) -> torch.Tensor:
     """Log-probs (B, Tc) of the completion tokens under the frozen reference (base weights)."""
     with torch.no_grad():
         if ref_model is None:  # LoRA: the base model is the policy with its adapters switched off
@@ -301,33 +353,80 @@ def reference_logprobs(cfg, model, ref_model, rows: list[dict], pad_id: int) -> 
         return policy_logprobs(cfg, ref_model, rows, pad_id)[0]
 
 
+def recompute_old_logprobs(cfg, model, rows: list[TrainRow], pad_id, device) -> None:
+    """pi_old by a no-grad teacher-forced pass over each row's *sampling* context (hint included)."""
+    with torch.no_grad():
+        for m in range(0, len(rows), cfg.micro_batch_size):
+            chunk = rows[m: m + cfg.micro_batch_size]
+            logprobs, _ = policy_logprobs(cfg, model, chunk, pad_id, sampled_context=True)  # (b, Tc)
+            for b, r in enumerate(chunk):
+                r.old_logprobs = logprobs[b, : len(r.completion)].tolist()
+
+
+def sequence_kl(cfg, model, ref_model, rows: list[TrainRow], pad_id, device) -> list[float]:
+    """Summed per-token KL estimate of each row (sampling logprobs vs reference), for KL-in-reward."""
+    out = []
+    for m in range(0, len(rows), cfg.micro_batch_size):
+        chunk = rows[m: m + cfg.micro_batch_size]
+        batch = make_batch(chunk, device)
+        ref = reference_logprobs(cfg, model, ref_model, chunk, pad_id)  # (b, Tc)
+        kl = KL_ESTIMATORS[cfg.kl_estimator](batch.old_logprobs, ref) * batch.loss_mask
+        out += kl.sum(1).tolist()
+    return out
+
+
 # ---------------------------------------------------------------------------------------
-# One batch of rows -> tensors
+# Advantages
 
 
-def make_batch(rows: list[dict], device) -> dict[str, torch.Tensor]:
-    """The sampler's logprobs, masks and advantages of the rows, aligned to completion tokens (B, Tc).
-
-    Advantages are (B, 1), one per sequence, unless a row carries `token_advantages`
-    (process supervision): then (B, Tc), with a row's sequence advantage on every token of
-    a row that has no per-token ones.
-    """
-    t = {}
-    t["old_logprobs"], t["loss_mask"] = pad_completions([r["old_logprobs"] for r in rows])  # (B, Tc)
-    if any("token_advantages" in r for r in rows):
-        t["advantages"], _ = pad_completions([r.get("token_advantages") or [r["advantage"]] * len(r["completion"])
-                                              for r in rows])  # (B, Tc)
-    else:
-        t["advantages"] = torch.tensor([r["advantage"] for r in rows])[:, None]  # (B, 1)
-    t["train_mask"] = t["loss_mask"] * torch.tensor([0.0 if r["masked"] else 1.0 for r in rows])[:, None]
-    return {k: v.to(device) for k, v in t.items()}
+def assign_advantages(cfg: GRPOConfig, rows: list[TrainRow], rollouts: Rollouts, sources: RewardSources,
+                      decode) -> torch.Tensor:
+    """Group advantages into each row (and per-token process advantages in "step" mode); returns (P, G)."""
+    group_rewards = torch.tensor([r.reward for r in rows]).view(len(rollouts.groups), cfg.samples_per_prompt)
+    advantages = ADVANTAGES[cfg.advantage](group_rewards)  # (P, G)
+    for r, a in zip(rows, advantages.flatten().tolist()):
+        r.advantage = a
+    if sources.has_process and cfg.process_mode == "step":
+        G = cfg.samples_per_prompt
+        for g, group in enumerate(rollouts.groups):
+            chunk = rows[g * G: (g + 1) * G]
+            per_token = token_process_advantages(cfg, group.samples, [r.advantage for r in chunk], decode,
+                                                 sources.step_separator)
+            for r, values in zip(chunk, per_token):
+                r.token_advantages = values
+    return advantages
 
 
 # ---------------------------------------------------------------------------------------
 # The loop
 
 
-def main(cfg: GRPOConfig) -> dict:
+@dataclass
+class Trainer:
+    """Everything a run holds across steps (built once by `setup`)."""
+
+    run: RunDir
+    model: torch.nn.Module
+    tokenizer: object
+    ref_model: torch.nn.Module | None
+    sampler: TorchEngine
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    sources: RewardSources
+    tasks: list
+    bandit: SelfEvolvingCurriculum
+    monitor: HealthMonitor
+    eval_task: object
+    batches: BatchSource
+    state: dict
+    """step, cursors (one per category), train_seconds: what a checkpoint restores"""
+
+    def evaluate(self, cfg: GRPOConfig) -> dict:
+        return held_out_accuracy(self.sampler, self.eval_task, cfg.eval_max_new_tokens)
+
+
+def setup(cfg: GRPOConfig) -> Trainer:
+    """Load the policy (from the latest checkpoint when resuming), rewards, tasks and the batch source."""
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
     seed_everything(cfg.seed)
     latest = run.latest_checkpoint() if cfg.resume else None
@@ -336,176 +435,162 @@ def main(cfg: GRPOConfig) -> dict:
     ref_model = None
     if cfg.kl_coef > 0 and cfg.lora.r == 0:  # always the *base* weights, also when resuming
         ref_model, _ = load_model(cfg.model, for_training=False)
-    def make_engine(policy) -> TorchEngine:
+
+    def make_sampler(policy) -> TorchEngine:
         return TorchEngine(policy, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                            system_prompt=cfg.model.system_prompt)
 
-    sampler = make_engine(model)
+    sampler = make_sampler(model)
     sources = RewardSources.load(cfg, device=str(device))
     optimizer = make_optimizer(model.parameters(), cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.optimizer_steps)
-
     specs = [parse_category(c) for c in cfg.curriculum.categories] or [cfg.task]
     tasks = [spec.build(split="train", size=TASK_SIZE, seed=cfg.seed + k) for k, spec in enumerate(specs)]
     if sources.exact_steps and not all(isinstance(t, StepTask) for t in tasks):
         raise ValueError(f"process_reward={EXACT_PROCESS_REWARD!r} needs tasks that check steps (check_step); "
                          f"{[s.name for s, t in zip(specs, tasks) if not isinstance(t, StepTask)]} cannot")
-    bandit = SelfEvolvingCurriculum(len(tasks), cfg.curriculum.alpha, cfg.curriculum.temperature)
-    monitor = HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg))
-    eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
-    state = {"step": 0, "cursors": [0] * len(tasks)}
-    overlap = None
-    if cfg.overlap_sampling:
-        def sample_ahead(engine, step_: int, bandit_copy, cursors: list[int]) -> SampledBatch:
-            return sample_batch(cfg, engine, tasks, sources, bandit_copy, cursors, step_,
-                                random.Random(f"{cfg.seed}/{step_}/sample"))
-
-        overlap = OverlappedSampling(model, make_engine, sample_ahead)
-    pending: SampledBatch | None = None  # overlap: a batch sampled before a checkpoint, not yet trained on
+    recipe = BatchRecipe.from_config(cfg, tasks, sources)
+    trainer = Trainer(
+        run, model, tokenizer, ref_model, sampler, optimizer, scheduler, sources, tasks,
+        bandit=SelfEvolvingCurriculum(len(tasks), cfg.curriculum.alpha, cfg.curriculum.temperature),
+        monitor=HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg)),
+        eval_task=cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None,
+        batches=make_batch_source(cfg, recipe, sampler, model, make_sampler),
+        state={"step": 0, "cursors": [0] * len(tasks)})
     if latest is not None:
-        state = load_trainer_state(latest, optimizer, scheduler)
-        bandit.load_state_dict(state["bandit"])
-        monitor.load_state_dict(state["health"])
-        run.truncate_metrics(lambda r: r.get("step", 0) <= state["step"])
-        pending = state.pop("pending_batch", None)
-        console.print(f"grpo: resuming {run.root} from step {state['step']}")
+        trainer.state = load_trainer_state(latest, optimizer, scheduler)
+        trainer.bandit.load_state_dict(trainer.state.pop("bandit"))
+        trainer.monitor.load_state_dict(trainer.state.pop("health"))
+        trainer.batches.resume(trainer.state.pop("pending_batch", None))
+        run.truncate_metrics(lambda r: r.get("step", 0) <= trainer.state["step"])
+        console.print(f"grpo: resuming {run.root} from step {trainer.state['step']}")
+    return trainer
 
-    def evaluate() -> dict:
-        return held_out_accuracy(sampler, eval_task, cfg.eval_max_new_tokens)
 
-    history = run.read_metrics()
-    if state["step"] == 0:
-        history = [{"step": 0, **evaluate()}]
-        run.log(history[0])
-    for step in range(state["step"] + 1, cfg.steps + 1):
+def main(cfg: GRPOConfig) -> dict:
+    t = setup(cfg)
+    device = next(t.model.parameters()).device
+    pad_id = t.tokenizer.pad_token_id
+    history = t.run.read_metrics()
+    if t.state["step"] == 0:
+        history = [{"step": 0, **t.evaluate(cfg)}]
+        t.run.log(history[0])
+    for step in range(t.state["step"] + 1, cfg.steps + 1):
         t_step = time.perf_counter()
         rng = random.Random(f"{cfg.seed}/{step}")  # all randomness of a step is a function of (seed, step)
 
-        # --- sample groups, score, filter and refill (or take the batch sampled during the last step)
-        if overlap is None:
-            batch = sample_batch(cfg, sampler, tasks, sources, bandit, state["cursors"], step, rng)
-            waited = batch.seconds
-        else:
-            t_wait = time.perf_counter()
-            batch = pending if pending is not None else overlap.result(step, copy.deepcopy(bandit),
-                                                                      list(state["cursors"]))
-            pending, waited = None, time.perf_counter() - t_wait
-            overlap.load_weights(model)  # the next batch is sampled by the weights this step starts from
-            if step < cfg.steps:
-                overlap.submit(step + 1, copy.deepcopy(bandit), list(batch.cursors))
-        state["cursors"] = batch.cursors
-        kept, stats, all_samples = batch.kept, batch.stats, batch.all_samples
-
-        # --- advantages (KL-shaped rewards first, if asked) ---------------------------------
-        rows = []
-        for arm, p, group in kept:
-            context = sampler.encode_context(p.prompt)
-            for s in group:
-                rows.append({"arm": arm, "context": context,
-                             "sample_context": sampler.encode_context(s.meta["hint_prompt"])
-                             if "hint_prompt" in s.meta else context,
-                             "completion": list(s.token_ids), "old_logprobs": list(s.logprobs),
-                             "reward": s.rewards["total"],
-                             "masked": cfg.overlong_filter and s.finish_reason == "length"})
+        # --- draw, sample, score, filter (or take the batch sampled during the last step)
+        rollouts, waited = t.batches.next(step, t.bandit, t.state["cursors"], rng, t.model)
+        t.state["cursors"] = rollouts.cursors
+        rows = rows_from_rollouts(rollouts, t.sampler.encode_context, cfg.overlong_filter)
         metrics: dict = {"step": step}
         if rows:
+            # --- pi_old, KL-shaped rewards, advantages
             if cfg.old_logprobs == "recompute":
-                recompute_old_logprobs(cfg, model, rows, tokenizer.pad_token_id, device)
+                recompute_old_logprobs(cfg, t.model, rows, pad_id, device)
             if cfg.kl_coef > 0 and cfg.kl_in == "reward":
-                for r, kl in zip(rows, sequence_kl(cfg, model, ref_model, rows, tokenizer.pad_token_id, device)):
-                    r["reward"] -= cfg.kl_coef * kl
-            group_rewards = torch.tensor([r["reward"] for r in rows]).view(len(kept), cfg.samples_per_prompt)
-            advantages = ADVANTAGES[cfg.advantage](group_rewards)  # (P, G)
-            for r, a in zip(rows, advantages.flatten().tolist()):
-                r["advantage"] = a
-            if sources.has_process and cfg.process_mode == "step":
-                def decode(token: int) -> str:
-                    return tokenizer.decode([token], skip_special_tokens=True)
-                for g, (_, _, group) in enumerate(kept):
-                    chunk = rows[g * cfg.samples_per_prompt: (g + 1) * cfg.samples_per_prompt]
-                    per_token = token_process_advantages(cfg, group, [r["advantage"] for r in chunk], decode,
-                                                         sources.step_separator)
-                    for r, values in zip(chunk, per_token):
-                        r["token_advantages"] = values
-            arm_progress: dict[int, list[float]] = {}
-            for (arm, _, _), adv in zip(kept, advantages.abs().mean(1).tolist()):
-                arm_progress.setdefault(arm, []).append(adv)
-            bandit.update({a: sum(v) / len(v) for a, v in arm_progress.items()})
+                for r, kl in zip(rows, sequence_kl(cfg, t.model, t.ref_model, rows, pad_id, device)):
+                    r.reward -= cfg.kl_coef * kl
+            advantages = assign_advantages(cfg, rows, rollouts, t.sources,
+                                           lambda token: t.tokenizer.decode([token], skip_special_tokens=True))
+            t.bandit.update(mean_abs_advantage_per_arm(rollouts.arms, advantages))
 
-            # --- policy update: num_iterations passes x minibatches optimizer steps -------------
+            # --- policy update: num_iterations passes x minibatches optimizer steps
             t_train = time.perf_counter()
-            metrics.update(update_policy(cfg, model, ref_model, optimizer, scheduler, rows, len(kept),
-                                         tokenizer.pad_token_id, device, rng))
+            metrics.update(update_policy(cfg, t.model, t.ref_model, t.optimizer, t.scheduler, rows,
+                                         len(rollouts.groups), pad_id, device, rng))
             metrics["time/train"] = time.perf_counter() - t_train
+        else:
+            console.print(f"[yellow]grpo step {step}: no usable group after filtering; no update[/yellow]")
 
-        # --- metrics, health alarms, eval, checkpoint ---------------------------------------
-        n = max(1, len(all_samples))
-        lengths = [s.num_tokens for s in all_samples]
-        metrics.update({
-            "reward/mean": sum(s.rewards["total"] for s in all_samples) / n,
-            "reward/correct": sum(s.rewards["correct"] for s in all_samples) / n,
-            "reward/format": sum(s.rewards["format"] for s in all_samples) / n,
-            "reward/length": sum(s.rewards["length"] for s in all_samples) / n,
-            **{f"reward/{name}": sum(s.rewards[name] for s in all_samples) / n
-               for name in [*sources.extra, *(["prm"] if sources.has_process else [])]},
-            "groups/sampled": stats["sampled"], "groups/kept": len(kept), "groups/rounds": stats["rounds"],
-            "groups/zero_variance_frac": stats["zero_var"] / max(1, stats["sampled"]),
-            "groups/guided": stats["guided"],
-            "len/mean": sum(lengths) / n, "len/max": max(lengths, default=0),
-            "len/truncated_frac": sum(s.finish_reason == "length" for s in all_samples) / n,
-            "tokens/generated": sum(lengths),
-            **({f"curriculum/q{k}": q for k, q in enumerate(bandit.q)} if len(tasks) > 1 else {}),
-        })
-        metrics.update(step_validity_metrics(all_samples))
-        metrics["time/sample"] = batch.seconds  # sampling + rewards, on the overlap thread when overlapping
+        # --- metrics, health alarms, eval, checkpoint
+        metrics.update(step_metrics(cfg, rollouts, t))
         metrics["time/sample_wait"] = waited  # how long the step waited for its batch
         metrics["time/step"] = time.perf_counter() - t_step  # training only: eval time is logged apart
-        state["train_seconds"] = state.get("train_seconds", 0.0) + metrics["time/step"]
-        last = step == cfg.steps or bool(cfg.time_budget_s and state["train_seconds"] >= cfg.time_budget_s)
+        t.state["train_seconds"] = t.state.get("train_seconds", 0.0) + metrics["time/step"]
+        last = step == cfg.steps or bool(cfg.time_budget_s and t.state["train_seconds"] >= cfg.time_budget_s)
         if last or (cfg.eval_every and step % cfg.eval_every == 0):
             t_eval = time.perf_counter()
-            metrics.update(evaluate())
+            metrics.update(t.evaluate(cfg))
             metrics["time/eval"] = time.perf_counter() - t_eval
-        for alarm in monitor.update(step, metrics):
+        for alarm in t.monitor.update(step, metrics):
             console.print(f"[yellow]grpo step {step}: health alarm {alarm.name}: {alarm.message}[/yellow]")
-        metrics.update(monitor.metrics())
-        run.log(metrics)
+        metrics.update(t.monitor.metrics())
+        t.run.log(metrics)
         history.append(metrics)
-        if not rows:
-            console.print(f"[yellow]grpo step {step}: no usable group after filtering; no update[/yellow]")
         console.print(f"grpo step {step}/{cfg.steps}: reward {metrics['reward/mean']:.3f} "
                       f"correct {metrics['reward/correct']:.3f} len {metrics['len/mean']:.1f} "
                       f"({metrics['time/step']:.2f}s)", highlight=False)
-        state["step"] = step
+        t.state["step"] = step
         if last or (cfg.save_every and step % cfg.save_every == 0):
-            extra = {**state, "bandit": bandit.state_dict(), "health": monitor.state_dict()}
-            if overlap is not None and not last:
-                # the next step's batch was sampled by weights no checkpoint holds: keep the batch itself
-                pending = overlap.result(step + 1, copy.deepcopy(bandit), list(state["cursors"]))
-                extra["pending_batch"] = pending
-            run.mark_latest(save_checkpoint(run.checkpoint_path(step), model, tokenizer, optimizer, scheduler, extra))
+            save(cfg, t, step, last)
         if last:
             break
+    t.batches.close()
+    return finish(cfg, t, history)
 
-    if overlap is not None:
-        overlap.close()  # a batch still in flight (time budget reached) is finished and discarded
 
-    # --- final model and summary ------------------------------------------------------------
-    final = model.merge_and_unload() if cfg.lora.r > 0 else model
-    save_model(run.root / "final", final, tokenizer)
+def mean_abs_advantage_per_arm(arms: list[int], advantages: torch.Tensor) -> dict[int, float]:
+    """SEC's learning-progress signal: each category's mean |advantage| over its groups this step."""
+    per_arm: dict[int, list[float]] = {}
+    for arm, value in zip(arms, advantages.abs().mean(1).tolist()):
+        per_arm.setdefault(arm, []).append(value)
+    return {arm: sum(v) / len(v) for arm, v in per_arm.items()}
+
+
+def step_metrics(cfg: GRPOConfig, rollouts: Rollouts, t: Trainer) -> dict:
+    """Rewards, group statistics, lengths and curriculum values of one step's samples."""
+    samples, stats = rollouts.all_samples, rollouts.stats
+    n = max(1, len(samples))
+    lengths = [s.num_tokens for s in samples]
+    metrics = {
+        "reward/mean": sum(s.rewards["total"] for s in samples) / n,
+        "reward/correct": sum(s.rewards["correct"] for s in samples) / n,
+        "reward/format": sum(s.rewards["format"] for s in samples) / n,
+        "reward/length": sum(s.rewards["length"] for s in samples) / n,
+        **{f"reward/{name}": sum(s.rewards[name] for s in samples) / n
+           for name in [*t.sources.extra, *(["prm"] if t.sources.has_process else [])]},
+        "groups/sampled": stats.sampled, "groups/kept": len(rollouts.groups), "groups/rounds": stats.rounds,
+        "groups/zero_variance_frac": stats.zero_variance / max(1, stats.sampled),
+        "groups/guided": stats.guided,
+        "len/mean": sum(lengths) / n, "len/max": max(lengths, default=0),
+        "len/truncated_frac": sum(s.finish_reason == "length" for s in samples) / n,
+        "tokens/generated": sum(lengths),
+        **({f"curriculum/q{k}": q for k, q in enumerate(t.bandit.q)} if len(t.tasks) > 1 else {}),
+        **step_validity_metrics(samples),
+        "time/sample": rollouts.seconds,  # sampling + rewards, on the overlap thread when overlapping
+    }
+    return metrics
+
+
+def save(cfg: GRPOConfig, t: Trainer, step: int, last: bool) -> None:
+    """A resumable checkpoint: weights, optimizer, scheduler, RNG, loop state (and the batch in flight)."""
+    extra = {**t.state, "bandit": t.bandit.state_dict(), "health": t.monitor.state_dict()}
+    if not last:
+        pending = t.batches.in_flight(step, t.bandit, t.state["cursors"])
+        if pending is not None:
+            extra["pending_batch"] = pending
+    path = save_checkpoint(t.run.checkpoint_path(step), t.model, t.tokenizer, t.optimizer, t.scheduler, extra)
+    t.run.mark_latest(path)
+
+
+def finish(cfg: GRPOConfig, t: Trainer, history: list[dict]) -> dict:
+    """Save the final model (adapters merged) and the run's summary."""
+    final = t.model.merge_and_unload() if cfg.lora.r > 0 else t.model
+    save_model(t.run.root / "final", final, t.tokenizer)
     steps = [h for h in history if "reward/mean" in h]
     accuracies = [h["eval/greedy_accuracy"] for h in history if "eval/greedy_accuracy" in h]
     summary = {
-        "steps": state["step"],
-        "train_seconds": state.get("train_seconds", 0.0),
+        "steps": t.state["step"],
+        "train_seconds": t.state.get("train_seconds", 0.0),
         "base_accuracy": history[0].get("eval/greedy_accuracy") if history else None,
         "final_accuracy": accuracies[-1] if accuracies else None,
         "reward_first": steps[0]["reward/mean"] if steps else None,
         "reward_last10": sum(h["reward/mean"] for h in steps[-10:]) / max(1, len(steps[-10:])),
         "seconds_per_step_median": statistics.median(h["time/step"] for h in steps) if steps else None,
-        "final_model": str(run.root / "final"),
+        "final_model": str(t.run.root / "final"),
     }
-    run.write_json("summary.json", summary)
+    t.run.write_json("summary.json", summary)
     accuracy = (f"accuracy {summary['base_accuracy']} -> {summary['final_accuracy']}; "
                 if summary["final_accuracy"] is not None else f"{summary['steps']} steps; ")
     console.print(f"grpo: {accuracy}model in {summary['final_model']}")
@@ -516,113 +601,17 @@ run_grpo = main
 """`run_grpo(cfg) -> summary` for callers that read better with a verb (the quickstart)."""
 
 
-@dataclass
-class SampledBatch:
-    """One step's sampled, scored and filtered groups, and the task cursors after drawing them."""
-
-    kept: list[tuple[int, Problem, list[Sample]]]  # (category, problem, group) to train on
-    all_samples: list[Sample]  # every sample drawn, kept or not (metrics)
-    stats: dict[str, int]
-    cursors: list[int]
-    seconds: float  # wall time of sampling and scoring
+# ---------------------------------------------------------------------------------------
+# The update
 
 
-def sample_batch(cfg: GRPOConfig, sampler, tasks, sources: RewardSources, bandit: SelfEvolvingCurriculum,
-                 cursors: list[int], step: int, rng: random.Random) -> SampledBatch:
-    """Draw `prompts_per_step` problems, sample and score their groups; filter and refill as configured."""
-    t_start = time.perf_counter()
-    cursors = list(cursors)
-    kept: list[tuple[int, Problem, list[Sample]]] = []
-    stats = {"sampled": 0, "zero_var": 0, "guided": 0, "rounds": 0}
-    all_samples: list[Sample] = []
-    for rnd in range(1 + (cfg.max_refill_rounds if cfg.dynamic_sampling or cfg.difficulty_band else 0)):
-        need = cfg.prompts_per_step - len(kept)
-        if need <= 0:
-            break
-        stats["rounds"] += 1
-        arms = choose_categories(cfg.prompts_per_step, len(tasks), cfg.curriculum.strategy, bandit, rng)
-        problems = []
-        for arm in arms:
-            problems.append((arm, tasks[arm][cursors[arm] % TASK_SIZE]))
-            cursors[arm] += 1
-        params = SamplingParams(**{**vars(cfg.sampling), "seed": ((cfg.seed * 1_000_003 + step) * 1000 + rnd) * 2})
-        groups = sampler.generate([p.prompt for _, p in problems], cfg.samples_per_prompt, params)
-        by_arm: dict[int, tuple[list[Problem], list[Sample]]] = {}
-        for (arm, p), group in zip(problems, groups):
-            for s in group:
-                s.problem_id = p.id
-            by_arm.setdefault(arm, ([], []))[0].extend([p] * len(group))
-            by_arm[arm][1].extend(group)
-        for arm, (arm_problems, arm_samples) in by_arm.items():  # one scoring call per task, not per group
-            score_samples(cfg, tasks[arm], arm_problems, arm_samples, sources)
-        if cfg.guide:
-            stats["guided"] += guide_all_wrong(cfg, sampler, tasks, problems, groups, params, sources)
-        for (arm, p), group in zip(problems, groups):  # diagnostics: right answers through wrong steps
-            for s in group:
-                s.meta["steps_valid"] = steps_all_verify(tasks[arm], p, s.text)
-        rewards = torch.tensor([[s.rewards["total"] for s in g] for g in groups])  # (P, G)
-        correct = torch.tensor([[s.rewards["correct"] for s in g] for g in groups])  # (P, G)
-        keep = torch.ones(len(groups), dtype=torch.bool)
-        variance = has_reward_variance(rewards)
-        if cfg.dynamic_sampling:
-            keep &= variance
-        if cfg.difficulty_band:
-            keep &= pass_rate_in_band(correct, *cfg.difficulty_band)
-        stats["sampled"] += len(groups)
-        stats["zero_var"] += int((~variance).sum())
-        all_samples += [s for g in groups for s in g]
-        kept += [(arm, p, g) for (arm, p), g, k in zip(problems, groups, keep.tolist()) if k][:need]
-    return SampledBatch(kept, all_samples, stats, cursors, time.perf_counter() - t_start)
-
-
-def guide_all_wrong(cfg, sampler, tasks, problems, groups, params, sources=None) -> int:
-    """Guide: for groups with no correct sample, regenerate a fraction with a hint; returns how many groups.
-
-    Sampling seeds are even for plain rounds and odd (round seed + 1) for hinted ones, so they never collide.
-    """
-    targets = [(i, hint_prompt(p, cfg.guide_hint_steps)) for i, ((_, p), g) in enumerate(zip(problems, groups))
-               if not any(s.rewards["correct"] == 1.0 for s in g)]
-    targets = [(i, h) for i, h in targets if h is not None]
-    if not targets:
-        return 0
-    k = max(1, round(cfg.guide_fraction * cfg.samples_per_prompt))
-    hinted = sampler.generate([h for _, h in targets], k, SamplingParams(**{**vars(params), "seed": params.seed + 1}))
-    for (i, h), new in zip(targets, hinted):
-        arm, p = problems[i]
-        for s in new:
-            s.problem_id, s.prompt, s.meta["hint_prompt"] = p.id, p.prompt, h  # trained without the hint
-        score_samples(cfg, tasks[arm], [p] * k, new, sources)
-        groups[i][-k:] = new
-    return len(targets)
-
-
-def recompute_old_logprobs(cfg, model, rows, pad_id, device) -> None:
-    """pi_old by a no-grad teacher-forced pass over each row's *sampling* context (hint included)."""
-    with torch.no_grad():
-        for m in range(0, len(rows), cfg.micro_batch_size):
-            chunk = rows[m: m + cfg.micro_batch_size]
-            logprobs, _ = policy_logprobs(cfg, model, chunk, pad_id, "sample_context")  # (b, Tc)
-            for b, r in enumerate(chunk):
-                r["old_logprobs"] = logprobs[b, : len(r["completion"])].tolist()
-
-
-def sequence_kl(cfg, model, ref_model, rows, pad_id, device) -> list[float]:
-    """Summed per-token KL estimate of each row (sampling logprobs vs reference), for KL-in-reward."""
-    out = []
-    for m in range(0, len(rows), cfg.micro_batch_size):
-        chunk = rows[m: m + cfg.micro_batch_size]
-        batch = make_batch([{**r, "advantage": 0.0} for r in chunk], device)
-        ref = reference_logprobs(cfg, model, ref_model, chunk, pad_id)  # (b, Tc)
-        kl = KL_ESTIMATORS[cfg.kl_estimator](batch["old_logprobs"], ref) * batch["loss_mask"]
-        out += kl.sum(1).tolist()
-    return out
-
-
-def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups, pad_id, device, rng) -> dict:
+def update_policy(cfg, model, ref_model, optimizer, scheduler, rows: list[TrainRow], num_groups, pad_id, device,
+                  rng) -> dict:
     """The clipped policy-gradient updates on one batch of scored rows; returns averaged metrics."""
     group = cfg.samples_per_prompt
     sums: dict[str, float] = {}
     tree_stats: dict[str, int] = {}  # packed forward: input tokens vs distinct prefixes actually run
+    kl_in_loss = cfg.kl_coef > 0 and cfg.kl_in == "loss"
     model.train()
     for _ in range(cfg.num_iterations):
         order = list(range(num_groups))
@@ -631,43 +620,23 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
             chosen = order[mb::cfg.minibatches]
             mini = [rows[g * group + j] for g in chosen for j in range(group)]
             # a group's rows stay together (they share a prefix pass), shortest completions first (less padding)
-            mini.sort(key=lambda r: (len(r["context"]), r["context"], len(r["completion"])))
-            totals = {"total_tokens": float(sum(len(r["completion"]) for r in mini if not r["masked"]) or 1),
+            mini.sort(key=lambda r: (len(r.context), r.context, len(r.completion)))
+            totals = {"total_tokens": float(sum(len(r.completion) for r in mini if not r.masked) or 1),
                       "total_seqs": float(len(mini)), "constant": float(cfg.sampling.max_new_tokens)}
             # rows that add exactly zero to the loss (advantage 0 without a KL term, or fully masked)
             # are not run at all; they still count in the normalisers above, and zeroed (not None)
             # gradients keep AdamW's step identical to running them
-            kl_in_loss = cfg.kl_coef > 0 and cfg.kl_in == "loss"
-            active = [r for r in mini if not r["masked"]
-                      and (r["advantage"] != 0.0 or any(r.get("token_advantages", ()))
+            active = [r for r in mini if not r.masked
+                      and (r.advantage != 0.0 or any(r.token_advantages or ())
                            or kl_in_loss or not cfg.skip_zero_advantage)]
             optimizer.zero_grad(set_to_none=False)
             sums["policy/rows_trained_frac"] = sums.get("policy/rows_trained_frac", 0.0) + len(active) / max(1, len(mini))
+            active_tokens = max(1, sum(len(r.completion) for r in active))
             for m in range(0, len(active), cfg.micro_batch_size):
                 chunk = active[m: m + cfg.micro_batch_size]
-                batch = make_batch(chunk, device)
-                mask = batch["train_mask"]  # (b, Tc)
-                logp, logits = policy_logprobs(cfg, model, chunk, pad_id, stats=tree_stats)  # (b, Tc), (b, Tc, V)
-                per_token, clipped = CLIPS[cfg.clip](logp, batch["old_logprobs"], batch["advantages"],
-                                                     cfg.clip_eps_low, cfg.clip_eps_high, cfg.dual_clip_c)
-                kl = torch.zeros_like(logp)
-                if cfg.kl_coef > 0:
-                    kl = KL_ESTIMATORS[cfg.kl_estimator](logp, reference_logprobs(cfg, model, ref_model, chunk, pad_id))
-                    if cfg.kl_in == "loss":
-                        per_token = per_token + cfg.kl_coef * kl
-                loss = aggregate_loss(per_token, mask, cfg.loss_agg, **totals)
-                loss.backward()
-                # metric sums, as token-weighted shares of the mini-batch
-                share = mask.sum().item() / max(1, sum(len(r["completion"]) for r in active))
-                with torch.no_grad():
-                    n_tok = mask.sum().clamp(min=1)
-                    for key, value in (("loss", loss.item()),
-                                       ("policy/entropy", share * masked_entropy(logits.detach(), mask).item()),
-                                       ("policy/clip_frac", share * ((clipped * mask).sum() / n_tok).item()),
-                                       ("policy/kl", share * ((kl * mask).sum() / n_tok).item()),
-                                       ("policy/ratio_mean", share * (((logp - batch["old_logprobs"]).exp() * mask)
-                                                                      .sum() / n_tok).item())):
-                        sums[key] = sums.get(key, 0.0) + value
+                for key, value in micro_batch_step(cfg, model, ref_model, chunk, totals, active_tokens, pad_id,
+                                                   device, tree_stats).items():
+                    sums[key] = sums.get(key, 0.0) + value
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.item()
             optimizer.step()
@@ -679,3 +648,28 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows, num_groups,
         # 1.0: every token of every row ran; lower: the rows shared prefixes (prompt, first tokens) that ran once
         out["update/distinct_prefix_frac"] = tree_stats["nodes"] / tree_stats["tokens"]
     return out
+
+
+def micro_batch_step(cfg, model, ref_model, chunk: list[TrainRow], totals: dict, active_tokens: int, pad_id,
+                     device, tree_stats: dict) -> dict[str, float]:
+    """Forward and backward of one micro-batch (gradients accumulate); its token-weighted metric shares."""
+    batch = make_batch(chunk, device)
+    mask = batch.train_mask  # (b, Tc)
+    logp, logits = policy_logprobs(cfg, model, chunk, pad_id, stats=tree_stats)  # (b, Tc), (b, Tc, V)
+    per_token, clipped = CLIPS[cfg.clip](logp, batch.old_logprobs, batch.advantages,
+                                         cfg.clip_eps_low, cfg.clip_eps_high, cfg.dual_clip_c)
+    kl = torch.zeros_like(logp)
+    if cfg.kl_coef > 0:
+        kl = KL_ESTIMATORS[cfg.kl_estimator](logp, reference_logprobs(cfg, model, ref_model, chunk, pad_id))
+        if cfg.kl_in == "loss":
+            per_token = per_token + cfg.kl_coef * kl
+    loss = aggregate_loss(per_token, mask, cfg.loss_agg, **totals)
+    loss.backward()
+    share = mask.sum().item() / active_tokens  # metrics as token-weighted shares of the mini-batch
+    with torch.no_grad():
+        n_tok = mask.sum().clamp(min=1)
+        return {"loss": loss.item(),
+                "policy/entropy": share * masked_entropy(logits.detach(), mask).item(),
+                "policy/clip_frac": share * ((clipped * mask).sum() / n_tok).item(),
+                "policy/kl": share * ((kl * mask).sum() / n_tok).item(),
+                "policy/ratio_mean": share * (((logp - batch.old_logprobs).exp() * mask).sum() / n_tok).item()}

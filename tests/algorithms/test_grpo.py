@@ -8,7 +8,8 @@ from run_metrics import metric_rows  # tests/run_metrics.py
 
 from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.curriculum import CurriculumConfig
-from reasonloop.algorithms.grpo import GRPOConfig, hint_prompt, main, recompute_old_logprobs, update_policy
+from reasonloop.algorithms.grpo import GRPOConfig, TrainRow, main, recompute_old_logprobs, update_policy
+from reasonloop.algorithms.grpo_batches import hint_prompt
 from reasonloop.config import load_config
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
@@ -58,9 +59,9 @@ def rows_from(engine, temperature=0.7, hint=False):
     rows = []
     for p, prompt, g in zip(problems, prompts, groups):
         for k, s in enumerate(g):
-            rows.append({"context": engine.encode_context(p.prompt), "sample_context": engine.encode_context(prompt),
-                         "completion": s.token_ids, "old_logprobs": list(s.logprobs), "advantage": float(k - 1),
-                         "masked": False, "reward": 0.0})
+            rows.append(TrainRow(arm=0, context=engine.encode_context(p.prompt),
+                                 sample_context=engine.encode_context(prompt), completion=s.token_ids,
+                                 old_logprobs=list(s.logprobs), advantage=float(k - 1), masked=False, reward=0.0))
     return rows
 
 
@@ -68,11 +69,11 @@ def test_sampler_logprobs_are_the_old_logprobs(policy):
     """The reuse that saves a forward pass: a teacher-forced pass at the same T gives the same numbers."""
     model, tok, engine = policy
     rows = rows_from(engine)
-    sampled = [list(r["old_logprobs"]) for r in rows]
+    sampled = [list(r.old_logprobs) for r in rows]
     cfg = GRPOConfig(sampling=SamplingParams(temperature=0.7, max_new_tokens=10), overlong_cache=4)
     recompute_old_logprobs(cfg, model, rows, tok.pad_token_id, "cpu")
     for a, b in zip(sampled, rows):
-        assert torch.allclose(torch.tensor(a), torch.tensor(b["old_logprobs"]), atol=1e-4)
+        assert torch.allclose(torch.tensor(a), torch.tensor(b.old_logprobs), atol=1e-4)
 
 
 @pytest.mark.parametrize("variant", [
@@ -103,10 +104,10 @@ def test_guide_rows_use_hinted_logprobs_as_pi_old(policy):
     model, tok, engine = policy
     rows = rows_from(engine, hint=True)
     cfg = GRPOConfig(sampling=SamplingParams(temperature=0.7, max_new_tokens=10), overlong_cache=4)
-    sampled = [list(r["old_logprobs"]) for r in rows]
+    sampled = [list(r.old_logprobs) for r in rows]
     recompute_old_logprobs(cfg, model, rows, tok.pad_token_id, "cpu")  # over the hinted context: same numbers
-    assert torch.allclose(torch.tensor(sampled[0]), torch.tensor(rows[0]["old_logprobs"]), atol=1e-4)
-    assert len(rows[0]["sample_context"]) > len(rows[0]["context"])
+    assert torch.allclose(torch.tensor(sampled[0]), torch.tensor(rows[0].old_logprobs), atol=1e-4)
+    assert len(rows[0].sample_context) > len(rows[0].context)
 
 
 def test_smoke_run_writes_metrics_checkpoints_and_summary(tiny_model_dir, tmp_path):
@@ -155,7 +156,7 @@ def test_skipping_zero_advantage_rows_gives_the_same_update(tiny_model_dir, loss
         model, tok = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
         rows = rows_from(TorchEngine(model, tok))
         for r in rows[:3]:
-            r["advantage"] = 0.0  # a zero-variance group (rows_from also gives one 0 in the other group)
+            r.advantage = 0.0  # a zero-variance group (rows_from also gives one 0 in the other group)
         cfg = GRPOConfig(sampling=SamplingParams(temperature=0.7, max_new_tokens=10), overlong_cache=4,
                          prompts_per_step=2, samples_per_prompt=3, loss_agg=loss_agg, skip_zero_advantage=skip)
         # SGD: Adam would amplify last-bit differences of near-zero gradients (different batch shapes)
@@ -218,7 +219,7 @@ def test_overlap_sampling_trains_one_step_off_policy_and_resumes_exactly(tiny_mo
     shutil.rmtree(ckpts / "step-000004")
     (ckpts / "latest").write_text("step-000002\n")
     state = torch.load(ckpts / "step-000002" / "trainer_state.pt", weights_only=False)["extra"]
-    assert state["pending_batch"].kept  # the batch in flight at step 2 is in the checkpoint
+    assert state["pending_batch"].groups  # the batch in flight at step 2 is in the checkpoint
     main(tiny_cfg(tiny_model_dir, tmp_path, run_name="resumed", overlap_sampling=True, resume=True, **kw))
     assert metric_rows(tmp_path / "resumed" / "metrics.jsonl") == over_rows
 

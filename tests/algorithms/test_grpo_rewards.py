@@ -6,15 +6,8 @@ import random
 import pytest
 import torch
 
-from reasonloop.algorithms.grpo import (
-    GRPOConfig,
-    RewardSources,
-    main,
-    make_batch,
-    score_samples,
-    token_process_advantages,
-    update_policy,
-)
+from reasonloop.algorithms.grpo import GRPOConfig, TrainRow, main, make_batch, update_policy
+from reasonloop.algorithms.grpo_rewards import RewardSources, score_samples, token_process_advantages
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.models.reward_model import RewardModel
 from reasonloop.rollout.engine import TorchEngine
@@ -101,15 +94,15 @@ def test_token_process_advantages_by_hand():
 
 
 def test_make_batch_aligns_token_advantages_to_completion_tokens():
-    rows = [{"context": [1, 5, 6], "completion": [7, 8], "old_logprobs": [-0.1, -0.2], "advantage": 2.0,
-             "token_advantages": [0.5, -0.5], "masked": False},
-            {"context": [1, 5], "completion": [9, 9, 9], "old_logprobs": [-0.3] * 3, "advantage": -1.0,
-             "masked": True}]
+    rows = [TrainRow(arm=0, context=[1, 5, 6], sample_context=[1, 5, 6], completion=[7, 8], old_logprobs=[-0.1, -0.2],
+                     reward=0.0, advantage=2.0, token_advantages=[0.5, -0.5], masked=False),
+            TrainRow(arm=0, context=[1, 5], sample_context=[1, 5], completion=[9, 9, 9], old_logprobs=[-0.3] * 3,
+                     reward=0.0, advantage=-1.0, masked=True)]
     batch = make_batch(rows, device="cpu")
-    assert batch["advantages"].tolist() == [[0.5, -0.5, 0.0], [-1.0, -1.0, -1.0]]
-    assert batch["loss_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
-    assert batch["train_mask"].tolist() == [[1, 1, 0], [0, 0, 0]]  # the masked (overlong-filtered) row
-    assert batch["old_logprobs"][0].tolist() == pytest.approx([-0.1, -0.2, 0.0])
+    assert batch.advantages.tolist() == [[0.5, -0.5, 0.0], [-1.0, -1.0, -1.0]]
+    assert batch.loss_mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert batch.train_mask.tolist() == [[1, 1, 0], [0, 0, 0]]  # the masked (overlong-filtered) row
+    assert batch.old_logprobs[0].tolist() == pytest.approx([-0.1, -0.2, 0.0])
 
 
 def test_constant_token_advantages_give_the_sequence_update(tiny_model_dir):
@@ -124,10 +117,11 @@ def test_constant_token_advantages_give_the_sequence_update(tiny_model_dir):
         rows = []
         for p, g in zip([task[0], task[1]], groups):
             for k, s in enumerate(g):
-                row = {"context": engine.encode_context(p.prompt), "completion": s.token_ids,
-                       "old_logprobs": list(s.logprobs), "advantage": float(k - 1), "masked": False}
+                context = engine.encode_context(p.prompt)
+                row = TrainRow(arm=0, context=context, sample_context=context, completion=s.token_ids,
+                               old_logprobs=list(s.logprobs), reward=0.0, advantage=float(k - 1), masked=False)
                 if per_token:
-                    row["token_advantages"] = [float(k - 1)] * len(s.token_ids)
+                    row.token_advantages = [float(k - 1)] * len(s.token_ids)
                 rows.append(row)
         cfg = GRPOConfig(sampling=SamplingParams(temperature=0.7, max_new_tokens=10), overlong_cache=4,
                          prompts_per_step=2, samples_per_prompt=3)

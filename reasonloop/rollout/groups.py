@@ -1,0 +1,54 @@
+"""`sample_groups`: the one way a loop samples k completions per problem and verifies them.
+
+Every loop that learns from or grades its own samples (GRPO, self-training, DPO, distillation,
+labeling, `reasonloop sample`, evaluation) does the same three things: generate k completions
+per problem, tag each with the problem it answers, and score it. Doing them here, once, keeps
+the tagging and the scoring contract in one place: a `Score` fills `sample.rewards` in place
+and is called once for the whole batch, so a verifier that runs in parallel (`verify.score_all`)
+sees every completion at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reasonloop.rollout.sampler import Sampler, SamplingParams
+from reasonloop.types import Group, Problem, Sample
+
+Score = Callable[[list[Problem], list[Sample]], None]
+"""(problem of each sample, samples) -> None; fills each `sample.rewards` in place"""
+
+
+def verify_correct(task) -> Score:
+    """The task's own verifier as a `Score`: `rewards["correct"]` = `task.verify(problem, text)`."""
+
+    def score(problems: list[Problem], samples: list[Sample]) -> None:
+        for problem, sample in zip(problems, samples):
+            sample.rewards["correct"] = task.verify(problem, sample.text)
+
+    return score
+
+
+def sample_groups(sampler: Sampler, problems: list[Problem], k: int, params: SamplingParams,
+                  score: Score | None = None, prompts: list[str] | None = None) -> list[Group]:
+    """k samples for each problem, tagged with its id and scored by `score`; one `Group` per problem.
+
+    `prompts` replaces the problems' own prompts for generation (hinted re-asks: Guide, STaR's
+    rationalization); the samples still answer, and are scored against, their problems.
+    """
+    if prompts is not None and len(prompts) != len(problems):
+        raise ValueError(f"{len(prompts)} prompts for {len(problems)} problems")
+    drawn = sampler.generate(prompts if prompts is not None else [p.prompt for p in problems], k, params)
+    groups = []
+    for problem, samples in zip(problems, drawn, strict=True):
+        for s in samples:
+            s.problem_id = problem.id
+        groups.append(Group(problem, samples))
+    if score is not None and groups:
+        score([g.problem for g in groups for _ in g.samples], [s for g in groups for s in g.samples])
+    return groups
+
+
+def flatten(groups: list[Group]) -> list[Sample]:
+    """Every sample of every group, in problem order."""
+    return [s for g in groups for s in g.samples]
