@@ -456,7 +456,7 @@ def setup(cfg: GRPOConfig) -> Trainer:
         monitor=HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg)),
         eval_task=cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None,
         batches=make_batch_source(cfg, recipe, sampler, model, make_sampler),
-        state={"step": 0, "cursors": [0] * len(tasks)})
+        state={"step": 0, "cursors": recipe.start_cursors()})
     if latest is not None:
         trainer.state = load_trainer_state(latest, optimizer, scheduler)
         trainer.bandit.load_state_dict(trainer.state.pop("bandit"))

@@ -4,8 +4,9 @@ One step's batch is made by four named parts, each chosen once at config load
 (`BatchRecipe.from_config`), so the loop in `grpo.py` never branches on a variant:
 
 - **draw** (`curriculum.choose_categories`): which task category each prompt slot takes,
-  uniformly or by the SEC bandit, and the next problem of that category (a cursor per
-  category, so a resumed run draws the same problems);
+  uniformly or by the SEC bandit, and the next problem of that category (a `ProblemCursor` per
+  category: epochs with a seeded shuffle over a finite dataset, in order over a procedural
+  task; its state is checkpointed, so a resumed run draws the same problems);
 - **sample and score** (`rollout.sample_groups` with `grpo_rewards.score_samples` as the score);
 - **repair** (`GROUP_REPAIRS`): `none`, or `guide` (Nath et al. 2025, arXiv:2506.13923):
   all-wrong groups get `guide_fraction` of their samples regenerated with the reference
@@ -40,9 +41,11 @@ from reasonloop.algorithms.rl_maths import has_reward_variance, pass_rate_in_ban
 from reasonloop.rollout.groups import flatten, sample_groups
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.tasks.base import steps_all_verify
+from reasonloop.tasks.cursor import ProblemCursor
 from reasonloop.types import Group, Problem, Sample
 
-TASK_SIZE = 10_000_000  # procedural tasks derive item i lazily; the cursor never wraps in practice
+TASK_SIZE = 10_000_000
+"""items of a procedural training task (derived lazily; a run never reaches the end)"""
 
 
 @dataclass
@@ -66,8 +69,8 @@ class Rollouts:
     all_samples: list[Sample]
     """every sample drawn this step, kept or not (the metrics)"""
     stats: DrawStats
-    cursors: list[int]
-    """each category's next problem index after this draw"""
+    cursors: list[dict]
+    """each category's `ProblemCursor.state_dict()` after this draw"""
     seconds: float
     """wall time of sampling and scoring"""
 
@@ -180,6 +183,16 @@ class BatchRecipe:
         return cls(tasks, cfg, sources, cfg.sampling, cfg.prompts_per_step, cfg.samples_per_prompt,
                    cfg.curriculum.strategy, cfg.seed, filters, repair, cfg.max_refill_rounds if filters else 0)
 
+    def start_cursors(self) -> list[dict]:
+        """Each category's cursor state before the first draw."""
+        return [ProblemCursor(task, seed=self.seed + k).state_dict() for k, task in enumerate(self.tasks)]
+
+    def cursors_at(self, states: list[dict]) -> list[ProblemCursor]:
+        cursors = [ProblemCursor(task, seed=self.seed + k) for k, task in enumerate(self.tasks)]
+        for cursor, state in zip(cursors, states, strict=True):
+            cursor.load_state_dict(state)
+        return cursors
+
     def score_for(self, arms: list[tuple[Problem, int]]) -> Callable[[list[Problem], list[Sample]], None]:
         """A `rollout.Score` over problems drawn from several categories: one `score_samples` call per task."""
         arm_of = {id(problem): arm for problem, arm in arms}
@@ -196,11 +209,11 @@ class BatchRecipe:
         return score
 
 
-def sample_batch(recipe: BatchRecipe, sampler, bandit: SelfEvolvingCurriculum, cursors: list[int], step: int,
-                 rng: random.Random) -> Rollouts:
+def sample_batch(recipe: BatchRecipe, sampler, bandit: SelfEvolvingCurriculum, cursor_states: list[dict],
+                 step: int, rng: random.Random) -> Rollouts:
     """Draw `prompts_per_step` problems, sample and score their groups; repair, filter and refill."""
     t_start = time.perf_counter()
-    cursors = list(cursors)
+    cursors = recipe.cursors_at(cursor_states)
     kept: list[tuple[int, Group]] = []
     stats = DrawStats()
     all_samples: list[Sample] = []
@@ -211,10 +224,7 @@ def sample_batch(recipe: BatchRecipe, sampler, bandit: SelfEvolvingCurriculum, c
         stats.rounds += 1
         # --- draw: one category per prompt slot, the category's next problem
         arms = choose_categories(recipe.prompts_per_step, len(recipe.tasks), recipe.curriculum_strategy, bandit, rng)
-        problems = []
-        for arm in arms:
-            problems.append(recipe.tasks[arm][cursors[arm] % TASK_SIZE])
-            cursors[arm] += 1
+        problems = [next(cursors[arm]) for arm in arms]
         # --- sample and score, then repair
         score = recipe.score_for(list(zip(problems, arms)))
         params = SamplingParams(**{**vars(recipe.sampling),
@@ -234,8 +244,8 @@ def sample_batch(recipe: BatchRecipe, sampler, bandit: SelfEvolvingCurriculum, c
         stats.zero_variance += int((~has_reward_variance(rewards)).sum())
         all_samples += flatten(groups)
         kept += [(arm, g) for arm, g, k in zip(arms, groups, keep.tolist()) if k][:need]
-    return Rollouts([g for _, g in kept], [a for a, _ in kept], all_samples, stats, cursors,
-                    time.perf_counter() - t_start)
+    return Rollouts([g for _, g in kept], [a for a, _ in kept], all_samples, stats,
+                    [c.state_dict() for c in cursors], time.perf_counter() - t_start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,13 +253,13 @@ def sample_batch(recipe: BatchRecipe, sampler, bandit: SelfEvolvingCurriculum, c
 
 
 class BatchSource(Protocol):
-    def next(self, step: int, bandit: SelfEvolvingCurriculum, cursors: list[int], rng: random.Random,
+    def next(self, step: int, bandit: SelfEvolvingCurriculum, cursors: list[dict], rng: random.Random,
              model) -> tuple[Rollouts, float]:
         """Step `step`'s batch and how long the step waited for it. `model` holds the weights the step
         starts from."""
         ...
 
-    def in_flight(self, step: int, bandit: SelfEvolvingCurriculum, cursors: list[int]) -> Rollouts | None:
+    def in_flight(self, step: int, bandit: SelfEvolvingCurriculum, cursors: list[dict]) -> Rollouts | None:
         """At a checkpoint after step `step`: the next step's batch if it is already being made (it is then
         saved with the checkpoint, and handed back by `resume`), else None."""
         ...
@@ -288,7 +298,7 @@ class OneStepAhead:
     """
 
     def __init__(self, recipe: BatchRecipe, model, make_sampler, last_step: int):
-        def sample_ahead(sampler, step: int, bandit_copy, cursors: list[int]) -> Rollouts:
+        def sample_ahead(sampler, step: int, bandit_copy, cursors: list[dict]) -> Rollouts:
             return sample_batch(recipe, sampler, bandit_copy, cursors, step, random.Random(f"{recipe.seed}/{step}/sample"))
 
         self.overlap = OverlappedSampling(model, make_sampler, sample_ahead)
