@@ -29,6 +29,7 @@ from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import Sampler, SamplingParams
 from reasonloop.store.checkpoint import save_model
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
@@ -114,14 +115,8 @@ def main(cfg: DistillConfig) -> dict:
         task = cfg.task.build(split="train", size=cfg.problems, seed=cfg.seed)
         problems = list(task)
         teacher = make_teacher(cfg.teacher)
-        groups = teacher.generate([p.prompt for p in problems], cfg.samples_per_prompt,
-                                  SamplingParams(**{**vars(cfg.sampling), "seed": cfg.seed}))
-        samples = []
-        for p, group in zip(problems, groups):
-            for s in group:
-                s.problem_id = p.id
-                s.rewards["correct"] = task.verify(p, s.text)
-                samples.append(s)
+        samples = sample_and_verify(teacher, task, problems, cfg.samples_per_prompt,
+                                    SamplingParams(**{**vars(cfg.sampling), "seed": cfg.seed}))
         write_jsonl(teacher_path, samples)
         del teacher
     teacher_seconds = time.perf_counter() - t0

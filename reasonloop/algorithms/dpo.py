@@ -40,6 +40,7 @@ from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import save_model
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
@@ -191,17 +192,6 @@ def train_pairs(model, ref_model, tokenizer, pairs: list[tuple[str, str, str]], 
 
 
 # --- the loop ------------------------------------------------------------------------------
-
-
-def sample_and_verify(sampler, task, problems, k: int, params: SamplingParams) -> list[Sample]:
-    groups = sampler.generate([p.prompt for p in problems], k, params)
-    samples = []
-    for p, group in zip(problems, groups):
-        for s in group:
-            s.problem_id = p.id
-            s.rewards["correct"] = task.verify(p, s.text)
-            samples.append(s)
-    return samples
 
 
 def main(cfg: DPOConfig) -> dict:

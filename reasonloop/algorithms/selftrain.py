@@ -73,6 +73,7 @@ from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.evaluate.metrics import pass_at_k
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.atomic import atomic_write_json
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
@@ -255,19 +256,6 @@ def explore_exploit(task, problems: list[Problem], samples: list[Sample], kept: 
 
 
 # --- sampling phases ------------------------------------------------------------------------
-
-
-def sample_and_verify(sampler, task, problems: list[Problem], k: int, params: SamplingParams,
-                      prompts: list[str] | None = None) -> list[Sample]:
-    """k verified samples per problem (generated from `prompts` when given, e.g. hinted ones)."""
-    groups = sampler.generate(prompts or [p.prompt for p in problems], k, params)
-    samples = []
-    for p, group in zip(problems, groups):
-        for s in group:
-            s.problem_id = p.id
-            s.rewards["correct"] = task.verify(p, s.text)
-            samples.append(s)
-    return samples
 
 
 def rationalize(sampler, task, problems: list[Problem], cfg: SelfTrainConfig, params: SamplingParams) -> list[Sample]:

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reasonloop.models.policy import ModelConfig
+from reasonloop.rollout.groups import sample_groups
 from reasonloop.rollout.sampler import Sampler, SamplingParams
 from reasonloop.store.atomic import atomic_write_json
 from reasonloop.store.jsonl import RecordError, append_jsonl, iter_jsonl, write_jsonl
@@ -431,9 +432,9 @@ def solutions_to_label(cfg: LabelConfig, task: Task, problems: list[Problem], sa
         return out
     params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                             step_separator=cfg.step_separator, seed=cfg.seed)
-    groups = sampler.generate([p.prompt for p in problems], cfg.solutions_per_problem, params)
-    for p, group in zip(problems, groups):
-        out += [(p, split_steps(s.text, cfg.step_separator)) for s in group if split_steps(s.text, cfg.step_separator)]
+    for g in sample_groups(sampler, problems, cfg.solutions_per_problem, params):
+        out += [(g.problem, split_steps(s.text, cfg.step_separator)) for s in g.samples
+                if split_steps(s.text, cfg.step_separator)]
     return out
 
 

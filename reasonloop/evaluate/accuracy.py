@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from reasonloop.evaluate.metrics import mean_ci95, pass_at_k
+from reasonloop.rollout.groups import sample_groups, verify_correct
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.search.voting import canonical_answer, majority_vote
 from reasonloop.tasks.base import steps_all_verify
@@ -23,11 +24,11 @@ def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperat
     right (a right answer reached through a wrong step does not count).
     """
     start = time.perf_counter()
-    prompts = [p.prompt for p in problems]
-    greedy = sampler.generate(prompts, 1, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
+    greedy = sample_groups(sampler, problems, 1, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
+                           score=verify_correct(task))
     records = []
-    for p, (s,) in zip(problems, greedy):
-        ok = task.verify(p, s.text) == 1.0
+    for p, (s,) in ((g.problem, g.samples) for g in greedy):
+        ok = s.rewards["correct"] == 1.0
         records.append(EvalRecord(problem_id=p.id, task=task.name, strategy="greedy", answer=p.answer,
                                   selected=canonical_answer(s.text), correct=ok, predictions=[canonical_answer(s.text)],
                                   sample_correct=[ok], tokens=s.num_tokens, model_calls=1, model_id=s.model_id,
@@ -40,12 +41,13 @@ def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperat
         results["greedy_step_accuracy"] = sum(r.correct and r.meta["steps_valid"] for r in records) / len(records)
     k = samples_per_prompt
     if k > 0:
-        groups = sampler.generate(prompts, k, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens,
-                                                             seed=seed))
+        groups = sample_groups(sampler, problems, k, SamplingParams(temperature=temperature,
+                                                                    max_new_tokens=max_new_tokens, seed=seed),
+                               score=verify_correct(task))
         vote_rows, p1, pk = [], [], []
-        for p, group in zip(problems, groups):
+        for p, group in ((g.problem, g.samples) for g in groups):
             answers = [canonical_answer(s.text) for s in group]
-            oks = [task.verify(p, s.text) == 1.0 for s in group]
+            oks = [s.rewards["correct"] == 1.0 for s in group]
             chosen = majority_vote(answers)
             chosen_ok = chosen is not None and any(a == chosen and o for a, o in zip(answers, oks))
             vote_rows.append(EvalRecord(problem_id=p.id, task=task.name, strategy=f"maj@{k}", answer=p.answer,

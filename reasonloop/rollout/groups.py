@@ -49,6 +49,12 @@ def sample_groups(sampler: Sampler, problems: list[Problem], k: int, params: Sam
     return groups
 
 
+def sample_and_verify(sampler: Sampler, task, problems: list[Problem], k: int, params: SamplingParams,
+                      prompts: list[str] | None = None) -> list[Sample]:
+    """`sample_groups` scored by the task's verifier, flattened: k verified samples per problem, in problem order."""
+    return flatten(sample_groups(sampler, problems, k, params, score=verify_correct(task), prompts=prompts))
+
+
 def flatten(groups: list[Group]) -> list[Sample]:
     """Every sample of every group, in problem order."""
     return [s for g in groups for s in g.samples]

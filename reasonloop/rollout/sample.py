@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonloop.models.policy import ModelConfig
+from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.tasks.spec import TaskSpec
@@ -37,14 +38,8 @@ def main(cfg: SampleConfig) -> dict:
     sampler = TorchEngine.from_config(cfg.model)
     start = time.perf_counter()
     params = cfg.sampling if cfg.sampling.seed is not None else SamplingParams(**{**vars(cfg.sampling), "seed": cfg.seed})
-    groups = sampler.generate([p.prompt for p in problems], cfg.samples_per_prompt, params)
+    samples = sample_and_verify(sampler, task, problems, cfg.samples_per_prompt, params)
     seconds = time.perf_counter() - start
-    samples = []
-    for problem, group in zip(problems, groups):
-        for s in group:
-            s.problem_id = problem.id
-            s.rewards["correct"] = task.verify(problem, s.text)
-            samples.append(s)
     write_jsonl(Path(cfg.output), samples)
     tokens = sum(s.num_tokens for s in samples)
     summary = {"samples": len(samples), "accuracy": sum(s.correct for s in samples) / len(samples),
