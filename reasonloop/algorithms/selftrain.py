@@ -80,6 +80,7 @@ from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, sav
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
 from reasonloop.store.runs import RunDir
 from reasonloop.tasks.base import StepTask, first_error, steps_all_verify
+from reasonloop.tasks.cursor import ProblemCursor
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.utils import console, seed_everything
@@ -328,13 +329,71 @@ def bstar_probe(sampler, task, problems: list[Problem], cfg: SelfTrainConfig, se
 # --- the loop ---------------------------------------------------------------------------------
 
 
+@dataclass
+class Progress:
+    """Where a run is, saved in `state.json` after every phase so a killed run resumes in place.
+
+    `iteration` iterations are finished; `phase` says how far the next one got: "start" (nothing
+    saved yet), "sampled" (its B-STaR probe and samples are on disk), "training" (also a step
+    checkpoint, `checkpoint`, after `step` optimizer steps); "done" marks iteration `iteration` finished.
+    """
+
+    iteration: int = 0
+    phase: Literal["start", "sampled", "training", "done"] = "start"
+    step: int = 0
+    checkpoint: str = ""
+
+    @classmethod
+    def load(cls, run: RunDir) -> Progress:
+        return cls(**(run.load_state() or {}))
+
+    def save(self, run: RunDir) -> None:
+        run.save_state({k: v for k, v in vars(self).items() if v or k in ("iteration", "phase")})
+
+    def sampled(self, it: int) -> bool:
+        """Iteration `it`'s samples were saved before the run stopped."""
+        return self.iteration == it - 1 and self.phase in ("sampled", "training")
+
+    def mid_training(self, it: int) -> Progress | None:
+        """This progress if the run stopped inside iteration `it`'s training (a step checkpoint holds it)."""
+        return self if self.iteration == it - 1 and self.phase == "training" else None
+
+
+@dataclass
+class SamplingChoice:
+    """How an iteration samples: the config's settings, or B-STaR's probe choice."""
+
+    temperature: float
+    k: int
+    threshold: float = 0.0
+    probe: dict | None = None
+
+
+@dataclass
+class Selection:
+    """What an iteration learns from: kept own samples, kept rationales and partial prefixes, as SFT pairs."""
+
+    kept: list[Sample]
+    rationales: list[Sample]
+    prefixes: list[tuple[str, str]]
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(s.prompt, s.text) for s in self.kept + self.rationales] + self.prefixes
+
+    @property
+    def eos(self) -> list[bool]:
+        """Full solutions end with end-of-sequence; partial prefixes do not (the model should go on)."""
+        return [True] * (len(self.kept) + len(self.rationales)) + [False] * len(self.prefixes)
+
+
 def main(cfg: SelfTrainConfig) -> dict:
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
-    state = (run.load_state() if cfg.resume else None) or {"iteration": 0, "phase": "start"}
+    progress = Progress.load(run) if cfg.resume else Progress()
     seed_everything(cfg.seed)
-    start_path = run.latest_checkpoint() if state["iteration"] > 0 else None
-    if state["phase"] == "training":  # killed mid-training: continue from the last step checkpoint
-        start_path = run.checkpoints_dir / state["checkpoint"]
+    start_path = run.latest_checkpoint() if progress.iteration > 0 else None
+    if progress.phase == "training":  # killed mid-training: continue from the last step checkpoint
+        start_path = run.checkpoints_dir / progress.checkpoint
     model, tokenizer = load_model(cfg.model.with_path(start_path), for_training=True)
     sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                           system_prompt=cfg.model.system_prompt)
@@ -347,119 +406,55 @@ def main(cfg: SelfTrainConfig) -> dict:
     def evaluate() -> dict:
         return held_out_accuracy(sampler, eval_task, cfg.eval_max_new_tokens)
 
-    history = [r for r in run.read_metrics() if r.get("iteration", 10**9) <= state["iteration"]]
-    if state["iteration"] == 0 and state["phase"] == "start":
+    history = [r for r in run.read_metrics() if r.get("iteration", 10**9) <= progress.iteration]
+    if progress.iteration == 0 and progress.phase == "start":
         base = {"iteration": 0, **evaluate()}
         run.log(base)
         history = [base]
         console.print(f"selftrain: base accuracy {base.get('eval/greedy_accuracy', float('nan')):.3f}")
 
-    for it in range(state["iteration"] + 1, cfg.iterations + 1):
-        t_iter = time.perf_counter()
+    for it in range(progress.iteration + 1, cfg.iterations + 1):
+        t_iter, timing = time.perf_counter(), {}
         seed = cfg.seed * 1000 + it
-        task = cfg.task.build(split="train", size=cfg.problems_per_iteration, seed=seed)
-        problems = list(task)
-        samples_path = run.samples_dir / f"iter_{it:03d}.jsonl"
-        probe_path = run.samples_dir / f"iter_{it:03d}_bstar.json"
-        timing: dict[str, float] = {}
-        # --- B-STaR: pick temperature and k on a probe set (saved, so a resume reuses it) ---
-        temperature, k, threshold, probe = cfg.sampling.temperature, cfg.samples_per_prompt, 0.0, None
-        if cfg.adapt == "bstar":
-            if probe_path.exists():
-                probe = json.loads(probe_path.read_text())
-            else:
-                t0 = time.perf_counter()
-                probe_task = cfg.task.build(split="train", size=cfg.bstar.probe_problems, seed=seed + 500_000)
-                probe = bstar_probe(sampler, probe_task, list(probe_task), cfg, seed, scorer)
-                probe["seconds"] = time.perf_counter() - t0
-                atomic_write_json(probe_path, probe)
-            temperature, k = probe["choice"]["temperature"], probe["choice"]["k"]
-            threshold = probe["choice"].get("threshold", 0.0)
-        params = SamplingParams(**{**vars(cfg.sampling), "temperature": temperature, "seed": seed})
-        # --- sample, verify, rationalize (skipped when resuming after this phase) ---
-        resuming = state["iteration"] == it - 1 and state["phase"] in ("sampled", "training")
-        if resuming and samples_path.exists():
-            samples = read_jsonl(samples_path, Sample)
-        else:
-            t0 = time.perf_counter()
-            samples = sample_and_verify(sampler, task, problems, k, params)
-            if cfg.rationalize:
-                solved = {s.problem_id for s in samples if s.correct}
-                samples += rationalize(sampler, task, [p for p in problems if p.id not in solved], cfg, params)
-            score_correct(scorer, samples)
-            write_jsonl(samples_path, samples)
-            state = {"iteration": it - 1, "phase": "sampled"}
-            run.save_state(state)
-            timing["time/sample"] = time.perf_counter() - t0
-        own = [s for s in samples if not s.meta.get("rationalized")]
-        rationales = [s for s in samples if s.meta.get("rationalized") and not s.meta.get("hint_leak")]
-        rationales = above_threshold(passing_keep_rule(task, problems, rationales, cfg.keep), threshold)
-        kept = select_correct(above_threshold(passing_keep_rule(task, problems, own, cfg.keep), threshold),
-                              cfg.max_kept_per_problem)
-        solved = {s.problem_id for s in kept}
-        kept_rationales = select_correct([s for s in rationales if s.problem_id not in solved], 1)
-        # --- partial solutions: longest verified prefix of unsolved problems ---
-        prefixes: list[tuple[str, str]] = []
-        if cfg.partial_solutions and isinstance(task, StepTask):
-            prefixes = partial_prefixes(task, problems, own, solved | {s.problem_id for s in kept_rationales},
-                                        cfg.min_prefix_steps)
-        pairs = [(s.prompt, s.text) for s in kept + kept_rationales] + prefixes
-        eos = [True] * (len(kept) + len(kept_rationales)) + [False] * len(prefixes)
+        task, problems = iteration_problems(cfg, it, seed)
+        # --- choose how to sample (B-STaR), sample and verify (E-step), select what to learn from
+        choice = choose_sampling(cfg, run, sampler, scorer, it, seed)
+        samples, seconds = explore(cfg, run, progress, sampler, scorer, task, problems, choice, it, seed)
+        if seconds is not None:
+            timing["time/sample"] = seconds
+            progress = Progress(iteration=it - 1, phase="sampled")
+            progress.save(run)
+        selection = select(cfg, task, problems, samples, choice.threshold)
         write_jsonl(run.samples_dir / f"iter_{it:03d}_train.jsonl",
-                    [{"prompt": p, "completion": c, "eos": e} for (p, c), e in zip(pairs, eos)])
-        # --- learn (a run killed mid-training has the step checkpoint's weights loaded already) ---
-        mid_training = state if state["iteration"] == it - 1 and state["phase"] == "training" else None
+                    [{"prompt": p, "completion": c, "eos": e} for (p, c), e in zip(selection.pairs, selection.eos)])
+        # --- learn (M-step; a run killed mid-training has the step checkpoint's weights loaded already)
+        mid_training = progress.mid_training(it)
         if cfg.init_each_iteration == "base" and it > 1 and mid_training is None:
             fresh, _ = load_model(cfg.model, for_training=True)
             model.load_state_dict(fresh.state_dict())
         summary = {}
-        if pairs:
-            summary = learn(run, model, tokenizer, pairs, eos, cfg, it, mid_training)
+        if selection.pairs:
+            summary = learn(run, model, tokenizer, selection.pairs, selection.eos, cfg, it, mid_training)
         else:
             console.print(f"[yellow]iteration {it}: no correct samples; nothing to learn from[/yellow]")
-        # --- evaluate, checkpoint, log ---
+        # --- evaluate, checkpoint, log
         t0 = time.perf_counter()
-        hinted = [s for s in samples if s.meta.get("rationalized")]
-        metrics = {
-            "iteration": it,
-            "temperature": temperature,
-            "samples_per_prompt": k,
-            "samples": len(own),
-            "sample_accuracy": sum(s.correct for s in own) / len(own),
-            "problems_solved": len(solved) / len(problems),
-            "kept": len(kept),
-            "rationalized/tried": len({s.problem_id for s in hinted}),
-            "rationalized/kept": len(kept_rationales),
-            "rationalized/hint_leaks": sum(bool(s.meta.get("hint_leak")) for s in hinted),
-            "partial/prefixes": len(prefixes),
-            **explore_exploit(task, problems, own, kept, k, cfg.bstar.target_correct),
-            "tokens_generated": sum(s.num_tokens for s in samples) + (probe["tokens"] if probe else 0),
-            "train/loss": summary.get("loss_last"),
-            "train/tokens": summary.get("train_tokens", 0),
-            "time/train": summary.get("train_seconds", 0.0),
-            **evaluate(),
-        }
+        metrics = iteration_metrics(cfg, it, task, problems, samples, selection, choice, summary)
+        metrics.update(evaluate())
         timing["time/eval"] = time.perf_counter() - t0
         timing["time/iteration"] = time.perf_counter() - t_iter  # this process only (a resumed phase is not re-timed)
         metrics.update(timing)
-        if probe:
-            metrics["bstar/probe_tokens"] = probe["tokens"]
-            metrics["bstar/chosen_score"] = probe["choice"]["balance_score"]
-            metrics["bstar/threshold"] = threshold
-            metrics["bstar/below_threshold"] = sum(s.correct and s.rewards.get("reward_model", 1.0) < threshold
-                                                   for s in own)
-        ckpt = save_model(run.checkpoint_path(it), model, tokenizer)
-        run.mark_latest(ckpt)
+        run.mark_latest(save_model(run.checkpoint_path(it), model, tokenizer))
         run.log(metrics)
-        state = {"iteration": it, "phase": "done"}
-        run.save_state(state)
+        progress = Progress(iteration=it, phase="done")
+        progress.save(run)
         for path in run.checkpoints_dir.glob(f"iter-{it:03d}-step-*"):  # the iteration is done: no resume needs them
             shutil.rmtree(path, ignore_errors=True)
         history.append(metrics)
         console.print(
-            f"selftrain iter {it}: T={temperature} k={k}, sample acc {metrics['sample_accuracy']:.3f}, "
-            f"kept {len(kept)} (+{len(kept_rationales)} rationalized, +{len(prefixes)} prefixes), "
-            f"eval acc {metrics.get('eval/greedy_accuracy', float('nan')):.3f}"
+            f"selftrain iter {it}: T={choice.temperature} k={choice.k}, sample acc {metrics['sample_accuracy']:.3f}, "
+            f"kept {len(selection.kept)} (+{len(selection.rationales)} rationalized, "
+            f"+{len(selection.prefixes)} prefixes), eval acc {metrics.get('eval/greedy_accuracy', float('nan')):.3f}"
         )
     save_model(run.root / "final", model, tokenizer)
     result = {"iterations": history, "final_model": str(run.root / "final")}
@@ -467,8 +462,110 @@ def main(cfg: SelfTrainConfig) -> dict:
     return result
 
 
+def iteration_problems(cfg: SelfTrainConfig, it: int, seed: int) -> tuple[object, list[Problem]]:
+    """Iteration `it`'s training problems: fresh procedural ones, or the next slice of a finite dataset.
+
+    A finite dataset is walked by epochs with a seeded shuffle (`ProblemCursor`); iteration `it`
+    takes the `problems_per_iteration` after the (it - 1) x that many before it, so resume needs no state.
+    """
+    task = cfg.task.build(split="train", size=cfg.problems_per_iteration, seed=seed)
+    if not getattr(task, "finite", False):
+        return task, list(task)
+    dataset = cfg.task.build(split="train", size=None, seed=cfg.seed)
+    cursor = ProblemCursor(dataset, seed=cfg.seed)
+    consumed = (it - 1) * cfg.problems_per_iteration
+    cursor.load_state_dict({**cursor.state_dict(), "epoch": consumed // cursor.size,
+                            "position": consumed % cursor.size})
+    return dataset, cursor.take(cfg.problems_per_iteration)
+
+
+def choose_sampling(cfg: SelfTrainConfig, run: RunDir, sampler, scorer, it: int, seed: int) -> SamplingChoice:
+    """The config's temperature and k, or B-STaR's probe choice (saved, so a resume reuses it)."""
+    if cfg.adapt != "bstar":
+        return SamplingChoice(cfg.sampling.temperature, cfg.samples_per_prompt)
+    probe_path = run.samples_dir / f"iter_{it:03d}_bstar.json"
+    if probe_path.exists():
+        probe = json.loads(probe_path.read_text())
+    else:
+        t0 = time.perf_counter()
+        probe_task = cfg.task.build(split="train", size=cfg.bstar.probe_problems, seed=seed + 500_000)
+        probe = bstar_probe(sampler, probe_task, list(probe_task), cfg, seed, scorer)
+        probe["seconds"] = time.perf_counter() - t0
+        atomic_write_json(probe_path, probe)
+    choice = probe["choice"]
+    return SamplingChoice(choice["temperature"], choice["k"], choice.get("threshold", 0.0), probe)
+
+
+def explore(cfg: SelfTrainConfig, run: RunDir, progress: Progress, sampler, scorer, task, problems: list[Problem],
+            choice: SamplingChoice, it: int, seed: int) -> tuple[list[Sample], float | None]:
+    """The E-step: k verified samples per problem (+ STaR rationalizations), saved before training.
+
+    Returns (samples, seconds spent sampling), seconds None when a resumed run reused the saved samples.
+    """
+    samples_path = run.samples_dir / f"iter_{it:03d}.jsonl"
+    if progress.sampled(it) and samples_path.exists():
+        return read_jsonl(samples_path, Sample), None
+    t0 = time.perf_counter()
+    params = SamplingParams(**{**vars(cfg.sampling), "temperature": choice.temperature, "seed": seed})
+    samples = sample_and_verify(sampler, task, problems, choice.k, params)
+    if cfg.rationalize:
+        solved = {s.problem_id for s in samples if s.correct}
+        samples += rationalize(sampler, task, [p for p in problems if p.id not in solved], cfg, params)
+    score_correct(scorer, samples)
+    write_jsonl(samples_path, samples)
+    return samples, time.perf_counter() - t0
+
+
+def select(cfg: SelfTrainConfig, task, problems: list[Problem], samples: list[Sample], threshold: float) -> Selection:
+    """The keep rules: verified own samples (capped, distinct), rationales for problems still unsolved,
+    and the longest verified prefixes of problems nothing solved (`partial_solutions`)."""
+    own = [s for s in samples if not s.meta.get("rationalized")]
+    rationales = [s for s in samples if s.meta.get("rationalized") and not s.meta.get("hint_leak")]
+    rationales = above_threshold(passing_keep_rule(task, problems, rationales, cfg.keep), threshold)
+    kept = select_correct(above_threshold(passing_keep_rule(task, problems, own, cfg.keep), threshold),
+                          cfg.max_kept_per_problem)
+    solved = {s.problem_id for s in kept}
+    kept_rationales = select_correct([s for s in rationales if s.problem_id not in solved], 1)
+    prefixes: list[tuple[str, str]] = []
+    if cfg.partial_solutions and isinstance(task, StepTask):
+        prefixes = partial_prefixes(task, problems, own, solved | {s.problem_id for s in kept_rationales},
+                                    cfg.min_prefix_steps)
+    return Selection(kept, kept_rationales, prefixes)
+
+
+def iteration_metrics(cfg: SelfTrainConfig, it: int, task, problems: list[Problem], samples: list[Sample],
+                      selection: Selection, choice: SamplingChoice, summary: dict) -> dict:
+    own = [s for s in samples if not s.meta.get("rationalized")]
+    hinted = [s for s in samples if s.meta.get("rationalized")]
+    metrics = {
+        "iteration": it,
+        "temperature": choice.temperature,
+        "samples_per_prompt": choice.k,
+        "samples": len(own),
+        "sample_accuracy": sum(s.correct for s in own) / len(own),
+        "problems_solved": len({s.problem_id for s in selection.kept}) / len(problems),
+        "kept": len(selection.kept),
+        "rationalized/tried": len({s.problem_id for s in hinted}),
+        "rationalized/kept": len(selection.rationales),
+        "rationalized/hint_leaks": sum(bool(s.meta.get("hint_leak")) for s in hinted),
+        "partial/prefixes": len(selection.prefixes),
+        **explore_exploit(task, problems, own, selection.kept, choice.k, cfg.bstar.target_correct),
+        "tokens_generated": sum(s.num_tokens for s in samples) + (choice.probe["tokens"] if choice.probe else 0),
+        "train/loss": summary.get("loss_last"),
+        "train/tokens": summary.get("train_tokens", 0),
+        "time/train": summary.get("train_seconds", 0.0),
+    }
+    if choice.probe:
+        metrics["bstar/probe_tokens"] = choice.probe["tokens"]
+        metrics["bstar/chosen_score"] = choice.probe["choice"]["balance_score"]
+        metrics["bstar/threshold"] = choice.threshold
+        metrics["bstar/below_threshold"] = sum(s.correct and s.rewards.get("reward_model", 1.0) < choice.threshold
+                                               for s in own)
+    return metrics
+
+
 def learn(run: RunDir, model, tokenizer, pairs: list[tuple[str, str]], eos: list[bool], cfg: SelfTrainConfig,
-          it: int, mid_training: dict | None) -> dict:
+          it: int, mid_training: Progress | None) -> dict:
     """One iteration's M-step through `sft.fit`, checkpointed every `cfg.train_save_every` steps.
 
     `mid_training` is the saved state of a run killed in this phase ({"step", "checkpoint"}); the
@@ -482,7 +579,7 @@ def learn(run: RunDir, model, tokenizer, pairs: list[tuple[str, str]], eos: list
     scheduler = make_scheduler(optimizer, cfg.train.optim, total)
     start_step = 0
     if mid_training is not None:
-        start_step = load_trainer_state(run.checkpoints_dir / mid_training["checkpoint"], optimizer, scheduler)["step"]
+        start_step = load_trainer_state(run.checkpoints_dir / mid_training.checkpoint, optimizer, scheduler)["step"]
         console.print(f"selftrain iter {it}: resuming training at step {start_step}/{total}")
 
     def on_step(step: int, _metrics: dict) -> None:
@@ -491,7 +588,7 @@ def learn(run: RunDir, model, tokenizer, pairs: list[tuple[str, str]], eos: list
         name = f"iter-{it:03d}-step-{step:06d}"
         save_checkpoint(run.checkpoints_dir / name, model, tokenizer, optimizer, scheduler,
                         extra={"iteration": it, "step": step})
-        run.save_state({"iteration": it - 1, "phase": "training", "step": step, "checkpoint": name})
+        Progress(iteration=it - 1, phase="training", step=step, checkpoint=name).save(run)
         for old in run.checkpoints_dir.glob(f"iter-{it:03d}-step-*"):  # only after the state points past them
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
