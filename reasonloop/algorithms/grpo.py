@@ -120,7 +120,6 @@ from reasonloop.algorithms.sft import LoRAConfig, apply_lora
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.policy import ModelConfig, load_model
-from reasonloop.models.reward_model import AGGREGATES
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
@@ -129,6 +128,7 @@ from reasonloop.tasks.base import StepTask
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.utils import console, seed_everything
 from reasonloop.verify import get_reward
+from reasonloop.verify.aggregate import AGGREGATIONS
 
 
 @dataclass
@@ -246,8 +246,8 @@ class GRPOConfig:
             if name in ("correct", "format", "length", "prm", "total"):
                 raise ValueError(f"rewards.{name}: the name is taken by a built-in reward term; rename it")
             get_reward(name)  # KeyError naming the bad reward at config load, not at step 1
-        if self.process_aggregate not in AGGREGATES:
-            raise ValueError(f"process_aggregate {self.process_aggregate!r} not in {sorted(AGGREGATES)}")
+        if self.process_aggregate not in AGGREGATIONS:
+            raise ValueError(f"process_aggregate {self.process_aggregate!r} not in {AGGREGATIONS}")
         if self.overlap_sampling and self.old_logprobs != "sampler":
             raise ValueError("overlap_sampling needs old_logprobs='sampler': the batch comes from the weights before "
                              "the last update, and only the sampler's logprobs are that behaviour policy's")

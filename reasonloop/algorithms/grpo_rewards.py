@@ -19,11 +19,12 @@ from reasonloop.algorithms.prm import (
     process_advantages,
     token_step_index,
 )
-from reasonloop.algorithms.rl_maths import soft_overlong_penalty
-from reasonloop.models.reward_model import RewardModel, aggregate_scores
+from reasonloop.models.reward_model import RewardModel
 from reasonloop.tasks.base import first_error
 from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.verify import answer_format_reward, correctness_reward, get_reward, score_all
+from reasonloop.verify.aggregate import aggregate
+from reasonloop.verify.rewards import soft_overlong_penalty
 
 
 class _MaxNewTokens(Protocol):
@@ -122,7 +123,7 @@ def add_process_rewards(cfg: RewardSettings, sources: RewardSources, task, probl
     """Score every sample's steps; add the aggregate to the total unless the mode is "step"."""
     steps = [split_steps(s.text, sources.step_separator) for s in samples]
     step_scores = sources.step_scores(task, problems, steps)
-    process = torch.tensor([aggregate_scores(x, cfg.process_aggregate) for x in step_scores])  # (N,)
+    process = torch.tensor([aggregate(x, cfg.process_aggregate) for x in step_scores])  # (N,)
     correct = torch.tensor([s.rewards["correct"] for s in samples])  # (N,)
     if cfg.process_mode == "posterior":
         bonus = posterior_gated_rewards(correct, process, cfg.process_weight) - correct  # (N,)

@@ -172,15 +172,6 @@ AGGREGATIONS = ("token_mean", "seq_mean", "constant")
 # Reward shaping and group filters (plain Python/tensor helpers)
 
 
-def soft_overlong_penalty(length: int, max_length: int, cache: int) -> float:
-    """DAPO's soft overlong punishment: 0 up to max-cache, then linear down to -1 at max."""
-    if length <= max_length - cache:
-        return 0.0
-    if length <= max_length:
-        return ((max_length - cache) - length) / cache
-    return -1.0
-
-
 def pass_rate_in_band(correct: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """correct (P, G) in {0,1} -> (P,) bool: groups whose pass rate lies in [low, high]."""
     rate = correct.float().mean(dim=1)

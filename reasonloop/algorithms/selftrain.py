@@ -102,7 +102,7 @@ class BStarConfig:
     reward_thresholds: list[float] = field(default_factory=lambda: [0.0])
     """candidate thresholds in [0, 1] searched by the probe together with temperature and k"""
     reward_aggregate: Literal["min", "last", "prod", "mean"] = "min"
-    """how step scores become one solution score (see `models.reward_model.AGGREGATES`)"""
+    """how step scores become one solution score (see `verify.aggregate`)"""
 
     def __post_init__(self):
         if not self.temperatures or min(self.temperatures) <= 0:
@@ -280,14 +280,15 @@ Scorer = Callable[[list[str], list[str]], list[float]]
 
 
 def reward_model_scorer(path: str, aggregate: str) -> Scorer:
-    """Score completions with a trained reward model: its step scores, aggregated (`aggregate_scores`)."""
-    from reasonloop.models.reward_model import RewardModel, aggregate_scores
+    """Score completions with a trained reward model: its step scores, aggregated (`verify.aggregate`)."""
+    from reasonloop.models.reward_model import RewardModel
+    from reasonloop.verify.aggregate import aggregate as aggregate_steps
 
     rm = RewardModel.from_pretrained(path, device="cpu")
 
     def score(prompts: list[str], completions: list[str]) -> list[float]:
         steps = [split_steps(c, rm.spec.step_separator) for c in completions]
-        return [aggregate_scores(s, aggregate) for s in rm.score_batch(prompts, steps)]
+        return [aggregate_steps(s, aggregate) for s in rm.score_batch(prompts, steps)]
 
     return score
 

@@ -30,6 +30,8 @@ import torch
 
 from reasonloop.models.policy import _check_local, encode_context, load_tokenizer, resolve_device
 from reasonloop.types import Problem, split_steps
+from reasonloop.verify.aggregate import aggregate as aggregate_steps
+from reasonloop.verify.aggregate import check_aggregation
 
 RewardKind = Literal["prm", "orm", "value"]
 HEAD_FILE, CONFIG_FILE = "reward_head.safetensors", "reward_model.json"
@@ -165,21 +167,6 @@ class RewardModel(torch.nn.Module):
 # ---------------------------------------------------------------------------------------
 # Aggregation and the reward callable for RL / best-of-N
 
-AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
-    "min": min,                                     # Math-Shepherd, Snell et al.
-    "last": lambda s: s[-1],                        # ORM-style
-    "prod": lambda s: float(torch.tensor(list(s)).prod()),  # Lightman et al. (PRM800K)
-    "mean": lambda s: sum(s) / len(s),
-}
-
-
-def aggregate_scores(scores: Sequence[float], how: str = "min") -> float:
-    """One solution score from step scores; 0.0 for a solution with no steps."""
-    if how not in AGGREGATES:
-        raise KeyError(f"unknown aggregate {how!r}; valid: {sorted(AGGREGATES)}")
-    return AGGREGATES[how](scores) if scores else 0.0
-
-
 def prm_reward(model_dir: str | Path, aggregate: str = "min", device: str = "cpu") -> Callable[[Problem, str], float]:
     """A reward callable `(problem, completion) -> float` scoring the completion with a trained reward model.
 
@@ -187,11 +174,10 @@ def prm_reward(model_dir: str | Path, aggregate: str = "min", device: str = "cpu
     with the model's own separator.
     """
     model = RewardModel.from_pretrained(model_dir, device=device)
-    if aggregate not in AGGREGATES:
-        raise KeyError(f"unknown aggregate {aggregate!r}; valid: {sorted(AGGREGATES)}")
+    check_aggregation(aggregate)
 
     def reward(problem: Problem, completion: str) -> float:
-        return aggregate_scores(model.score_steps(problem, split_steps(completion, model.spec.step_separator)),
+        return aggregate_steps(model.score_steps(problem, split_steps(completion, model.spec.step_separator)),
                                 aggregate)
 
     reward.__name__ = f"prm_{aggregate}"

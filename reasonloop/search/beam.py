@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reasonloop.search.aggregate import Aggregation, aggregate
 from reasonloop.search.common import (
     Partial,
     Selection,
@@ -37,6 +36,7 @@ from reasonloop.search.common import (
     score_partials,
     select,
 )
+from reasonloop.verify.aggregate import Aggregation, aggregate
 
 
 @dataclass

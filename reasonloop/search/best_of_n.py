@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from reasonloop.search.aggregate import Aggregation, aggregate, check_aggregation
 from reasonloop.search.budget import score_charged
 from reasonloop.search.common import Selection, new_budgets, sample_solutions, select
 from reasonloop.search.voting import canonical_answer
 from reasonloop.types import split_steps
+from reasonloop.verify.aggregate import Aggregation, aggregate, check_aggregation
 
 
 @dataclass

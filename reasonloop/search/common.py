@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonloop.rollout.sampler import Sampler, SamplingParams
-from reasonloop.search.aggregate import check_aggregation
 from reasonloop.search.budget import Budget, generate_charged
 from reasonloop.search.voting import canonical_answer
 from reasonloop.types import Problem, Sample, split_steps
+from reasonloop.verify.aggregate import check_aggregation
 from reasonloop.verify.extract import extract_final_answer
 
 

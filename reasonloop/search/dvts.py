@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reasonloop.search.aggregate import Aggregation, aggregate
 from reasonloop.search.beam import _choose, top_k
 from reasonloop.search.common import (
     Partial,
@@ -33,6 +32,7 @@ from reasonloop.search.common import (
     round_seed,
     score_partials,
 )
+from reasonloop.verify.aggregate import Aggregation, aggregate
 
 
 @dataclass

@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from reasonloop.search.aggregate import Aggregation, aggregate, check_aggregation
 from reasonloop.search.beam import _choose
 from reasonloop.search.common import (
     Partial,
@@ -42,6 +41,7 @@ from reasonloop.search.common import (
     round_seed,
     score_partials,
 )
+from reasonloop.verify.aggregate import Aggregation, aggregate, check_aggregation
 
 
 @dataclass

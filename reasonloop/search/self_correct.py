@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from reasonloop.rollout.sampler import SamplingParams
-from reasonloop.search.aggregate import Aggregation, aggregate, check_aggregation
 from reasonloop.search.budget import generate_charged, score_charged
 from reasonloop.search.common import Selection, new_budgets, round_seed, select
 from reasonloop.types import split_steps
+from reasonloop.verify.aggregate import Aggregation, aggregate, check_aggregation
 
 
 @dataclass

@@ -86,14 +86,19 @@ def overlong_penalty(max_length: int, cache_length: int, length: Callable[[str],
         raise ValueError(f"need 0 < cache_length <= max_length, got {cache_length}, {max_length}")
 
     def overlong(problem: Problem, completion: str) -> float:
-        n, soft_start = length(completion), max_length - cache_length
-        if n <= soft_start:
-            return 0.0
-        if n <= max_length:
-            return (soft_start - n) / cache_length
-        return -1.0
+        return soft_overlong_penalty(length(completion), max_length, cache_length)
 
     return overlong
+
+
+def soft_overlong_penalty(length: int, max_length: int, cache: int) -> float:
+    """DAPO's soft overlong punishment of a completion of `length`: 0 up to max-cache, then linear down
+    to -1 at max (GRPO calls it on token counts, as the paper does)."""
+    if length <= max_length - cache:
+        return 0.0
+    if length <= max_length:
+        return ((max_length - cache) - length) / cache
+    return -1.0
 
 
 def length_penalty(target_length: int, length: Callable[[str], int] = len) -> Reward:

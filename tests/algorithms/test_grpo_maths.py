@@ -13,8 +13,8 @@ from reasonloop.algorithms.rl_maths import (
     has_reward_variance,
     masked_entropy,
     pass_rate_in_band,
-    soft_overlong_penalty,
 )
+from reasonloop.verify.rewards import soft_overlong_penalty
 
 
 def test_group_advantages_by_hand():
@@ -90,6 +90,7 @@ def test_loss_aggregations_by_hand_and_under_micro_batching():
         assert split.item() == pytest.approx(aggregate_loss(per_token, mask, mode, **totals).item())
     with pytest.raises(ValueError, match="valid"):
         aggregate_loss(per_token, mask, "sum")
+
 
 
 def test_soft_overlong_penalty_by_hand():

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from reasonloop.models.reward_model import RewardModel, aggregate_scores, prm_reward
+from reasonloop.models.reward_model import RewardModel, prm_reward
 from reasonloop.types import Problem
+from reasonloop.verify.aggregate import aggregate as aggregate_scores
 
 
 @pytest.fixture(scope="module")
@@ -59,5 +60,5 @@ def test_aggregates():
     assert aggregate_scores([0.5, 0.25], "min") == 0.25 and aggregate_scores([0.5, 0.25], "prod") == 0.125
     assert aggregate_scores([0.5, 0.25], "last") == 0.25 and aggregate_scores([0.5, 0.25], "mean") == 0.375
     assert aggregate_scores([], "min") == 0.0
-    with pytest.raises(KeyError, match="valid"):
+    with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate_scores([0.1], "max")

@@ -6,7 +6,6 @@ import pytest
 from fakes import ScriptedSampler, TableScorer
 
 from reasonloop.search import STRATEGIES
-from reasonloop.search.aggregate import aggregate
 from reasonloop.search.beam import BeamConfig, beam_search, top_k
 from reasonloop.search.best_of_n import BestOfNConfig, best_of_n, weighted_best_of_n, weighted_vote
 from reasonloop.search.budget import Budget
@@ -17,6 +16,7 @@ from reasonloop.search.majority import MajorityConfig, majority
 from reasonloop.search.mcts import MCTSConfig, Node, backup, mcts, select_child, select_leaf, uct
 from reasonloop.search.self_correct import SelfCorrectConfig, first_flagged, self_correct
 from reasonloop.types import Problem
+from reasonloop.verify.aggregate import aggregate
 
 P = [Problem(id="p0", prompt="Q0\n", answer="7")]
 

@@ -6,6 +6,9 @@ The four rules used by the literature (search-and-learn `sal/utils/score.py::agg
 has last / min / prod; OpenR has min / last; Math-Shepherd ranks by min; `mean` is the
 Lightman et al. 2023 ablation). An outcome scorer (verifier, ORM) returns one score per
 solution, for which every rule gives that score.
+
+The one aggregation for search strategies, reward models (`models.reward_model`), GRPO's process
+rewards and B-STaR's reward-model threshold. Pure Python.
 """
 
 from __future__ import annotations
