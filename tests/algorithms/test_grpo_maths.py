@@ -92,7 +92,6 @@ def test_loss_aggregations_by_hand_and_under_micro_batching():
         aggregate_loss(per_token, mask, "sum")
 
 
-
 def test_soft_overlong_penalty_by_hand():
     assert [soft_overlong_penalty(n, 20, 4) for n in (10, 16, 18, 20, 25)] == [0.0, 0.0, -0.5, -1.0, -1.0]
 
