@@ -12,10 +12,10 @@ run is deterministic whatever the threads' timing; the caller checkpoints the ba
 flight to resume exactly.
 
 Why a thread (not a process): the policy copy is shared memory for free, and torch releases
-the GIL inside its kernels. Measured on the 0.87 M quickstart model: sampling and the update
-overlapped almost completely (0.45 s in sequence -> 0.27 s overlapped, 1 torch thread each).
-With one torch thread per process (`OMP_NUM_THREADS=1`) the two stages run on two cores;
-with more, they share torch's intra-op pool (2 threads each measured slower than sequential).
+the GIL inside its kernels, so sampling and the update run on two cores at once with one torch
+thread each (`OMP_NUM_THREADS=1`); with more threads they share torch's intra-op pool. The
+measurements are in docs/grpo.md ("Overlapped sampling"). Multi-step staleness and other
+machines are `reasonloop.distributed`'s.
 """
 
 from __future__ import annotations
