@@ -40,7 +40,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from reasonloop.models.policy import ModelConfig, encode_context, load_model
 from reasonloop.rollout import llama_decode
 from reasonloop.rollout.llama_decode import LlamaWeights, StaticKVCache, keep_rows_in_place
-from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.rollout.sampler import SamplingParams, request_defaults
 from reasonloop.types import Sample, split_steps
 from reasonloop.utils import optional_progress
 
@@ -472,10 +472,7 @@ class TorchEngine:
         params: SamplingParams | None = None,
         prefixes: list[str] | None = None,
     ) -> list[list[Sample]]:
-        params = params or SamplingParams()
-        prefixes = prefixes or [""] * len(prompts)
-        if len(prefixes) != len(prompts):
-            raise ValueError(f"got {len(prefixes)} prefixes for {len(prompts)} prompts")
+        params, prefixes = request_defaults(prompts, params, prefixes)
         contexts = [self.encode_context(p, x) for p, x in zip(prompts, prefixes)]
         order = sorted(range(len(prompts)), key=lambda i: -len(contexts[i]))  # similar lengths: less padding
         rows = [(i, j) for i in order for j in range(samples_per_prompt)]

@@ -37,7 +37,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.rollout.sampler import SamplingParams, request_defaults
 from reasonloop.types import Sample, split_steps
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -88,10 +88,7 @@ class OpenAISampler:
         params: SamplingParams | None = None,
         prefixes: list[str] | None = None,
     ) -> list[list[Sample]]:
-        params = params or SamplingParams()
-        prefixes = prefixes or [""] * len(prompts)
-        if len(prefixes) != len(prompts):
-            raise ValueError(f"got {len(prefixes)} prefixes for {len(prompts)} prompts")
+        params, prefixes = request_defaults(prompts, params, prefixes)
         per_request = samples_per_prompt if self.use_n else 1
         jobs = [(i, k) for i in range(len(prompts)) for k in range(samples_per_prompt // per_request)]
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:

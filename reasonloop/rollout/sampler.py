@@ -62,3 +62,12 @@ class Sampler(Protocol):
         params: SamplingParams | None = None,
         prefixes: list[str] | None = None,
     ) -> list[list[Sample]]: ...
+
+
+def request_defaults(prompts: list[str], params: SamplingParams | None,
+                     prefixes: list[str] | None) -> tuple[SamplingParams, list[str]]:
+    """The `generate` arguments every backend starts from: default params, one (possibly empty) prefix per prompt."""
+    prefixes = prefixes or [""] * len(prompts)
+    if len(prefixes) != len(prompts):
+        raise ValueError(f"got {len(prefixes)} prefixes for {len(prompts)} prompts")
+    return params or SamplingParams(), prefixes

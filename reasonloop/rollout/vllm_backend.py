@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasonloop.models.policy import ModelConfig, encode_context, load_tokenizer
-from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.rollout.sampler import SamplingParams, request_defaults
 from reasonloop.types import Sample, split_steps
 
 
@@ -78,10 +78,7 @@ class VLLMEngine:
         params: SamplingParams | None = None,
         prefixes: list[str] | None = None,
     ) -> list[list[Sample]]:
-        params = params or SamplingParams()
-        prefixes = prefixes or [""] * len(prompts)
-        if len(prefixes) != len(prompts):
-            raise ValueError(f"got {len(prefixes)} prefixes for {len(prompts)} prompts")
+        params, prefixes = request_defaults(prompts, params, prefixes)
         requests = [{"prompt_token_ids": self.encode_context(p, x)} for p, x in zip(prompts, prefixes)]
         vparams = [self._vllm_params(
             n=samples_per_prompt,
