@@ -1,46 +1,285 @@
-r"""Real datasets from local files: GSM8K, MATH / MATH-500, AIME, PRM800K, or any field mapping.
+r"""Datasets as tasks: the machinery every dataset task shares (config, rows, templates, grading).
 
-    task = load_gsm8k("data/gsm8k/test.jsonl")
-    task = load_math("data/math500/test.jsonl")
-    task = load_prm800k("data/prm800k/phase2_train.jsonl")
-    task = load_generic("my.parquet", prompt_field="q", answer_field="meta.gold")
+    task = make_task("gsm8k", source="data/gsm8k/{split}.jsonl", split="test")
+    task = make_task("math", source="HuggingFaceH4/MATH-500", split="test", size=100, seed=0)
+    task = make_task("dataset", source="my.parquet", fields={"prompt": "q", "answer": "gold.value"},
+                     answer="number")
 
-Files may be JSONL, Parquet, or a directory written by `datasets.Dataset.save_to_disk`
-(pyarrow and datasets are imported only for those). Nothing is ever downloaded.
+From a command's config the same is `task.name=gsm8k task.source=... task.split=test` (see
+`TaskSpec`). The tasks themselves (gsm8k, math, aime, amc, humaneval, mbpp, prm800k,
+processbench, dataset) are in `reasonloop.tasks.formats`; rows are read by
+`reasonloop.tasks.sources`.
 
-A bad row raises `DatasetError` naming the place (`file:line` for JSONL, `file:row N`
-otherwise) and the field, e.g. `gsm8k.jsonl:3: field 'answer' has no '#### <number>' line`.
+A `DatasetTask` reads every row of its source when it is built and turns each into a
+`Problem`; a row that cannot be used raises `DatasetError` naming the file, the row and the
+field (`data/gsm8k.jsonl:3: field 'answer' has no '#### <number>' line`). Every bad row of
+the source is found before the error is raised, and the one-line message counts the others.
+With `skip_bad_rows=True` they are skipped instead, counted in `task.skipped` and logged.
 
-Each loader returns a `DatasetTask`: the Task protocol over a list of Problems, graded by
-math equivalence (`reasonloop.verify.math.grade_math`) against `problem.answer`.
+`size` keeps at most that many problems: a seeded sample (`cursor.subset_indices`), not the
+first rows, because files are often sorted by subject or difficulty. Training loops build
+the task whole (`size=None`) and walk it with a `ProblemCursor`.
+
+Prompts come from a template: the task's standard one (the field's usual "put your final
+answer within \boxed{}") or `template=`, where `{name}` is replaced by a row field (dotted
+paths allowed) or one of the task's named parts (`{problem}`, `{tests}`, `{choices}` ...),
+`{{` and `}}` are literal braces, and any other brace (`\boxed{}`) is left as it is.
+
+Grading by answer kind: `number` and `math` by math equivalence (`verify.math.grade_math`),
+`choice` by the option letter, `code` by running the task's tests in the sandbox
+(`verify.code.run_tests`).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
-from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from reasonloop.tasks.cursor import subset_indices
+from reasonloop.tasks.sources import DatasetError, read_source
 from reasonloop.types import Problem
-from reasonloop.verify.extract import extract_boxed
+from reasonloop.verify.extract import extract_answer
 from reasonloop.verify.math import grade_math
 
+BOXED = r"Please reason step by step, and put your final answer within \boxed{}."
+ANSWER_KINDS = ("number", "math", "choice", "code")
 
-class DatasetError(ValueError):
-    """A row that does not fit the expected format; the message says where and which field."""
+
+@dataclass
+class DatasetConfig:
+    source: str = ""
+    """a JSONL/JSON/Parquet/CSV file, a save_to_disk folder, a folder of split files, or a Hub dataset id
+    (`{split}` in a path is replaced by the split); empty: the task's default Hub dataset"""
+    config: str = ""
+    """the Hub dataset's config (subset) name, e.g. `main` for openai/gsm8k"""
+    split: str = "test"
+    """the split to read (a file has none: it serves any split)"""
+    revision: str = ""
+    """Hub dataset revision (branch, tag or commit)"""
+    size: int | None = None
+    """at most this many problems, a seeded sample of the rows; None: all"""
+    seed: int = 0
+    fields: dict[str, str] = field(default_factory=dict)
+    """the task's field name -> the column that holds it (dotted paths for nested values)"""
+    answer: str = ""
+    """answer kind of the `dataset` task: number, math, choice or code"""
+    template: str = ""
+    """prompt template; empty: the task's standard one"""
+    skip_bad_rows: bool = False
+    """skip (count and log) rows that cannot be used, instead of stopping at them"""
+
+    def __post_init__(self):
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be positive, got {self.size}")
+        if not self.split:
+            raise ValueError("split must be set")
+        if self.answer and self.answer not in ANSWER_KINDS:
+            raise ValueError(f"answer kind must be one of {list(ANSWER_KINDS)}, got {self.answer!r}")
+
+
+class Row:
+    """One source row with its place (`where`) and the task's field mapping; errors name both."""
+
+    def __init__(self, data: dict[str, Any], where: str, mapping: dict[str, str],
+                 aliases: dict[str, tuple[str, ...]] | None = None):
+        self.data, self.where, self.mapping, self.aliases = data, where, mapping, aliases or {}
+
+    def column(self, name: str) -> str:
+        """The column holding `name`: the user's mapping, else `name` itself, else an alias or a
+        different capitalisation of either that the row has (`Problem`, `question` ...)."""
+        if name in self.mapping:
+            return self.mapping[name]
+        if self.data.get(name) is not None or "." in name:
+            return name
+        for candidate in (name, *self.aliases.get(name, ())):
+            for key, value in self.data.items():  # tables padded with None for other rows' columns
+                if value is not None and isinstance(key, str) and key.lower() == candidate.lower():
+                    return key
+        return name
+
+    def has(self, name: str) -> bool:
+        return lookup(self.data, self.column(name)) is not None
+
+    def error(self, name: str, message: str) -> DatasetError:
+        return DatasetError(f"{self.where}: field {self.column(name)!r} {message}")
+
+    def get(self, name: str, required: bool = True) -> Any:
+        value = lookup(self.data, self.column(name))
+        if value is None and required:
+            raise DatasetError(f"{self.where}: missing field {self.column(name)!r}")
+        return value
+
+    def text(self, name: str, required: bool = True) -> str | None:
+        """A non-empty string (numbers are written as text: `42`, `142.0` -> `142`); an optional
+        field that is absent or blank is None."""
+        value = self.get(name, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.error(name, f"should be text, got {type(value).__name__}")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        value = str(value)
+        if not value.strip():
+            if not required:
+                return None
+            raise self.error(name, "is empty")
+        return value
+
+    def structured(self, name: str, kind: type, required: bool = True) -> Any:
+        """A list or dict; a CSV cell holding JSON (or a Python literal) is parsed."""
+        value = self.get(name, required)
+        if isinstance(value, str):
+            value = parse_cell(value)
+        if value is None and not required:
+            return None
+        if hasattr(value, "tolist"):  # numpy arrays from some Arrow conversions
+            value = value.tolist()
+        if not isinstance(value, kind):
+            raise self.error(name, f"should be a {getattr(kind, '__name__', 'list or mapping')}, got {type(value).__name__}")
+        return value
+
+    def integer(self, name: str, required: bool = True) -> int | None:
+        value = self.get(name, required)
+        if value is None:
+            return None
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(name, f"should be an integer, got {value!r}")
+        return value
+
+
+def lookup(data: Any, path: str) -> Any:
+    """`data["a"]["b"]` for "a.b" (a CSV cell holding JSON is parsed on the way); None if absent."""
+    value = data
+    for part in path.split("."):
+        if isinstance(value, str):
+            value = parse_cell(value)
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def parse_cell(text: str) -> Any:
+    """A CSV cell that holds a list or an object (JSON, or a Python literal as pandas writes it)."""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "[{":
+        return text
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(stripped)
+    except (ValueError, SyntaxError):
+        return text
+
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.]*)\}")
+
+
+def render(template: str, parts: dict[str, Any], row: Row) -> str:
+    """Fill `{name}` from `parts`, else from the row; `{{`/`}}` are literal braces, other braces stay."""
+
+    def fill(m: re.Match) -> str:
+        if m.group(0) in ("{{", "}}"):
+            return m.group(0)[0]
+        name = m.group(1)
+        value = parts[name] if name in parts else lookup(row.data, name)
+        if value is None:
+            raise DatasetError(f"{row.where}: the template's {{{name}}} is not a field of this row "
+                               f"(its fields: {', '.join(map(str, row.data))})")
+        return value if isinstance(value, str) else json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+    return _PLACEHOLDER.sub(fill, template)
 
 
 class DatasetTask:
-    """A fixed list of problems with a math-equivalence verifier."""
+    """A finite list of problems read from a dataset source; subclasses define one format each.
 
-    description = "problems loaded from a local file, graded by math equivalence"
+    A subclass sets `name`, `description`, `template` (the standard prompt), `answer_kind`,
+    optionally `default_source` ((Hub id, config), used when no source is given) and
+    `default_splits` (the command's split -> that dataset's split name), and implements
+    `parse(row) -> Problem` with the prompt from `self.prompt(parts, row)`.
+    """
 
-    def __init__(self, name: str, problems: list[Problem]):
-        self.name = name
-        self.problems = problems
+    name: ClassVar[str] = "dataset"
+    description: ClassVar[str] = ""
+    template: ClassVar[str] = "{problem}\n" + BOXED
+    answer_kind: ClassVar[str | None] = "math"
+    default_source: ClassVar[tuple[str, str] | None] = None
+    default_splits: ClassVar[dict[str, str]] = {}
+    aliases: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """other column names a field goes by in copies of the dataset (any capitalisation matches too)"""
+    finite: ClassVar[bool] = True
+    """a fixed collection: a `ProblemCursor` shuffles it each epoch"""
 
+    def __init__(self, config: DatasetConfig | None = None):
+        self.config = config or DatasetConfig()
+        self.check_config()
+        self.skipped: list[str] = []
+        self.opened, problems = self._load()
+        kept = subset_indices(len(problems), self.config.size, self.config.seed)
+        self.problems = [problems[i] for i in kept]
+        self.rows_read = len(problems)
+
+    def check_config(self) -> None:
+        if self.config.answer:
+            raise DatasetError(f"task {self.name!r} grades its own answers; answer= is for the `dataset` task")
+
+    # --- reading ---
+    def _load(self) -> tuple[str, list[Problem]]:
+        c = self.config
+        source, config, split = c.source, c.config, c.split
+        if not source:
+            if self.default_source is None:
+                raise DatasetError(f"task {self.name!r} needs a source: set task.source to a file, a folder or a "
+                                   f"Hub dataset id")
+            source, default_config = self.default_source
+            config = config or default_config
+            split = self.default_splits.get(split, split)
+        opened, rows = read_source(source, split=split, config=config, revision=c.revision)
+        problems, errors = [], []
+        for where, data in rows:
+            try:
+                problems.append(self.parse(Row(data, where, c.fields, self.aliases)))
+            except DatasetError as e:
+                errors.append(str(e))
+        if errors and not c.skip_bad_rows:
+            more = f" (and {len(errors) - 1} more bad rows; skip_bad_rows=true skips them)" if len(errors) > 1 else ""
+            raise DatasetError(errors[0] + more)
+        if errors:
+            self.skipped = errors
+            _note(f"{self.name}: skipped {len(errors)} bad rows of {opened} (skip_bad_rows): "
+                  + "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
+        if not problems:
+            raise DatasetError(f"{opened}: no usable rows for task {self.name!r}")
+        return opened, problems
+
+    def parse(self, row: Row) -> Problem:
+        raise NotImplementedError
+
+    def prompt(self, parts: dict[str, Any], row: Row) -> str:
+        return render(self.config.template or self.template, parts, row)
+
+    def problem_id(self, row: Row, id_field: str | None = None) -> str:
+        """`name/<the row's id>`, else `name/<file>:<line or row>` (the file's base name)."""
+        if id_field and row.has(id_field):
+            return f"{self.name}/{row.get(id_field)}"
+        return f"{self.name}/{os.path.basename(row.where)}"
+
+    # --- the Task protocol ---
     def __len__(self) -> int:
         return len(self.problems)
 
@@ -48,201 +287,57 @@ class DatasetTask:
         return self.problems[index]
 
     def verify(self, problem: Problem, completion: str) -> float:
-        return grade_math(problem.answer, completion) if problem.answer is not None else 0.0
+        kind = problem.meta.get("answer_kind", self.answer_kind)
+        if kind == "code":
+            return verify_code(problem, completion)
+        if kind == "choice":
+            return float(choice_letter(completion, problem.meta.get("choices", [])) == problem.answer)
+        if problem.answer is None:
+            raise DatasetError(f"task {self.name!r} has no gold answers to grade (it is for PRM evaluation: "
+                               f"`reasonloop label method=dataset`)")
+        return grade_math(problem.answer, completion)
 
 
-# --- reading rows ----------------------------------------------------------------------------
+def verify_code(problem: Problem, completion: str) -> float:
+    """1.0 iff the completion's last ```python block passes the problem's tests in the sandbox.
 
-
-def read_rows(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(location, row) for every row of a JSONL file, a Parquet file or a save_to_disk directory."""
-    name = os.path.basename(path.rstrip("/"))
-    if os.path.isdir(path):
-        from datasets import load_from_disk
-
-        dataset = load_from_disk(path)
-        if hasattr(dataset, "keys"):  # a DatasetDict: one split only, to keep locations unambiguous
-            raise DatasetError(f"{path}: is a DatasetDict with splits {list(dataset.keys())}; pass one split's directory")
-        for i, row in enumerate(dataset):
-            yield f"{name}:row {i}", row
-    elif path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        for i, row in enumerate(pq.read_table(path).to_pylist()):
-            yield f"{name}:row {i}", row
-    else:
-        with open(path, encoding="utf-8") as f:
-            for line_number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DatasetError(f"{name}:{line_number}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise DatasetError(f"{name}:{line_number}: expected a JSON object, got {type(row).__name__}")
-                yield f"{name}:{line_number}", row
-
-
-def get_field(row: dict, field: str, where: str, *, required: bool = True, kind: type | None = str):
-    """`row[field]` with dotted paths (`question.problem`); errors name the place and field."""
-    value: Any = row
-    for part in field.split("."):
-        if not isinstance(value, dict) or part not in value or value[part] is None:
-            if required:
-                raise DatasetError(f"{where}: missing field {field!r}")
-            return None
-        value = value[part]
-    if kind is not None and not isinstance(value, kind):
-        if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        raise DatasetError(f"{where}: field {field!r} should be {kind.__name__}, got {type(value).__name__}")
-    if kind is str and not value.strip():
-        raise DatasetError(f"{where}: field {field!r} is empty")
-    return value
-
-
-# --- the formats -----------------------------------------------------------------------------
-
-_GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$")
-_CALCULATOR = re.compile(r"<<[^>]*>>")
-
-
-def load_gsm8k(path: str, *, limit: int | None = None) -> DatasetTask:
-    """GSM8K rows `{question, answer}` where `answer` ends with `#### <number>`.
-
-    The reasoning lines before `####` become `steps` (calculator annotations removed).
+    HumanEval: a block that does not define the entry point is taken as the function's body
+    and appended to the prompt (the usual completion protocol); the prompt's imports are
+    always prepended, since models often drop them when they rewrite the whole function.
     """
-    problems = []
-    for where, row in _rows(path, limit):
-        question = get_field(row, "question", where)
-        answer_text = get_field(row, "answer", where)
-        lines = answer_text.strip().splitlines()
-        m = _GSM8K_FINAL.match(lines[-1].strip()) if lines else None
-        if not m:
-            raise DatasetError(f"{where}: field 'answer' has no '#### <number>' line")
-        gold = m.group(1).replace(",", "")
-        if not re.fullmatch(r"-?\d+(?:\.\d+)?", gold):
-            raise DatasetError(f"{where}: field 'answer' ends with '#### {m.group(1)}', not a number")
-        steps = [_CALCULATOR.sub("", line).strip() for line in lines[:-1] if line.strip()]
-        problems.append(Problem(f"gsm8k/{where}", question, answer=gold, steps=steps,
-                                meta={"source": where, "solution": "\n".join(steps + [f"#### {gold}"])}))
-    return DatasetTask("gsm8k", problems)
+    from reasonloop.verify.code import SandboxLimits, extract_code, run_tests
+
+    program = extract_code(completion)
+    if program is None:
+        return 0.0
+    prefix, entry = problem.meta.get("code_prefix"), problem.meta.get("entry_point")
+    if prefix and entry:
+        if re.search(rf"^\s*def\s+{re.escape(entry)}\s*\(", program, re.MULTILINE):
+            imports = [line for line in prefix.splitlines() if line.startswith(("import ", "from "))]
+            program = "\n".join(imports + [program])
+        else:
+            program = prefix + program
+    return float(run_tests(program, problem.meta["tests"], limits=SandboxLimits(**problem.meta.get("limits", {}))).passed)
 
 
-def load_math(path: str, *, limit: int | None = None) -> DatasetTask:
-    r"""MATH / MATH-500 rows `{problem, solution[, answer, level, type|subject]}`.
+def choice_letter(completion: str, choices: list[str]) -> str | None:
+    r"""The option letter a completion commits to: `\boxed{B}`, `Answer: (B)`, `B. text`, or an option's text.
 
-    The gold answer is the `answer` field when present (MATH-500), else the last
-    `\boxed{}` of the solution (MATH).
+    >>> choice_letter(r"so \boxed{(c)}", ["1", "2", "3"]), choice_letter("Answer: 2", ["1", "2", "3"])
+    ('C', 'B')
     """
-    problems = []
-    for where, row in _rows(path, limit):
-        question = get_field(row, "problem", where)
-        solution = get_field(row, "solution", where, required="answer" not in row)
-        gold = get_field(row, "answer", where, required=False)
-        if gold is None:
-            boxed = extract_boxed(solution or "")
-            if not boxed:
-                raise DatasetError(f"{where}: field 'solution' has no \\boxed{{}} answer (and there is no 'answer' field)")
-            gold = boxed[-1]
-        meta = {"source": where, "solution": solution}
-        for key in ("level", "type", "subject", "unique_id"):
-            if key in row:
-                meta[key] = row[key]
-        problems.append(Problem(f"math/{row.get('unique_id', where)}", question, answer=gold, meta=meta))
-    return DatasetTask("math", problems)
+    extraction = extract_answer(completion)
+    if extraction.answer is None or extraction.hedged:
+        return None
+    answer = extraction.answer.strip()
+    for i, text in enumerate(choices):
+        if answer.strip(" .").lower() == str(text).strip(" .").lower():
+            return chr(ord("A") + i)
+    m = re.fullmatch(r"\(?([A-Za-z])\)?(?:[.):]\s*.*)?", answer, re.DOTALL)
+    return m.group(1).upper() if m else None
 
 
-def load_aime(path: str, *, limit: int | None = None) -> DatasetTask:
-    """AIME-style rows: a problem (`problem`/`question`/`Problem`) and an integer answer 0-999."""
-    problems = []
-    for where, row in _rows(path, limit):
-        prompt_field = next((f for f in ("problem", "question", "Problem", "Question") if f in row), "problem")
-        answer_field = next((f for f in ("answer", "Answer") if f in row), "answer")
-        question = get_field(row, prompt_field, where)
-        answer = get_field(row, answer_field, where).strip()
-        if not re.fullmatch(r"\d{1,3}", answer.lstrip("0") or "0"):
-            raise DatasetError(f"{where}: field {answer_field!r} should be an integer 0-999, got {answer!r}")
-        problems.append(Problem(f"aime/{row.get('id', row.get('ID', where))}", question, answer=str(int(answer)),
-                                meta={"source": where, **({"year": row["year"]} if "year" in row else {})}))
-    return DatasetTask("aime", problems)
+def _note(message: str) -> None:
+    from reasonloop.utils import console
 
-
-def load_prm800k(path: str, *, limit: int | None = None) -> DatasetTask:
-    """PRM800K step-rating rows (OpenAI's schema) -> Problems with `steps` and per-step ratings.
-
-    Per step, the step text is the chosen completion (`chosen_completion`), else the human
-    completion, else (a step where labelling stopped) the first rated completion.
-    `meta["step_ratings"][i]` is that text's rating in {-1, 0, 1} (None for a human
-    completion, which is unrated), `meta["first_error"]` the first step rated -1.
-    """
-    problems = []
-    for where, row in _rows(path, limit):
-        question = get_field(row, "question.problem", where)
-        gold = get_field(row, "question.ground_truth_answer", where, required=False)
-        raw_steps = get_field(row, "label.steps", where, kind=list)
-        steps, ratings = [], []
-        for k, step in enumerate(raw_steps):
-            here = f"{where}: label.steps[{k}]"
-            completions = step.get("completions") if isinstance(step, dict) else None
-            if not isinstance(completions, list):
-                raise DatasetError(f"{here}: missing field 'completions'")
-            chosen = step.get("chosen_completion")
-            if chosen is not None:
-                if not isinstance(chosen, int) or not 0 <= chosen < len(completions):
-                    raise DatasetError(f"{here}: field 'chosen_completion' = {chosen!r} is not an index into completions")
-                picked = completions[chosen]
-            elif step.get("human_completion"):
-                human = step["human_completion"]
-                steps.append(human["text"] if isinstance(human, dict) else str(human))
-                ratings.append(None)
-                continue
-            elif completions:
-                picked = completions[0]
-            else:
-                raise DatasetError(f"{here}: no completions and no human completion")
-            rating = picked.get("rating") if isinstance(picked, dict) else None
-            if rating not in (-1, 0, 1):
-                raise DatasetError(f"{here}: field 'rating' should be -1, 0 or 1, got {rating!r}")
-            text = picked.get("text")
-            if not isinstance(text, str):
-                raise DatasetError(f"{here}: field 'text' missing")
-            steps.append(text)
-            ratings.append(rating)
-        first_error = next((i for i, r in enumerate(ratings) if r == -1), None)
-        problems.append(Problem(
-            f"prm800k/{where}", question, answer=gold, steps=steps,
-            meta={"source": where, "step_ratings": ratings, "first_error": first_error,
-                  "finish_reason": row.get("label", {}).get("finish_reason"), "solution": "\n".join(steps)},
-        ))
-    return DatasetTask("prm800k", problems)
-
-
-def load_generic(path: str, *, prompt_field: str, answer_field: str | None = None, id_field: str | None = None,
-                 name: str | None = None, limit: int | None = None) -> DatasetTask:
-    """Any rows: the prompt and (optional) answer from the named fields (dotted paths allowed)."""
-    problems = []
-    for where, row in _rows(path, limit):
-        prompt = get_field(row, prompt_field, where)
-        answer = get_field(row, answer_field, where) if answer_field else None
-        problem_id = str(get_field(row, id_field, where, kind=None)) if id_field else where
-        problems.append(Problem(problem_id, prompt, answer=answer, meta={"source": where}))
-    return DatasetTask(name or os.path.splitext(os.path.basename(path.rstrip("/")))[0], problems)
-
-
-def _rows(path: str, limit: int | None):
-    for i, item in enumerate(read_rows(path)):
-        if limit is not None and i >= limit:
-            return
-        yield item
-
-
-LOADERS = {
-    "gsm8k": load_gsm8k,
-    "math": load_math,
-    "aime": load_aime,
-    "prm800k": load_prm800k,
-    "generic": load_generic,
-}
-"""Dataset format name -> loader (each takes a local path)."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
