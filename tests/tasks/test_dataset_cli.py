@@ -1,0 +1,36 @@
+"""End to end from the CLI: `reasonloop eval task.name=gsm8k task.source=<file>` on the tiny model."""
+
+import json
+import pathlib
+
+from reasonloop.cli import main
+from reasonloop.store.jsonl import read_jsonl
+
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_eval_on_a_gsm8k_file(tmp_path, tiny_model_dir):
+    runs = tmp_path / "runs"
+    assert main(["eval", f"model.path={tiny_model_dir}", "task.name=gsm8k", f"task.source={FIXTURES / 'gsm8k.jsonl'}",
+                 "num_problems=3", "samples_per_prompt=2", "max_new_tokens=8", f"output_dir={runs}"]) == 0
+    results = json.loads((runs / "eval/results.json").read_text())
+    assert results["task"] == "gsm8k" and results["num_problems"] == 3
+    assert {"greedy_accuracy", "maj@2", "pass@2"} <= set(results)
+    records = read_jsonl(runs / "eval/records.jsonl")
+    assert len(records) == 6 and {r.task for r in records} == {"gsm8k"}
+    golds = {"72", "10", "600", "3000"}
+    assert all(r.problem_id.startswith("gsm8k/gsm8k.jsonl:") and r.answer in golds for r in records)
+
+
+def test_eval_on_a_math_parquet_with_a_template(tmp_path, tiny_model_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in (FIXTURES / "math500.jsonl").read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test.parquet")
+    runs = tmp_path / "runs"
+    assert main(["eval", f"model.path={tiny_model_dir}", "task.name=math", f"task.source={tmp_path}/{{split}}.parquet",
+                 "task.template='Problem: {problem}'", "samples_per_prompt=0", "max_new_tokens=4",
+                 f"output_dir={runs}"]) == 0
+    records = read_jsonl(runs / "eval/records.jsonl")
+    assert sorted(r.problem_id for r in records) == ["math/test/prealgebra/1.json", "math/test/precalculus/807.json"]
