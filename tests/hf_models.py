@@ -11,6 +11,18 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 from reasonloop.models.tiny import build_tokenizer
 
 TOK = build_tokenizer("char")
+PROMPTS = ["1+2=", "Compute left to right: 37 + 5 - 8 * 3", "x", "What is 12 * 12?"]  # as in test_engine
+
+
+def left_padded(contexts):
+    """Left-padded ids, attention mask and per-row positions (B, W) of token lists."""
+    width = max(len(c) for c in contexts)
+    ids = torch.full((len(contexts), width), TOK.pad_token_id)
+    mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    for b, c in enumerate(contexts):
+        ids[b, width - len(c):] = torch.tensor(c)
+        mask[b, width - len(c):] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def build(cls, config_cls, std=0.3, **overrides):

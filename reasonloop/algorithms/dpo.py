@@ -34,10 +34,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from reasonloop.algorithms.common import collate, make_optimizer, make_scheduler, token_logprobs
+from reasonloop.algorithms.common import make_optimizer, make_scheduler
 from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
+from reasonloop.models.logprobs import collate, token_logprobs
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.groups import sample_and_verify

@@ -34,7 +34,7 @@ are not run (`skip_zero_advantage`): same update, tested, much less work when ma
 have zero reward variance. The G samples of a prompt share one forward (and backward) of
 the prompt's tokens (`share_prefix`, Prefix Grouper, arXiv:2506.05433); for Llama-family
 models the training pass runs packed, without padding, and shares every prefix the samples
-have in common, not only the prompt (`train_forward`, `packed_llama.py`): same maths, tested.
+have in common, not only the prompt (`train_forward`, `models/packed.py`): same maths, tested.
 
 `overlap_sampling` samples step t+1's batch on a second thread while step t trains, one
 update behind (`overlap.py`, with the papers). Deviation, by design: the ratio is pi_theta /
@@ -82,13 +82,7 @@ from typing import Literal
 
 import torch
 
-from reasonloop.algorithms.common import (
-    OptimConfig,
-    completion_logprobs,
-    make_optimizer,
-    make_scheduler,
-    pad_completions,
-)
+from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler
 from reasonloop.algorithms.curriculum import (
     CurriculumConfig,
     SelfEvolvingCurriculum,
@@ -119,6 +113,7 @@ from reasonloop.algorithms.rl_maths import (
 from reasonloop.algorithms.sft import LoRAConfig, apply_lora
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
+from reasonloop.models.logprobs import completion_logprobs, pad_completions
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
@@ -170,7 +165,7 @@ class GRPOConfig:
     """sample step t+1's batch on a second thread while step t trains (one-step off-policy: the batch comes
     from the weights before step t's update; see `overlap.py`); exact resume is kept"""
     train_forward: Literal["auto", "packed", "hf"] = "auto"
-    """training passes: "packed" (no padding in the linear layers, `packed_llama.py`; Llama/Qwen2, no LoRA),
+    """training passes: "packed" (no padding in the linear layers, `models/packed.py`; Llama family, no LoRA),
     "hf" (the model's own padded forward), "auto" (packed where supported): same maths"""
     # --- rewards
     format_weight: float = 0.0

@@ -31,19 +31,10 @@ from typing import Literal
 
 import torch
 
-from reasonloop.algorithms.common import (
-    OptimConfig,
-    collate,
-    completion_logprobs,
-    encode_pairs,
-    make_optimizer,
-    make_scheduler,
-    pad_completions,
-    sft_loss,
-    token_logprobs,
-)
-from reasonloop.algorithms.packed_llama import packed_unsupported_reason
+from reasonloop.algorithms.common import OptimConfig, encode_pairs, make_optimizer, make_scheduler, sft_loss
 from reasonloop.config import dump_config
+from reasonloop.models.forward import training_path
+from reasonloop.models.logprobs import collate, completion_logprobs, pad_completions, token_logprobs
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.jsonl import RecordError, from_row, iter_jsonl
@@ -70,8 +61,9 @@ class TrainConfig:
     packing: bool = False
     """pack several examples per row (block-diagonal attention, exact maths, less padding)"""
     forward: Literal["auto", "packed", "hf"] = "auto"
-    """without `packing`: "packed" runs `packed_llama` (padding-free, shared prefixes once; Llama/Qwen2,
-    no LoRA), "hf" the model's padded forward, "auto" packed where supported: same loss"""
+    """without `packing`: "packed" runs `models/packed.py` (padding-free, shared prefixes once; the
+    Llama-family models of `models/llama.py`, no LoRA), "hf" the model's padded forward, "auto" packed
+    where supported (`models/forward.training_path`): same loss"""
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
 
@@ -159,14 +151,6 @@ def collate_packed(rows: list[list[Example]], pad_id: int, max_length: int | Non
     return {"input_ids": input_ids, "position_ids": position_ids, "attention_mask": mask[:, None], "loss_mask": loss_mask}
 
 
-def packed_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(B, T-1) next-token log-probabilities of a `collate_packed` batch."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"]).logits[:, :-1, :].float()  # (B, T-1, V)
-    targets = batch["input_ids"][:, 1:]  # (B, T-1)
-    return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
 # --- the SFT phase -----------------------------------------------------------------------
 
 
@@ -221,9 +205,7 @@ def fit(
     scheduler = scheduler or make_scheduler(optimizer, cfg.optim, total)
     device = next(model.parameters()).device
     model.train()
-    packed_forward = cfg.forward != "hf" and packed_unsupported_reason(model) is None
-    if cfg.forward == "packed" and not packed_forward:
-        raise ValueError(f"train.forward='packed' is not available for this model: {packed_unsupported_reason(model)}")
+    packed_forward = training_path(model, cfg.forward, what="train.forward") == "packed"
     losses, tokens, start = [], 0, time.perf_counter()
     with progress() as bar:
         task = bar.add_task(description, total=total, completed=start_step, info="")
@@ -237,7 +219,8 @@ def fit(
                 micro = batch[m : m + cfg.micro_batch_size]
                 if cfg.packing:
                     t = {k: v.to(device) for k, v in collate_packed(micro, tokenizer.pad_token_id, cfg.max_length).items()}
-                    logprobs = packed_logprobs(model, t)  # (b, T-1)
+                    logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
+                                                 position_ids=t["position_ids"])  # (b, T-1)
                 elif packed_forward and all(len(c) + len(x) <= cfg.max_length for (c, x), in micro):
                     # the padding-free trie forward: same loss, no padded positions (no truncation needed)
                     logprobs, _ = completion_logprobs(model, [c for (c, _), in micro], [x for (_, x), in micro],

@@ -10,7 +10,7 @@ How a call runs (see `rollout.sampler` for the contract):
    draws differ (`share_decode`, `_SharedDecoder`); otherwise its cache is copied to its
    `samples_per_prompt` rows.
 3. Decode: one token per row per step into a preallocated KV cache. Llama-family models
-   run through a bare functional forward (`rollout/llama_decode.py`, `decode="auto"`),
+   run through a bare functional forward (`models/decode.py`, `decode="auto"`),
    any other model through its HF modules with `_PreallocatedLayer` (one buffer per
    layer sized for the longest row, no per-step concatenation). Rows that finish (EOS,
    stop string, length) are dropped from the batch (`drop_finished`): the last live rows
@@ -37,9 +37,11 @@ from typing import Literal
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from reasonloop.models import decode as bare
+from reasonloop.models.decode import StaticKVCache, keep_rows_in_place
+from reasonloop.models.forward import decode_path
+from reasonloop.models.llama import LlamaWeights
 from reasonloop.models.policy import ModelConfig, encode_context, load_model
-from reasonloop.rollout import llama_decode
-from reasonloop.rollout.llama_decode import LlamaWeights, StaticKVCache, keep_rows_in_place
 from reasonloop.rollout.sampler import SamplingParams, request_defaults
 from reasonloop.types import Sample, split_steps
 from reasonloop.utils import optional_progress
@@ -219,7 +221,7 @@ class _HFDecoder:
 
 
 class _BareDecoder:
-    """`llama_decode.forward` over a `StaticKVCache` (`decode="fast"`, and "auto" when supported)."""
+    """`models/decode.py` over a `StaticKVCache` (`decode="fast"`, and "auto" when supported)."""
 
     free_drops = False
 
@@ -229,7 +231,7 @@ class _BareDecoder:
     def prefill(self, input_ids, attention, positions, expand, max_new) -> torch.Tensor:
         width = input_ids.shape[1]
         cache = StaticKVCache.empty(self.w, len(input_ids), width + max_new, self.w.embed)
-        logits = llama_decode.forward(self.w, cache, input_ids, positions, attention.bool(), last_only=True)
+        logits = bare.forward(self.w, cache, input_ids, positions, attention.bool(), last_only=True)
         self.cache = cache.expand(expand)
         self.key_mask = torch.cat([attention[expand].bool(), attention.new_ones((len(expand), max_new),
                                                                                dtype=torch.bool)], 1)  # (B, W+T)
@@ -238,8 +240,8 @@ class _BareDecoder:
 
     def step(self, tokens, positions) -> torch.Tensor:
         if self.bias is None:
-            self.bias = llama_decode.key_bias(self.key_mask)  # (B, W+T)
-        return llama_decode.decode_step(self.w, self.cache, tokens, positions, self.bias)
+            self.bias = bare.key_bias(self.key_mask)  # (B, W+T)
+        return bare.decode_step(self.w, self.cache, tokens, positions, self.bias)
 
     def keep(self, rows) -> None:
         self.cache.keep(rows)
@@ -259,8 +261,7 @@ class _SharedDecoder:
     cache columns, appended). Slots left without rows are compacted away (`compact_order`).
     Each step runs the forward on the slots only and hands every row its slot's logits, so the
     rows' draws are exactly the unshared path's: each row keeps its own random stream.
-    On the quickstart's task 8 samples of a prompt share most of their tokens (the trie of a
-    group's completions has about a fifth as many nodes as the completions have tokens).
+    How much this saves depends on how much a prompt's samples agree (`docs/rollout.md`).
     """
 
     free_drops = True  # dropping a finished row only forgets its slot index
@@ -273,10 +274,10 @@ class _SharedDecoder:
         full = StaticKVCache.empty(self.w, rows, width + max_new, self.w.embed)  # a slot per row at most
         self.k_full, self.v_full, self.length = full.k, full.v, width
         cache = StaticKVCache([k[:prompts] for k in full.k], [v[:prompts] for v in full.v])
-        logits = llama_decode.forward(self.w, cache, input_ids, positions, attention.bool(), last_only=True)
+        logits = bare.forward(self.w, cache, input_ids, positions, attention.bool(), last_only=True)
         key_mask = torch.cat([attention.bool(), attention.new_ones((prompts, max_new), dtype=torch.bool)], 1)
         self.bias = attention.new_zeros((rows, width + max_new), dtype=torch.float32)  # (slots, W+T)
-        self.bias[:prompts] = llama_decode.key_bias(key_mask)
+        self.bias[:prompts] = bare.key_bias(key_mask)
         self.slots, self.row_slot = prompts, expand.clone()  # (A,) slot of each live row
         return logits[expand, -1]
 
@@ -321,7 +322,7 @@ class _SharedDecoder:
         slot_positions[self.row_slot] = positions  # rows of a slot are one prompt at one step: one position
         cache = StaticKVCache([k[:total] for k in self.k_full], [v[:total] for v in self.v_full])
         cache.length = self.length
-        logits = llama_decode.decode_step(self.w, cache, slot_tokens, slot_positions, self.bias[:total])  # (S, V)
+        logits = bare.decode_step(self.w, cache, slot_tokens, slot_positions, self.bias[:total])  # (S, V)
         self.length += 1
         return logits.index_select(0, self.row_slot)  # (A, V)
 
@@ -393,11 +394,11 @@ class TorchEngine:
         drop_finished: remove finished rows from the batch (and the KV cache) as they finish.
         drop_fraction: drop once at least this fraction of the batch has finished (0 = every step).
         preallocate_cache: one KV buffer per layer instead of growing it by concatenation (HF path).
-        decode: "auto" runs Llama-family models through the bare forward of `llama_decode`
+        decode: "auto" runs Llama-family models through the bare forward of `models/decode.py`
             (same maths, measurably faster) and any other model through its HF modules;
             "fast" requires the bare forward (ValueError naming the reason otherwise), "hf"
-            always uses the HF modules. "auto" decides per `generate` call, so a hook or a
-            LoRA wrapper added later sends the model back to the HF path.
+            always uses the HF modules (`models/forward.decode_path` decides, per `generate`
+            call, so a hook or a LoRA wrapper added later sends the model back to the HF path).
         fuse_projections: in the bare forward, one matmul for q|k|v and one for gate|up
             (weights concatenated once per `generate` call). Off by default: no measurable
             gain on CPU at 0.9-20 M parameters (`docs/rollout.md`).
@@ -425,8 +426,8 @@ class TorchEngine:
     ):
         if decode not in ("auto", "fast", "hf"):
             raise ValueError(f"TorchEngine decode must be 'auto', 'fast' or 'hf', got {decode!r}")
-        if decode == "fast" and (reason := llama_decode.unsupported_reason(model)):
-            raise ValueError(f"TorchEngine decode='fast' is not available for this model: {reason}")
+        if decode == "fast":
+            decode_path(model, decode, what="TorchEngine decode")  # ValueError naming the reason
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.use_chat_template, self.system_prompt = use_chat_template, system_prompt
@@ -457,12 +458,7 @@ class TorchEngine:
 
     def decode_path(self) -> Literal["fast", "hf"]:
         """The path the next `generate` call takes (see `decode`)."""
-        if self.decode == "hf":
-            return "hf"
-        reason = llama_decode.unsupported_reason(self.model)
-        if reason is not None and self.decode == "fast":
-            raise ValueError(f"TorchEngine decode='fast' is not available for this model: {reason}")
-        return "hf" if reason else "fast"
+        return decode_path(self.model, self.decode, what="TorchEngine decode")
 
     @torch.inference_mode()
     def generate(

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from reasonloop.algorithms.common import OptimConfig, collate, token_logprobs
+from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.sft import (
     LoRAConfig,
     SFTConfig,
@@ -16,8 +16,8 @@ from reasonloop.algorithms.sft import (
     load_pairs,
     main,
     pack_examples,
-    packed_logprobs,
 )
+from reasonloop.models.logprobs import collate, token_logprobs
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.store.jsonl import RecordError, write_jsonl
 from reasonloop.types import Sample
@@ -43,7 +43,9 @@ def test_collate_packed_masks_by_hand():
 def test_packed_logprobs_equal_unpacked(tiny_model_dir):
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
     examples = [([1, 5, 6], [7, 8]), ([1, 9], [10, 11, 12]), ([1, 4], [4])]
-    packed = packed_logprobs(model, collate_packed([examples], pad_id=0))  # (1, T-1)
+    batch = collate_packed([examples], pad_id=0)
+    packed, _ = token_logprobs(model, batch["input_ids"], batch["attention_mask"],
+                               position_ids=batch["position_ids"])  # (1, T-1)
     got = packed[0][collate_packed([examples], pad_id=0)["loss_mask"][0].bool()]
     want = []
     for e in examples:

@@ -27,7 +27,7 @@ def eos_biased(model_and_tokenizer):
 
     A forward hook sends `decode="auto"` engines to the HF-module path (the bare forward
     would skip it), so tests using this fixture test that path; the bare path's own
-    mixed-length tests raise EOS through the weights (`test_llama_decode.eos_likely`).
+    mixed-length tests raise EOS through the weights (`test_engine_fast.eos_likely`).
     """
     model, tok = model_and_tokenizer
 

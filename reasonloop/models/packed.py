@@ -1,12 +1,12 @@
-"""A packed, differentiable Llama forward for training on completions (GRPO's update pass).
+"""A packed, differentiable Llama-family forward for training on completions (the update
+passes of GRPO and SFT), over the layer maths of `models/llama.py`.
 
 Why hand-written: the padded teacher-forced pass through the Hugging Face module stack
 runs every linear layer over `rows x longest completion` positions. RL completions have
-very different lengths (on the quickstart's task: mean 42, max 64 tokens), so about a third
-of those positions are padding, and at this project's CPU sizes the linear layers are most
-of the compute. Packing is the standard fix (TRL's `padding_free`, verl's `use_remove_padding`
-with flash-attention varlen kernels); neither is available for a CPU forward with a shared
-prompt prefix, so this file does it with plain tensor ops:
+very different lengths, so much of that is padding, and at this project's CPU sizes the
+linear layers are most of the compute. Packing is the standard fix (TRL's `padding_free`,
+verl's `use_remove_padding` with flash-attention varlen kernels); neither is available for a
+CPU forward with a shared prompt prefix, so this file does it with plain tensor ops:
 
 - the rows' input sequences (context + completion minus its last token) form a trie
   (`build_token_tree`): every distinct prefix is one node, so a prompt shared by a group
@@ -18,23 +18,19 @@ prompt prefix, so this file does it with plain tensor ops:
   `scaled_dot_product_attention` with a mask; rows are bucketed by owned length to keep the
   padding small. The gathers between the flat and the padded layouts are differentiable
   index operations, so a shared node's gradient is the sum over the rows that use it;
-- the final norm and `lm_head` run only at nodes whose next token is a completion token.
+- the final norm runs only at nodes whose next token is a completion token, and `lm_head`
+  is left to the caller (`models/logprobs.py` applies it in chunks).
 
 This generalises Prefix Grouper's shared-prompt pass (arXiv:2506.05433) from the prompt to
-every shared prefix, without padding. Same maths
-as `common.completion_logprobs`'s Hugging Face paths (tested to 1e-5, values and gradients
-of every parameter, to float32 rounding). It reads the model's own parameter tensors
-(`LlamaWeights.from_model` with `fuse=False`: views, no copies), so gradients land in
-`model.parameters()` as usual. Fusing q|k|v and gate|up into one matmul each (by a
-differentiable `torch.cat`) measured 2-4% slower here, so the projections stay separate.
+every shared prefix, without padding. Same maths as the Hugging Face paths of
+`models/logprobs.completion_logprobs` (tested, values and gradients of every parameter, to
+float32 rounding). It reads the model's own parameter tensors (`LlamaWeights.from_model`
+with `fuse=False`: views, no copies), so gradients land in `model.parameters()` as usual;
+the projections stay unfused because a differentiable `torch.cat` of the weights cost more
+than it saved (figures in `docs/grpo.md`).
 
-Measured on a quickstart GRPO update (1 thread, forward + backward): HF padded pass with
-a shared prompt 0.23-0.25 s; packed, prompt shared only, 0.17-0.19 s; packed trie 0.06-0.07 s
-(the 8 samples of a prompt share about four fifths of their tokens there).
-
-Supported: what `rollout.llama_decode.unsupported_reason` accepts (Llama / Qwen2 with
-default rotary, SwiGLU, full attention, plain `nn.Linear`s: a LoRA-wrapped model falls
-back to the HF path), and no attention dropout while training.
+Supported: what `llama.unsupported_reason` accepts, and no attention dropout while training
+(`packed_unsupported_reason`).
 """
 
 from __future__ import annotations
@@ -45,14 +41,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from reasonloop.rollout.llama_decode import (
-    LlamaWeights,
-    apply_rope_rolled,
-    rms_norm_fused,
-    rope_cos_sin,
-    rope_signed_sin,
-    unsupported_reason,
-)
+from reasonloop.models.llama import LlamaWeights, decoder_layer, final_norm, lm_head, rope, unsupported_reason
 
 
 def packed_unsupported_reason(model) -> str | None:
@@ -68,8 +57,8 @@ def _gather(flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
     Used for attention inputs, where padding slots may hold any finite values: a padded key
     is masked for every real query, and a padded query's output is dropped, so their values
-    reach neither the result nor any gradient. (Copying `flat` with an appended zero row, as
-    `_to_padded` does, cost about 4% of the update for nothing.)
+    reach neither the result nor any gradient, so no zero row is appended as `_to_padded`
+    does (a copy of `flat` for nothing: `docs/grpo.md`).
     """
     return flat.index_select(0, index.flatten()).view(*index.shape, *flat.shape[1:])
 
@@ -131,11 +120,22 @@ def _attention_buckets(owned: list[int]) -> list[list[int]]:
     return [b for b in buckets if b]
 
 
-def packed_completion_logits(model, contexts: list[list[int]], completions: list[list[int]],
-                             share_prefix: bool = True, stats: dict | None = None) -> torch.Tensor:
-    """Logits (R, Tc, V) predicting each completion token from its context and earlier tokens.
+@dataclass
+class PackedHidden:
+    """What `lm_head` needs: final-normed hidden states at the nodes that predict completion tokens."""
 
-    Entry [r, t] predicts completions[r][t]; entries past a completion's length are 0.
+    hidden: torch.Tensor  # (M, E): each distinct predicting node once
+    index: torch.Tensor  # (R, Tc) long: the row of `hidden` predicting completions[r][t]; M past a completion's end
+
+    def padded(self, values: torch.Tensor) -> torch.Tensor:
+        """values (M, ...) per node -> (R, Tc, ...) per completion token; zero past a completion's end."""
+        return _to_padded(values, self.index)
+
+
+def packed_completion_hidden(model, contexts: list[list[int]], completions: list[list[int]],
+                             share_prefix: bool = True, stats: dict | None = None) -> PackedHidden:
+    """The final-normed hidden states predicting each completion token from its context and earlier tokens.
+
     With `share_prefix`, every prefix shared by several rows (their context, and the first
     tokens their completions have in common) runs once (`build_token_tree`); without, each
     row runs on its own (same values). Differentiable with respect to the model's parameters.
@@ -176,37 +176,39 @@ def packed_completion_logits(model, contexts: list[list[int]], completions: list
     inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(n)  # node -> its row in the concatenated output
     inverse = inverse.to(device)
 
-    heads, kv_heads, d = w.heads, w.kv_heads, w.head_dim
-    scale = 1.0 / math.sqrt(d)
-    gqa = heads != kv_heads
-    x = F.embedding(ids, w.embed)  # (N, E)
-    cos, sin = rope_signed_sin(*rope_cos_sin(positions, w.inv_freq, x.dtype))  # (N, 1, D), sin half-negated
-    for layer in w.layers:
-        h = rms_norm_fused(x, layer.input_norm, w.eps)
-        (wq, bq), (wk, bk), (wv, bv) = layer.qkv
-        q = apply_rope_rolled(F.linear(h, wq, bq).view(n, heads, d), cos, sin)  # (N, H, D)
-        k = apply_rope_rolled(F.linear(h, wk, bk).view(n, kv_heads, d), cos, sin)  # (N, H_kv, D)
-        v = F.linear(h, wv, bv).view(n, kv_heads, d)  # (N, H_kv, D)
+    scale = 1.0 / math.sqrt(w.head_dim)
+    gqa = w.heads != w.kv_heads
+
+    def attend(q, k, v):  # (N, H, D), (N, H_kv, D) x2 -> (N, H, D)
         outs = []
         for query, key, mask, valid in layouts:
             out = F.scaled_dot_product_attention(
                 _gather(q, query).transpose(1, 2), _gather(k, key).transpose(1, 2), _gather(v, key).transpose(1, 2),
                 attn_mask=mask, scale=scale, enable_gqa=gqa)  # (B, H, Sq, D)
             outs.append(out.transpose(1, 2)[valid])  # (owned nodes, H, D)
-        attn = (outs[0] if len(outs) == 1 else torch.cat(outs)).index_select(0, inverse)  # (N, H, D), node order
-        x = x + F.linear(attn.reshape(n, heads * d), *layer.o)  # (N, E)
-        h = rms_norm_fused(x, layer.post_norm, w.eps)
-        (wg, bg), (wu, bu) = layer.gate_up
-        x = x + F.linear(F.silu(F.linear(h, wg, bg)) * F.linear(h, wu, bu), *layer.down)
+        return (outs[0] if len(outs) == 1 else torch.cat(outs)).index_select(0, inverse)  # (N, H, D), node order
 
-    # logits only at nodes whose next token is a completion token (each distinct one once)
+    x = F.embedding(ids, w.embed)  # (N, E)
+    cos, sin = rope(w, positions, x.dtype)  # (N, 1, D)
+    for layer in w.layers:
+        x = decoder_layer(w, layer, x, cos, sin, attend)
+
+    # only nodes whose next token is a completion token (each distinct one once)
     wanted = [path[len(c) - 1:] for path, c in zip(tree.paths, contexts)]  # per row, one node per completion token
     needed = sorted({node for nodes in wanted for node in nodes})
     slot = {node: i for i, node in enumerate(needed)}
-    logits = F.linear(rms_norm_fused(x.index_select(0, torch.tensor(needed, device=device)), w.norm, w.eps),
-                      *w.lm_head)  # (M, V)
+    hidden = final_norm(w, x.index_select(0, torch.tensor(needed, device=device)))  # (M, E)
     width = max(len(x) for x in completions)
-    out_index = torch.full((len(completions), width), len(needed), dtype=torch.long)  # (R, Tc); padding: zero row
+    out_index = torch.full((len(completions), width), len(needed), dtype=torch.long)  # (R, Tc); padding: M
     for r, nodes in enumerate(wanted):
         out_index[r, : len(nodes)] = torch.tensor([slot[node] for node in nodes])
-    return _to_padded(logits, out_index.to(device))  # (R, Tc, V)
+    return PackedHidden(hidden, out_index.to(device))
+
+
+def packed_completion_logits(model, contexts: list[list[int]], completions: list[list[int]],
+                             share_prefix: bool = True, stats: dict | None = None) -> torch.Tensor:
+    """Logits (R, Tc, V) of `packed_completion_hidden`: entry [r, t] predicts completions[r][t]; entries
+    past a completion's length are 0. Holds all the logits at once: training goes through
+    `models/logprobs.py`, which applies `lm_head` in chunks."""
+    packed = packed_completion_hidden(model, contexts, completions, share_prefix, stats)
+    return packed.padded(lm_head(LlamaWeights.from_model(model, fuse=False), packed.hidden))  # (R, Tc, V)

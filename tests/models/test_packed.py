@@ -1,11 +1,11 @@
-"""The packed training forward (`algorithms/packed_llama.py`) against the Hugging Face pass."""
+"""The packed training forward (`models/packed.py`) against the Hugging Face pass."""
 
 import pytest
 import torch
 from hf_models import MODELS  # tests/hf_models.py
 
-from reasonloop.algorithms.common import completion_logprobs, pad_completions
-from reasonloop.algorithms.packed_llama import (
+from reasonloop.models.logprobs import completion_logprobs, pad_completions
+from reasonloop.models.packed import (
     build_token_tree,
     packed_completion_logits,
     packed_unsupported_reason,

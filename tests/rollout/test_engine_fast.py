@@ -1,8 +1,8 @@
-"""The bare Llama forward (`rollout/llama_decode.py`) against the HF modules, and the engine's fast path."""
+"""The engine's bare decode path (`models/decode.py`) against HF generate and its own HF path, and its fallbacks."""
 
 import pytest
 import torch
-from hf_models import MODELS, TOK, build  # tests/hf_models.py
+from hf_models import MODELS, PROMPTS, TOK, build  # tests/hf_models.py
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
@@ -12,12 +12,11 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from reasonloop.rollout import llama_decode
+from reasonloop.models.decode import keep_rows_in_place
+from reasonloop.models.llama import unsupported_reason
 from reasonloop.rollout.engine import TorchEngine, compact_order
-from reasonloop.rollout.llama_decode import LlamaWeights, StaticKVCache, keep_rows_in_place
 from reasonloop.rollout.sampler import SamplingParams
 
-PROMPTS = ["1+2=", "Compute left to right: 37 + 5 - 8 * 3", "x", "What is 12 * 12?"]  # as in test_engine
 SIMPLE = {"share_prefill": False, "drop_finished": False, "preallocate_cache": False}
 
 
@@ -30,53 +29,6 @@ def teacher_forced(model, context, completion, temperature):
     with torch.no_grad():
         logits = model(torch.tensor([context + completion])).logits[0, len(context) - 1 : -1]  # (T, V)
     return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
-
-
-def left_padded(contexts):
-    width = max(len(c) for c in contexts)
-    ids = torch.full((len(contexts), width), TOK.pad_token_id)
-    mask = torch.zeros((len(contexts), width), dtype=torch.long)
-    for b, c in enumerate(contexts):
-        ids[b, width - len(c):] = torch.tensor(c)
-        mask[b, width - len(c):] = 1
-    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("fuse", [True, False])
-def test_bare_logits_equal_hf_prefill_and_decode(name, fuse):
-    model = MODELS[name]()
-    assert llama_decode.unsupported_reason(model) is None
-    contexts = [TOK(p)["input_ids"] for p in PROMPTS]
-    ids, mask, pos = left_padded(contexts)  # rows padded by 0 to 36 tokens, per-row positions
-    w = LlamaWeights.from_model(model, fuse=fuse)
-    steps = 5
-    cache = StaticKVCache.empty(w, len(ids), ids.shape[1] + steps, w.embed)
-    key_mask = torch.cat([mask.bool(), torch.ones(len(ids), steps, dtype=torch.bool)], 1)
-    with torch.no_grad():
-        ours = llama_decode.forward(w, cache, ids, pos, key_mask)  # (B, W, V)
-        ref = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-        assert ref[mask.bool()].abs().max() > 1.0  # the logits are not all near zero
-        assert torch.allclose(ours[mask.bool()], ref[mask.bool()], atol=1e-5)
-        assert torch.isfinite(ours).all()  # padding queries stay finite (no NaN reaches the cache)
-        # decode: one token per row against the cache == the last position of a full forward
-        gen = torch.Generator().manual_seed(1)
-        for t in range(steps):
-            tokens = torch.randint(4, len(TOK), (len(ids), 1), generator=gen)
-            ids, mask = torch.cat([ids, tokens], 1), torch.cat([mask, torch.ones_like(tokens)], 1)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            step = llama_decode.forward(w, cache, tokens, pos[:, -1:], key_mask)[:, -1]
-            full = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
-            assert torch.allclose(step, full, atol=1e-5), (t, (step - full).abs().max())
-
-
-def test_bare_forward_reads_the_live_parameters():
-    model = MODELS["llama-gqa-tied"]()
-    w = LlamaWeights.from_model(model, fuse=False)
-    assert w.embed.data_ptr() == model.model.embed_tokens.weight.data_ptr()
-    assert w.lm_head[0].data_ptr() == model.lm_head.weight.data_ptr() == w.embed.data_ptr()  # tied
-    assert w.layers[0].qkv[0][0].data_ptr() == model.model.layers[0].self_attn.q_proj.weight.data_ptr()
-    assert w.layers[1].down[0].data_ptr() == model.model.layers[1].mlp.down_proj.weight.data_ptr()
 
 
 def test_keep_rows_in_place_moves_only_what_changes_slot():
@@ -95,8 +47,6 @@ def test_keep_rows_in_place_moves_only_what_changes_slot():
     buf2 = before.clone()
     assert torch.equal(keep_rows_in_place(buf2, torch.tensor([5, 4, 3, 2, 1, 0]), 5), before.flip(0))
 
-
-# --- the engine's fast path
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_engine_fast_greedy_equals_hf_generate(name):
@@ -168,7 +118,7 @@ UNSUPPORTED = {
 @pytest.mark.parametrize("name", list(UNSUPPORTED))
 def test_unsupported_configs_fall_back(name):
     model = UNSUPPORTED[name]()
-    reason = llama_decode.unsupported_reason(model)
+    reason = unsupported_reason(model)
     assert reason is not None
     engine = TorchEngine(model, TOK)
     assert engine.decode_path() == "hf"
@@ -189,7 +139,7 @@ def test_hooks_and_wrapped_linears_fall_back_per_call():
     forced = TorchEngine(model, TOK, decode="fast")
     handle = model.model.layers[1].mlp.register_forward_hook(lambda m, i, o: o)
     try:
-        assert "forward hooks on model.layers.1.mlp" in llama_decode.unsupported_reason(model)
+        assert "forward hooks on model.layers.1.mlp" in unsupported_reason(model)
         assert engine.decode_path() == "hf"
         with pytest.raises(ValueError, match="forward hooks"):
             forced.generate(PROMPTS[:1], 1, SamplingParams(max_new_tokens=2))
@@ -202,7 +152,7 @@ def test_hooks_and_wrapped_linears_fall_back_per_call():
 
     old = model.model.layers[0].self_attn.q_proj
     model.model.layers[0].self_attn.q_proj = LoraLinear(old.in_features, old.out_features, bias=False)
-    assert "LoraLinear, not a plain nn.Linear" in llama_decode.unsupported_reason(model)
+    assert "LoraLinear, not a plain nn.Linear" in unsupported_reason(model)
     assert engine.decode_path() == "hf"
 
 
@@ -210,51 +160,6 @@ def test_decode_option_is_validated(model_and_tokenizer):
     with pytest.raises(ValueError, match="decode must be 'auto', 'fast' or 'hf', got 'bare'"):
         TorchEngine(*model_and_tokenizer, decode="bare")
     assert TorchEngine(*model_and_tokenizer, decode="hf").decode_path() == "hf"
-
-
-def decode_both_ways(model, fuse: bool, steps: int = 4):
-    """Logits of `steps` decode steps through `forward` (one token per row) and through `decode_step`,
-    over left-padded rows, fed the same tokens; and both caches."""
-    contexts = [TOK(p)["input_ids"] for p in PROMPTS]
-    ids, mask, pos = left_padded(contexts)
-    w = LlamaWeights.from_model(model, fuse=fuse)
-    key_mask = torch.cat([mask.bool(), torch.ones(len(ids), steps, dtype=torch.bool)], 1)
-    caches = [StaticKVCache.empty(w, len(ids), ids.shape[1] + steps, w.embed) for _ in range(2)]
-    general, lean = [], []
-    with torch.no_grad():
-        for cache in caches:
-            llama_decode.forward(w, cache, ids, pos, key_mask)
-        bias = llama_decode.key_bias(key_mask)
-        tokens, positions = ids[:, -1], pos[:, -1]
-        for step in range(steps):
-            positions = positions + 1
-            general.append(llama_decode.forward(w, caches[0], tokens[:, None], positions[:, None], key_mask)[:, -1])
-            lean.append(llama_decode.decode_step(w, caches[1], tokens, positions, bias))
-            tokens = torch.tensor([5 + step, 20, 33, 47])
-    return general, lean, caches
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("fuse", [True, False])
-def test_decode_step_equals_the_general_forward(name, fuse):
-    """`decode_step` (the decode loop's lean form) against `forward`: same logits, same cache."""
-    general, lean, caches = decode_both_ways(MODELS[name](), fuse)
-    for g, x in zip(general, lean):
-        assert torch.allclose(g, x, atol=1e-5)
-    for a, b in zip(caches[0].k + caches[0].v, caches[1].k + caches[1].v):
-        assert torch.allclose(a[:, :, : caches[0].length], b[:, :, : caches[1].length], atol=1e-5)
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_decode_step_in_bf16_stays_in_bf16_and_is_as_close_as_the_general_forward(name):
-    """In bf16 the float32 mask bias must not leak its dtype into the attention (it once made the
-    value matmul fail). Both paths are measured against the float32 model: bf16 alone puts them
-    0.2-0.45 off on logits of magnitude ~8; the lean path must not be worse than 1.5x the general one."""
-    reference, _, _ = decode_both_ways(MODELS[name](), fuse=False)
-    general, lean, _ = decode_both_ways(MODELS[name]().to(torch.bfloat16), fuse=False)
-    for ref, g, x in zip(reference, general, lean):
-        assert g.dtype == x.dtype == torch.bfloat16
-        assert (x.float() - ref).abs().max() <= 1.5 * (g.float() - ref).abs().max() + 0.05
 
 
 @pytest.mark.parametrize("name", ["llama-gqa-tied", "qwen2-gqa-qkv-bias"])

@@ -1,0 +1,57 @@
+"""Which forward runs a model: the bare Llama-family maths (`models/llama.py`) or its own HF modules.
+
+One place decides, for the sampler's decode (`decode_path`) and for the training passes
+(`training_path`: completion log-probs, SFT), so the reasons are the same everywhere:
+
+- "auto" takes the bare path where `llama.unsupported_reason` (and, for training,
+  `packed.packed_unsupported_reason`) finds nothing against it, and the HF path otherwise;
+  the first fallback for each reason is logged, once per process, with that reason;
+- a forced bare path ("fast" / "packed") raises ValueError naming the reason;
+- "hf" always takes the HF modules.
+
+The check runs per call (it is cheap next to a forward), so a hook or a LoRA wrapper added
+later sends the model back to the HF path.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from reasonloop.models.llama import unsupported_reason
+from reasonloop.models.packed import packed_unsupported_reason
+from reasonloop.utils import console
+
+_logged: set[tuple[str, str, str]] = set()
+
+
+def _fallback(model, what: str, reason: str) -> None:
+    key = (what, type(model).__name__, reason)
+    if key not in _logged:
+        _logged.add(key)
+        console.print(f"{what}: {type(model).__name__} runs through its Hugging Face modules, not the bare "
+                      f"forward: {reason}", style="yellow", markup=False, highlight=False)
+
+
+def _choose(model, requested: str, bare: str, what: str, reason: str | None) -> str:
+    if requested == "hf":
+        return "hf"
+    if reason is None:
+        return bare
+    if requested == bare:
+        raise ValueError(f"{what}={bare!r} is not available for this model: {reason}")
+    _fallback(model, what, reason)
+    return "hf"
+
+
+def decode_path(model, requested: Literal["auto", "fast", "hf"] = "auto",
+                what: str = "decode") -> Literal["fast", "hf"]:
+    """The sampler's decode path for `model`: "fast" (bare, KV cache) or "hf"; `what` names the
+    option in messages."""
+    return _choose(model, requested, "fast", what, None if requested == "hf" else unsupported_reason(model))
+
+
+def training_path(model, requested: Literal["auto", "packed", "hf"] = "auto",
+                  what: str = "forward") -> Literal["packed", "hf"]:
+    """The training forward for `model`: "packed" (bare, padding-free trie) or "hf"; `what` names the
+    option in messages."""
+    return _choose(model, requested, "packed", what, None if requested == "hf" else packed_unsupported_reason(model))
