@@ -14,7 +14,8 @@ Papers:
   k = 30 samples, up to 4 iterations. Ours: `sft_weight` = alpha (0 = plain DPO),
   `iterations`, `samples_per_prompt`.
 
-Deviations: fresh problems each iteration (procedural tasks); pairs are drawn at random
+Deviations: fresh problems each iteration (procedural tasks; a dataset task is walked by epochs
+with a seeded shuffle, `TaskSpec.round_problems`); pairs are drawn at random
 among distinct correct x distinct incorrect rationales (`pairs_per_problem`); reference
 log-probabilities are computed once per iteration before training (the reference is frozen,
 so this is exact and halves the forward passes).
@@ -223,9 +224,11 @@ def main(cfg: DPOConfig) -> dict:
         elif state == {"iteration": it - 1, "phase": "sampled"} and samples_path.exists():
             samples = read_jsonl(samples_path, Sample)
         else:
-            task = cfg.task.build(split="train", size=cfg.problems_per_iteration, seed=seed)
+            # fresh procedural problems each iteration, or the next slice of a dataset (by epochs, shuffled)
+            task, problems = cfg.task.round_problems("train", it - 1, cfg.problems_per_iteration, seed=cfg.seed,
+                                                     round_seed=seed)
             params = SamplingParams(**{**vars(cfg.sampling), "seed": seed})
-            samples = sample_and_verify(sampler, task, list(task), cfg.samples_per_prompt, params)
+            samples = sample_and_verify(sampler, task, problems, cfg.samples_per_prompt, params)
             write_jsonl(samples_path, samples)
             state = {"iteration": it - 1, "phase": "sampled"}
             run.save_state(state)

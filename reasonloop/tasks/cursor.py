@@ -104,6 +104,16 @@ class ProblemCursor:
     def __iter__(self):
         return self
 
+    def seek(self, consumed: int) -> None:
+        """Stand where a cursor is after drawing `consumed` problems (loops whose rounds take a fixed
+        number of problems need no saved state: round r starts at r x per_round)."""
+        if consumed < 0:
+            raise ValueError(f"consumed must be >= 0, got {consumed}")
+        epoch, position = divmod(consumed, self.size)
+        if consumed and not position:  # the end of an epoch, as drawing leaves it (the next draw turns the page)
+            epoch, position = epoch - 1, self.size
+        self.epoch, self.position, self._order = epoch, position, None
+
     @property
     def consumed(self) -> int:
         return self.epoch * self.size + self.position

@@ -78,3 +78,21 @@ class TaskSpec:
             return make_task(self.name, split=self.split or split, size=size, seed=seed, **dataset, **self.options)
         return make_task(self.name, split=self.split or split, size=UNBOUNDED if size is None else size, seed=seed,
                          **self.options)
+
+    def round_problems(self, split: str, round_index: int, per_round: int, seed: int, round_seed: int):
+        """-> (task, problems) of round `round_index` (0-based) of a loop that takes `per_round` problems a round.
+
+        Procedural task: `per_round` fresh problems seeded by `round_seed` (each round its own).
+        Dataset task: the next `per_round` of the whole split walked by a `ProblemCursor(seed)`,
+        by epochs with a seeded shuffle; round r starts at r x per_round, so a resumed run
+        draws exactly what the killed one would have, with no cursor state to save.
+        """
+        from reasonloop.tasks.cursor import ProblemCursor
+
+        if not self.is_dataset:
+            task = self.build(split=split, size=per_round, seed=round_seed)
+            return task, list(task)
+        dataset = self.build(split=split, size=None, seed=seed)
+        cursor = ProblemCursor(dataset, seed=seed)
+        cursor.seek(round_index * per_round)
+        return dataset, cursor.take(per_round)

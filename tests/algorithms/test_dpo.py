@@ -83,3 +83,25 @@ def test_dpo_iteration_raises_chosen_over_rejected(tiny_model_dir, tmp_path, mon
     before, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
     after, _ = load_model(ModelConfig(path=out["final_model"]))
     assert any(not torch.equal(p, q) for p, q in zip(before.parameters(), after.parameters()))
+
+
+def test_dpo_walks_a_dataset_by_epochs(tiny_model_dir, tmp_path):
+    """A finite dataset: iteration r samples the r-th slice of one seeded epoch order, wrapping into epoch 2."""
+    import pathlib
+
+    from reasonloop.store.jsonl import read_jsonl
+    from reasonloop.tasks import ProblemCursor, make_task
+    from reasonloop.types import Sample
+
+    gsm8k = str(pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "gsm8k.jsonl")  # 4 problems
+    cfg = DPOConfig(model=ModelConfig(path=str(tiny_model_dir), use_chat_template=False),
+                    task=TaskSpec("gsm8k", source=gsm8k), iterations=2, problems_per_iteration=3,
+                    samples_per_prompt=2, sampling=SamplingParams(max_new_tokens=4),
+                    train=TrainConfig(max_steps=1, batch_size=2, micro_batch_size=2), eval_problems=0,
+                    output_dir=str(tmp_path), run_name="dpo", seed=7)
+    dpo.main(cfg)
+    drawn = [[s.problem_id for s in read_jsonl(tmp_path / f"dpo/samples/iter_{it:03d}.jsonl", Sample)][::2]
+             for it in (1, 2)]
+    expected = [p.id for p in ProblemCursor(make_task("gsm8k", source=gsm8k, split="train"), seed=7).take(6)]
+    assert drawn[0] + drawn[1] == expected
+    assert len(set(expected[:4])) == 4  # the first epoch visits every problem once

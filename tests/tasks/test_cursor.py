@@ -94,3 +94,12 @@ def test_subset_indices():
 def test_empty_task_is_an_error():
     with pytest.raises(ValueError, match="no problems"):
         ProblemCursor(Rows(0))
+
+
+def test_seek_stands_where_drawing_would():
+    for consumed in (0, 3, 5, 12):
+        drawn = ProblemCursor(Rows(5), seed=1)
+        drawn.take_indices(consumed)
+        sought = ProblemCursor(Rows(5), seed=1)
+        sought.seek(consumed)
+        assert sought.state_dict() == drawn.state_dict() and sought.take_indices(6) == drawn.take_indices(6)

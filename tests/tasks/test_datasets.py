@@ -411,3 +411,14 @@ def test_every_dataset_task_is_registered_and_listed():
     for name in ("gsm8k", "math", "aime", "amc", "humaneval", "mbpp", "prm800k", "processbench", "dataset"):
         assert is_dataset_task(name) and "[dataset;" in listed[name]
     assert not is_dataset_task("arithmetic")
+
+
+def test_round_problems_walk_a_dataset_by_epochs_and_procedural_tasks_fresh():
+    spec = TaskSpec("gsm8k", source=fixture("gsm8k.jsonl"))
+    rounds = [spec.round_problems("train", r, per_round=3, seed=5, round_seed=100 + r)[1] for r in range(4)]
+    ids = [p.id for problems in rounds for p in problems]
+    assert sorted(ids[:4]) == sorted(ids[4:8]) == sorted(p.id for p in make_task("gsm8k", source=fixture("gsm8k.jsonl")))
+    assert ids == [p.id for p in ProblemCursor(spec.build("train", None, 0), seed=5).take(12)]
+    procedural = TaskSpec("arithmetic")
+    a, b = (procedural.round_problems("train", r, 4, seed=5, round_seed=100 + r)[1] for r in range(2))
+    assert [p.id for p in a] == [f"arithmetic/train/100/{i}" for i in range(4)] and b[0].id == "arithmetic/train/101/0"
