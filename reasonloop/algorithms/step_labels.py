@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from reasonloop.config import ConfigError
 from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.groups import sample_groups
 from reasonloop.rollout.sampler import Sampler, SamplingParams
@@ -84,7 +85,8 @@ class LabelConfig:
     solutions: Literal["policy", "corrupt"] = "policy"
     """what gets labelled: the policy's own samples, or the task's corrupted reference solutions"""
     solutions_per_problem: int = 4
-    method: Literal["mc", "mc_outcome", "mc_sequential", "binary_search", "ground_truth"] = "mc"
+    method: Literal["mc", "mc_outcome", "mc_sequential", "binary_search", "ground_truth", "dataset"] = "mc"
+    """dataset: the task's own human step labels (task.name=prm800k or processbench): no model, no rollouts"""
     rollouts_per_step: int = 8
     """N, continuations per Monte-Carlo estimate (Math-Shepherd: 8; OmegaPRM: 16)"""
     temperature: float = 1.0
@@ -96,7 +98,8 @@ class LabelConfig:
     """also write HRM's consecutive-step-pair items"""
     output: str = "runs/labels/steps.jsonl"
     prm800k: str = ""
-    """convert this PRM800K JSONL instead of labelling (no model needed)"""
+    """convert this PRM800K JSONL instead of labelling (no model needed); the same as
+    task.name=prm800k task.source=PATH method=dataset"""
     neutral_is_bad: bool = False
     """PRM800K: count a neutral (0) rating as a bad step"""
 
@@ -358,39 +361,39 @@ def reasoning_distances(num_steps: int, reference_steps: int | None) -> list[int
 def prm800k_rows(path: str | Path, neutral_is_bad: bool = False) -> list[dict[str, Any]]:
     """PRM800K JSONL (openai/prm800k, `label.steps[].completions[].rating`) -> stepwise rows.
 
-    The chosen completion of each step is kept (the human completion when the labeler wrote
-    one); labelling stops at the first bad step, as PRM800K's phase 2 does. Steps rated
-    -1 are bad; 0 (neutral) is good unless `neutral_is_bad`.
+    Read by the `prm800k` dataset task (`reasonloop.tasks.formats.PRM800KTask`: the chosen
+    completion of each step, the human one when the labeler wrote one, and labelling stops at
+    the first bad step, as PRM800K's phase 2 does); rows as `human_label_rows`.
+    """
+    from reasonloop.tasks import make_task
+
+    task = make_task("prm800k", source=str(path), split="train")
+    return human_label_rows(list(task), neutral_is_bad)
+
+
+def human_label_rows(problems: Iterable[Problem], neutral_is_bad: bool = False) -> list[dict[str, Any]]:
+    """Stepwise rows from a dataset's human step labels (`meta["step_labels"]`: prm800k, processbench).
+
+    Steps rated -1 are bad; a neutral 0 (PRM800K) is good unless `neutral_is_bad`; every step
+    after the first bad one is bad. The prompt is the bare problem, as the labellers saw it.
     """
     rows = []
-    for lineno, raw in iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        try:
-            question, label = raw["question"], raw["label"]
-            steps, labels = [], []
-            for s in label["steps"]:
-                chosen = s.get("chosen_completion")
-                if s.get("human_completion"):
-                    text, rating = s["human_completion"]["text"], s["human_completion"].get("rating", 1)
-                elif chosen is not None:
-                    text, rating = s["completions"][chosen]["text"], s["completions"][chosen]["rating"]
-                else:  # no chosen completion: the labeler stopped at a step whose completions were all rated
-                    worst = min(s["completions"], key=lambda c: c["rating"] if c["rating"] is not None else 1)
-                    text, rating = worst["text"], worst["rating"]
-                rating = 1 if rating is None else rating
-                good = rating > 0 or (rating == 0 and not neutral_is_bad)
-                steps.append(text)
-                labels.append(good)
-                if not good:
-                    break
-        except (KeyError, TypeError, IndexError) as e:
-            raise RecordError(f"{where}: not a PRM800K row ({type(e).__name__}: {e})") from None
-        if steps:
-            error = next((i for i, g in enumerate(labels) if not g), None)
-            rows.append({"prompt": question["problem"], "completions": steps, "labels": labels,
-                         "soft_labels": [float(g) for g in labels], "outcome": error is None and
-                         label.get("finish_reason") == "solution", "problem_id": f"prm800k/{lineno}",
-                         "method": "human", "rollouts": 0, "tokens": 0, "true_first_error": error})
+    for p in problems:
+        if "step_labels" not in p.meta or not p.steps:
+            raise ConfigError(f"problem {p.id!r} has no human step labels; method=dataset needs a task such as "
+                             f"prm800k or processbench")
+        good = list(p.meta["step_labels"])
+        if neutral_is_bad and "step_ratings" in p.meta:
+            good = [g and r != 0 for g, r in zip(good, p.meta["step_ratings"])]
+        error = next((i for i, g in enumerate(good) if not g), None)
+        labels = [error is None or i < error for i in range(len(p.steps))]
+        if "final_answer_correct" in p.meta:
+            outcome = bool(p.meta["final_answer_correct"])
+        else:
+            outcome = error is None and p.meta.get("finish_reason") == "solution"
+        rows.append({"prompt": p.meta.get("question", p.prompt), "completions": list(p.steps), "labels": labels,
+                     "soft_labels": [float(g) for g in labels], "outcome": outcome, "problem_id": p.id,
+                     "method": "human", "rollouts": 0, "tokens": 0, "true_first_error": error})
     return rows
 
 
@@ -465,9 +468,13 @@ def main(cfg: LabelConfig) -> dict[str, Any]:
     from reasonloop.utils import console, seed_everything
 
     output, partial = Path(cfg.output), Path(cfg.output + ".partial")
+    human = bool(cfg.prm800k) or cfg.method == "dataset"
     if cfg.prm800k:
         rows = prm800k_rows(cfg.prm800k, cfg.neutral_is_bad)
         done: list[dict] = []
+    elif cfg.method == "dataset":
+        task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
+        rows = human_label_rows(list(task), cfg.neutral_is_bad)
     else:
         seed_everything(cfg.seed)
         task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
@@ -492,9 +499,9 @@ def main(cfg: LabelConfig) -> dict[str, Any]:
     partial.unlink(missing_ok=True)
     summary = {
         "rows": len(rows), "augmented_rows": len(augmented), "rollouts": sum(r["rollouts"] for r in rows),
-        "tokens": sum(r["tokens"] for r in rows), "method": "human" if cfg.prm800k else cfg.method,
+        "tokens": sum(r["tokens"] for r in rows), "method": "human" if human else cfg.method,
     }
-    if not cfg.prm800k and isinstance(task, StepTask):  # exact first errors exist: score the labels
+    if not human and isinstance(task, StepTask):  # exact first errors exist: score the labels
         from reasonloop.evaluate.process import evaluate_labels
 
         summary.update(evaluate_labels(rows))

@@ -21,9 +21,12 @@ from reasonloop.algorithms.step_labels import (
     rest_mcts_values,
     sequential_mc_labels,
 )
+from reasonloop.config import ConfigError
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.jsonl import RecordError
+from reasonloop.tasks import DatasetError
 from reasonloop.tasks.arithmetic import ArithmeticTask
+from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Problem, Sample, split_steps
 
 TASK = ArithmeticTask()
@@ -257,5 +260,25 @@ def test_prm800k_import(tmp_path):
     assert b["completions"] == ["2+2=5"] and b["labels"] == [False] and b["true_first_error"] == 0
     assert prm800k_rows(p, neutral_is_bad=True)[0]["labels"] == [True, False]
     p.write_text('{"question": {}}\n')
-    with pytest.raises(RecordError, match="prm800k.jsonl:1"):
+    with pytest.raises(DatasetError, match="prm800k.jsonl:1: missing field 'question.problem'"):
         prm800k_rows(p)
+
+
+def test_label_method_dataset_writes_human_step_labels(tmp_path):
+    """`reasonloop label task.name=processbench method=dataset`: rows for PRM evaluation, no model."""
+    import pathlib
+
+    from reasonloop.algorithms.step_labels import LabelConfig, main
+
+    source = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "processbench.jsonl"
+    out = tmp_path / "pb.jsonl"
+    summary = main(LabelConfig(task=TaskSpec("processbench", source=str(source)), split="test", method="dataset",
+                               output=str(out)))
+    wrong, right = read_step_rows(out)
+    assert summary["rows"] == 2 and summary["method"] == "human" and summary["rollouts"] == 0
+    assert wrong["completions"][1] == "She buys 4 more, so 3 + 4 = 8." and wrong["labels"] == [True, False, False]
+    assert wrong["true_first_error"] == 1 and wrong["outcome"] is False and wrong["prompt"].startswith("Sue has")
+    assert right["labels"] == [True, True] and right["true_first_error"] is None and right["outcome"] is True
+    with pytest.raises(ConfigError, match="has no human step labels"):
+        main(LabelConfig(task=TaskSpec("gsm8k", source=str(source.parent / "gsm8k.jsonl")), method="dataset",
+                         output=str(tmp_path / "x.jsonl")))
