@@ -191,8 +191,8 @@ def main() -> None:
     quiet_hf()
     import torch
 
-    from reasonloop.algorithms.grpo_batches import TASK_SIZE
     from reasonloop.tasks import make_task
+    from reasonloop.tasks.spec import UNBOUNDED as TASK_SIZE
 
     for old in args.out.glob("rep*"):
         shutil.rmtree(old)

@@ -89,7 +89,6 @@ from reasonloop.algorithms.curriculum import (
     parse_category,
 )
 from reasonloop.algorithms.grpo_batches import (
-    TASK_SIZE,
     BatchRecipe,
     BatchSource,
     Rollouts,
@@ -440,7 +439,8 @@ def setup(cfg: GRPOConfig) -> Trainer:
     optimizer = make_optimizer(model.parameters(), cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.optimizer_steps)
     specs = [parse_category(c) for c in cfg.curriculum.categories] or [cfg.task]
-    tasks = [spec.build(split="train", size=TASK_SIZE, seed=cfg.seed + k) for k, spec in enumerate(specs)]
+    # size=None: a dataset task whole (walked by epochs), a procedural task as an unbounded stream
+    tasks = [spec.build(split="train", size=None, seed=cfg.seed + k) for k, spec in enumerate(specs)]
     if sources.exact_steps and not all(isinstance(t, StepTask) for t in tasks):
         raise ValueError(f"process_reward={EXACT_PROCESS_REWARD!r} needs tasks that check steps (check_step); "
                          f"{[s.name for s, t in zip(specs, tasks) if not isinstance(t, StepTask)]} cannot")
@@ -552,10 +552,18 @@ def step_metrics(cfg: GRPOConfig, rollouts: Rollouts, t: Trainer) -> dict:
         "len/truncated_frac": sum(s.finish_reason == "length" for s in samples) / n,
         "tokens/generated": sum(lengths),
         **({f"curriculum/q{k}": q for k, q in enumerate(t.bandit.q)} if len(t.tasks) > 1 else {}),
+        **epochs_drawn(rollouts.cursors, t.tasks),
         **step_validity_metrics(samples),
         "time/sample": rollouts.seconds,  # sampling + rewards, on the overlap thread when overlapping
     }
     return metrics
+
+
+def epochs_drawn(cursors: list[dict], tasks: list) -> dict[str, float]:
+    """Epochs drawn so far from each finite dataset (`data/epochs`, or `data/epochs/<category>`)."""
+    return {("data/epochs" if len(tasks) == 1 else f"data/epochs/{k}"):
+            (c["epoch"] * c["size"] + c["position"]) / c["size"]
+            for k, (c, task) in enumerate(zip(cursors, tasks)) if getattr(task, "finite", False)}
 
 
 def save(cfg: GRPOConfig, t: Trainer, step: int, last: bool) -> None:

@@ -44,9 +44,6 @@ from reasonloop.tasks.base import steps_all_verify
 from reasonloop.tasks.cursor import ProblemCursor
 from reasonloop.types import Group, Problem, Sample
 
-TASK_SIZE = 10_000_000
-"""items of a procedural training task (derived lazily; a run never reaches the end)"""
-
 
 @dataclass
 class DrawStats:

@@ -469,8 +469,8 @@ def iteration_problems(cfg: SelfTrainConfig, it: int, seed: int) -> tuple[object
     A finite dataset is walked by epochs with a seeded shuffle (`ProblemCursor`); iteration `it`
     takes the `problems_per_iteration` after the (it - 1) x that many before it, so resume needs no state.
     """
-    task = cfg.task.build(split="train", size=cfg.problems_per_iteration, seed=seed)
-    if not getattr(task, "finite", False):
+    if not cfg.task.is_dataset:
+        task = cfg.task.build(split="train", size=cfg.problems_per_iteration, seed=seed)
         return task, list(task)
     dataset = cfg.task.build(split="train", size=None, seed=cfg.seed)
     cursor = ProblemCursor(dataset, seed=cfg.seed)

@@ -253,3 +253,28 @@ def test_overlap_sampling_with_lora_and_a_reference_model(tiny_model_dir, tmp_pa
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["steps"] == 3 and [r["step"] for r in rows] == [0, 1, 2, 3]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows[1:])
+
+
+def test_grpo_walks_a_finite_dataset_by_epochs_and_resumes_exactly(tiny_model_dir, tmp_path):
+    """A GSM8K-format file of 4 problems, 3 prompts a step: step 2 crosses into the second epoch inside
+    its batch (a new seeded order); a run resumed from checkpoint 2 draws what the uninterrupted run drew."""
+    import shutil
+    from pathlib import Path
+
+    from reasonloop.tasks.spec import TaskSpec
+
+    source = Path(__file__).resolve().parents[1] / "fixtures" / "gsm8k.jsonl"
+    kw = {"task": TaskSpec(name="gsm8k", source=str(source), split="train"), "steps": 4, "save_every": 2,
+          "eval_problems": 0, "prompts_per_step": 3, "samples_per_prompt": 2}
+    main(tiny_cfg(tiny_model_dir, tmp_path, run_name="full", **kw))
+    rows = metric_rows(tmp_path / "full" / "metrics.jsonl")
+    assert [r["data/epochs"] for r in rows[1:]] == [0.75, 1.5, 2.25, 3.0]
+    mid = torch.load(tmp_path / "full/checkpoints/step-000002/trainer_state.pt", weights_only=False)["extra"]
+    assert mid["cursors"][0]["epoch"] == 1 and mid["cursors"][0]["position"] == 2
+
+    shutil.copytree(tmp_path / "full", tmp_path / "resumed")
+    ckpts = tmp_path / "resumed" / "checkpoints"
+    shutil.rmtree(ckpts / "step-000004")
+    (ckpts / "latest").write_text("step-000002\n")
+    main(tiny_cfg(tiny_model_dir, tmp_path, run_name="resumed", resume=True, **kw))
+    assert metric_rows(tmp_path / "resumed" / "metrics.jsonl") == rows

@@ -215,3 +215,22 @@ def test_rft_real_engine_resumes_in_the_same_iteration(tiny_model_dir, tmp_path,
     assert [m["iteration"] for m in out["iterations"]] == [0, 1]
     assert out["iterations"][1]["train/tokens"] > 0
 
+
+
+def test_selftrain_walks_a_finite_dataset_by_epochs(tmp_path, tiny_model_dir):
+    """A 4-problem GSM8K-format file, 3 problems an iteration: iteration 2 takes the last problem of
+    epoch 0 and the first two of epoch 1's new order; resume needs no saved cursor (it is recomputed)."""
+    from pathlib import Path
+
+    from reasonloop.tasks.cursor import ProblemCursor
+
+    source = str(Path(__file__).resolve().parents[1] / "fixtures" / "gsm8k.jsonl")
+    spec = TaskSpec(name="gsm8k", source=source, split="train")
+    cfg = _cfg(tmp_path, tiny_model_dir, task=spec, iterations=2, problems_per_iteration=3, eval_problems=0)
+    st.main(cfg)
+    drawn = [sorted({s.problem_id for s in read_jsonl(tmp_path / "selftrain" / "samples" / f"iter_{it:03d}.jsonl")})
+             for it in (1, 2)]
+    dataset = spec.build(split="train", size=None, seed=cfg.seed)
+    order = [p.id for p in ProblemCursor(dataset, seed=cfg.seed).take(6)]
+    assert drawn == [sorted(set(order[:3])), sorted(set(order[3:]))]
+    assert sorted(order[:4]) == sorted(p.id for p in dataset)
