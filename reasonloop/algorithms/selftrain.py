@@ -80,7 +80,6 @@ from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, sav
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
 from reasonloop.store.runs import RunDir
 from reasonloop.tasks.base import StepTask, first_error, steps_all_verify
-from reasonloop.tasks.cursor import ProblemCursor
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Problem, Sample, split_steps
 from reasonloop.utils import console, seed_everything
@@ -417,7 +416,8 @@ def main(cfg: SelfTrainConfig) -> dict:
     for it in range(progress.iteration + 1, cfg.iterations + 1):
         t_iter, timing = time.perf_counter(), {}
         seed = cfg.seed * 1000 + it
-        task, problems = iteration_problems(cfg, it, seed)
+        # fresh procedural problems, or the next slice of a dataset walked by epochs (TaskSpec.round_problems)
+        task, problems = cfg.task.round_problems("train", it - 1, cfg.problems_per_iteration, cfg.seed, seed)
         # --- choose how to sample (B-STaR), sample and verify (E-step), select what to learn from
         choice = choose_sampling(cfg, run, sampler, scorer, it, seed)
         samples, seconds = explore(cfg, run, progress, sampler, scorer, task, problems, choice, it, seed)
@@ -461,23 +461,6 @@ def main(cfg: SelfTrainConfig) -> dict:
     result = {"iterations": history, "final_model": str(run.root / "final")}
     run.write_json("summary.json", result)
     return result
-
-
-def iteration_problems(cfg: SelfTrainConfig, it: int, seed: int) -> tuple[object, list[Problem]]:
-    """Iteration `it`'s training problems: fresh procedural ones, or the next slice of a finite dataset.
-
-    A finite dataset is walked by epochs with a seeded shuffle (`ProblemCursor`); iteration `it`
-    takes the `problems_per_iteration` after the (it - 1) x that many before it, so resume needs no state.
-    """
-    if not cfg.task.is_dataset:
-        task = cfg.task.build(split="train", size=cfg.problems_per_iteration, seed=seed)
-        return task, list(task)
-    dataset = cfg.task.build(split="train", size=None, seed=cfg.seed)
-    cursor = ProblemCursor(dataset, seed=cfg.seed)
-    consumed = (it - 1) * cfg.problems_per_iteration
-    cursor.load_state_dict({**cursor.state_dict(), "epoch": consumed // cursor.size,
-                            "position": consumed % cursor.size})
-    return dataset, cursor.take(cfg.problems_per_iteration)
 
 
 def choose_sampling(cfg: SelfTrainConfig, run: RunDir, sampler, scorer, it: int, seed: int) -> SamplingChoice:
