@@ -34,6 +34,7 @@ from reasonloop.rollout.sampler import Sampler, SamplingParams
 from reasonloop.store.checkpoint import save_model
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
 from reasonloop.store.runs import RunDir
+from reasonloop.store.trackers import LogConfig
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Sample
 from reasonloop.utils import console, seed_everything
@@ -70,6 +71,8 @@ class DistillConfig:
     eval_problems: int = 200
     eval_max_new_tokens: int = 256
     run_name: str = "distill"
+    log: LogConfig = field(default_factory=LogConfig)
+    """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""
     output_dir: str = "runs"
     seed: int = 0
     resume: bool = False
@@ -104,7 +107,7 @@ def keep_verified(samples: list[Sample], max_per_problem: int) -> list[Sample]:
 
 
 def main(cfg: DistillConfig) -> dict:
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.seed)
     teacher_path = run.samples_dir / "teacher.jsonl"
     # --- teacher: sample and verify (reused on resume) ---

@@ -47,6 +47,7 @@ from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import save_model
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
 from reasonloop.store.runs import RunDir
+from reasonloop.store.trackers import LogConfig
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Sample
 from reasonloop.utils import console, progress, seed_everything
@@ -70,6 +71,8 @@ class DPOConfig:
     eval_problems: int = 200
     eval_max_new_tokens: int = 128
     run_name: str = "dpo"
+    log: LogConfig = field(default_factory=LogConfig)
+    """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""
     output_dir: str = "runs"
     seed: int = 0
     resume: bool = False
@@ -197,7 +200,7 @@ def train_pairs(model, ref_model, tokenizer, pairs: list[tuple[str, str, str]], 
 
 
 def main(cfg: DPOConfig) -> dict:
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     state = (run.load_state() if cfg.resume else None) or {"iteration": 0, "phase": "start"}
     seed_everything(cfg.seed)
     start_path = run.latest_checkpoint() if state["iteration"] > 0 else None

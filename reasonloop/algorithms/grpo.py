@@ -118,6 +118,7 @@ from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
+from reasonloop.store.trackers import LogConfig
 from reasonloop.tasks.base import StepTask
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.utils import console, seed_everything
@@ -206,6 +207,8 @@ class GRPOConfig:
     """stop after the first step that ends past this many seconds of training (0: no limit);
     the final eval and checkpoint still run (the bench uses it for equal-wall-time comparisons)"""
     run_name: str = "grpo"
+    log: LogConfig = field(default_factory=LogConfig)
+    """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""
     output_dir: str = "runs"
     seed: int = 0
     resume: bool = False
@@ -421,7 +424,7 @@ class Trainer:
 
 def setup(cfg: GRPOConfig) -> Trainer:
     """Load the policy (from the latest checkpoint when resuming), rewards, tasks and the batch source."""
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.seed)
     latest = run.latest_checkpoint() if cfg.resume else None
     model, tokenizer = load_policy(cfg, latest)

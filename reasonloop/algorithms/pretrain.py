@@ -28,6 +28,7 @@ from reasonloop.config import dump_config
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.store.checkpoint import save_model
 from reasonloop.store.runs import RunDir
+from reasonloop.store.trackers import LogConfig
 from reasonloop.tasks.base import StepTask
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Problem
@@ -50,6 +51,8 @@ class PretrainConfig:
     """"slip": one random wrong step; "misconception": a systematic error (see module docstring)"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=64, micro_batch_size=64))
     run_name: str = "pretrain"
+    log: LogConfig = field(default_factory=LogConfig)
+    """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""
     output_dir: str = "runs"
     seed: int = 0
 
@@ -80,7 +83,7 @@ def make_pretraining_pairs(
 
 
 def main(cfg: PretrainConfig) -> dict:
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True, log=cfg.log)
     seed_everything(cfg.seed)
     task = cfg.task.build(split="train", size=cfg.num_examples, seed=cfg.seed)
     pairs = make_pretraining_pairs(task, cfg.wrong_step_fraction, cfg.seed, cfg.flaw)

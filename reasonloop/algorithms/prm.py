@@ -46,6 +46,7 @@ from reasonloop.config import dump_config
 from reasonloop.models.reward_model import RewardKind, RewardModel
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
+from reasonloop.store.trackers import LogConfig
 from reasonloop.types import split_steps
 from reasonloop.utils import console, progress, seed_everything
 
@@ -70,6 +71,8 @@ class PRMConfig:
     threshold: float = 0.5
     """a step is predicted bad when its score is below this (first-error F1)"""
     run_name: str = "prm"
+    log: LogConfig = field(default_factory=LogConfig)
+    """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""
     output_dir: str = "runs"
     save_every: int = 0
     """checkpoint every N optimizer steps (0: only the final model)"""
@@ -186,7 +189,7 @@ def evaluate_model(model: RewardModel, rows: list[dict[str, Any]], threshold: fl
 def main(cfg: PRMConfig) -> dict[str, Any]:
     from reasonloop.algorithms.step_labels import read_step_rows
 
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.seed)
     rows = read_step_rows(cfg.data)
     eval_rows = read_step_rows(cfg.eval_data) if cfg.eval_data else []

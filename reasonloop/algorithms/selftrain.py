@@ -79,6 +79,7 @@ from reasonloop.store.atomic import atomic_write_json
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.jsonl import read_jsonl, write_jsonl
 from reasonloop.store.runs import RunDir
+from reasonloop.store.trackers import LogConfig
 from reasonloop.tasks.base import StepTask, first_error, steps_all_verify
 from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Problem, Sample, split_steps
@@ -150,6 +151,8 @@ class SelfTrainConfig:
     """held-out problems scored (greedy) after every iteration; 0 disables"""
     eval_max_new_tokens: int = 128
     run_name: str = "selftrain"
+    log: LogConfig = field(default_factory=LogConfig)
+    """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""
     output_dir: str = "runs"
     seed: int = 0
     resume: bool = False
@@ -388,7 +391,7 @@ class Selection:
 
 
 def main(cfg: SelfTrainConfig) -> dict:
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     progress = Progress.load(run) if cfg.resume else Progress()
     seed_everything(cfg.seed)
     start_path = run.latest_checkpoint() if progress.iteration > 0 else None

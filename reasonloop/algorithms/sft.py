@@ -39,6 +39,7 @@ from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.jsonl import RecordError, from_row, iter_jsonl
 from reasonloop.store.runs import RunDir
+from reasonloop.store.trackers import LogConfig
 from reasonloop.types import Sample
 from reasonloop.utils import console, progress, seed_everything
 
@@ -302,6 +303,8 @@ class SFTConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     run_name: str = "sft"
+    log: LogConfig = field(default_factory=LogConfig)
+    """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""
     output_dir: str = "runs"
     save_every: int = 0
     """checkpoint every N optimizer steps (0: only at the end)"""
@@ -341,7 +344,7 @@ def load_pairs(path: str | Path, only_correct: bool = True, prompt_field: str = 
 def main(cfg: SFTConfig) -> dict:
     if not cfg.data:
         raise ValueError("sft needs data=<file.jsonl>")
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume)
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
     pairs = load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
     latest = run.latest_checkpoint() if cfg.resume else None
