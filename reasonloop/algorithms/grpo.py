@@ -101,7 +101,7 @@ from reasonloop.algorithms.grpo_rewards import (
     step_validity_metrics,
     token_process_advantages,
 )
-from reasonloop.algorithms.health import HealthConfig, HealthMonitor
+from reasonloop.algorithms.health import HealthConfig, HealthMonitor, stop_message
 from reasonloop.algorithms.rl_maths import (
     ADVANTAGES,
     CLIPS,
@@ -514,7 +514,10 @@ def main(cfg: GRPOConfig) -> dict:
         for alarm in t.monitor.update(step, metrics):
             console.print(f"[yellow]grpo step {step}: health alarm {alarm.name}: {alarm.message}[/yellow]")
         metrics.update(t.monitor.metrics())
+        stop = t.monitor.should_stop()  # an alarm in health.stop_on: checkpoint, then end the run
+        last = last or stop is not None
         t.run.log(metrics)
+        t.run.write_rollouts(step, rollouts.all_samples)
         history.append(metrics)
         console.print(f"grpo step {step}/{cfg.steps}: reward {metrics['reward/mean']:.3f} "
                       f"correct {metrics['reward/correct']:.3f} len {metrics['len/mean']:.1f} "
@@ -522,6 +525,9 @@ def main(cfg: GRPOConfig) -> dict:
         t.state["step"] = step
         if last or (cfg.save_every and step % cfg.save_every == 0):
             save(cfg, t, step, last)
+        if stop is not None:
+            t.state["stopped"] = stop_message(stop, str(t.run.checkpoint_path(step)))
+            console.print(f"[red]grpo: {t.state['stopped']}[/red]")
         if last:
             break
     t.batches.close()
@@ -595,6 +601,7 @@ def finish(cfg: GRPOConfig, t: Trainer, history: list[dict]) -> dict:
         "reward_last10": sum(h["reward/mean"] for h in steps[-10:]) / max(1, len(steps[-10:])),
         "seconds_per_step_median": statistics.median(h["time/step"] for h in steps) if steps else None,
         "final_model": str(t.run.root / "final"),
+        "stopped": t.state.get("stopped"),
     }
     t.run.write_json("summary.json", summary)
     accuracy = (f"accuracy {summary['base_accuracy']} -> {summary['final_accuracy']}; "

@@ -38,9 +38,9 @@ from reasonloop.algorithms.curriculum import SelfEvolvingCurriculum, choose_cate
 from reasonloop.algorithms.grpo_rewards import RewardSettings, RewardSources, score_samples
 from reasonloop.algorithms.overlap import OverlappedSampling
 from reasonloop.algorithms.rl_maths import has_reward_variance, pass_rate_in_band
+from reasonloop.evaluate.verdicts import annotate_steps
 from reasonloop.rollout.groups import flatten, sample_groups
 from reasonloop.rollout.sampler import SamplingParams
-from reasonloop.tasks.base import steps_all_verify
 from reasonloop.tasks.cursor import ProblemCursor
 from reasonloop.types import Group, Problem, Sample
 
@@ -230,7 +230,7 @@ def sample_batch(recipe: BatchRecipe, sampler, bandit: SelfEvolvingCurriculum, c
         stats.guided += recipe.repair(sampler, groups, params, score)
         for arm, g in zip(arms, groups):  # diagnostics: right answers through wrong steps
             for s in g.samples:
-                s.meta["steps_valid"] = steps_all_verify(recipe.tasks[arm], g.problem, s.text)
+                annotate_steps(recipe.tasks[arm], g.problem, s)  # steps_valid, and step_verdicts for the viewer
         # --- filter
         rewards = torch.tensor([[s.rewards["total"] for s in g.samples] for g in groups])  # (P, G)
         correct = torch.tensor([[s.rewards["correct"] for s in g.samples] for g in groups])  # (P, G)

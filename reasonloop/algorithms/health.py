@@ -1,9 +1,14 @@
 """Run-health alarms for RL: catch a dying run from its metric stream, step by step.
 
-    monitor = HealthMonitor(HealthConfig())
+    monitor = HealthMonitor(HealthConfig(stop_on=["kl_blowup"]))
     for step ...:
         alarms = monitor.update(step, metrics)   # list[Alarm]; printed as warnings by the loop
         metrics.update(monitor.metrics())        # health/* flags logged with the step
+        stop = monitor.should_stop()             # an Alarm named in `stop_on`, or None
+        if stop: save a checkpoint, print stop_message(stop, checkpoint), end the run
+
+Every alarm warns; those named in `health.stop_on` also stop the run (the loop saves a
+checkpoint first, so the run can be inspected, fixed and resumed with `--resume`).
 
 Each alarm is a small pure rule over the stream of per-step metrics (keys below), so it
 can be unit-tested on synthetic streams. The monitor's state is a JSON-able dict
@@ -28,6 +33,8 @@ import statistics
 from dataclasses import dataclass, field
 
 NOT_SHAPING = ("reward/correct", "reward/mean")
+ALARMS = ("non_finite", "zero_variance", "entropy_collapse", "kl_blowup", "clip_fraction", "length_drift",
+          "reward_hacking")
 
 
 @dataclass
@@ -49,8 +56,13 @@ class HealthConfig:
     accuracy from 8 prompts swings by +-0.2, so without the test one bad step in a window of 10
     reads as a falling trend (replayed on this project's runs: it removed 4 false alarms and kept
     the one real hack, docs/grpo.md)"""
+    stop_on: list[str] = field(default_factory=list)
+    """alarms that stop the run (after a checkpoint) instead of only warning; any of ALARMS"""
 
     def __post_init__(self):
+        unknown = [a for a in self.stop_on if a not in ALARMS]
+        if unknown:
+            raise ValueError(f"health.stop_on: unknown alarm(s) {unknown}; choose from {', '.join(ALARMS)}")
         if not 0 < self.zero_var_max <= 1 or not 0 < self.entropy_collapse_ratio < 1:
             raise ValueError("zero_var_max must be in (0, 1] and entropy_collapse_ratio in (0, 1)")
         if self.patience < 1 or self.baseline_steps < 1 or self.hack_window < 3:
@@ -85,6 +97,16 @@ class Alarm:
     message: str
 
 
+def stop_message(alarm: Alarm, checkpoint: str | None = None) -> str:
+    """The one line a run prints when an alarm in `health.stop_on` ends it.
+
+    >>> stop_message(Alarm("kl_blowup", 7, "KL 3.2 (max 1.0)"), "runs/g/checkpoints/step-000007")
+    'stopped at step 7 by health alarm kl_blowup (health.stop_on): KL 3.2 (max 1.0); checkpoint runs/g/checkpoints/step-000007 (resume with --resume after changing the config)'
+    """
+    where = f"; checkpoint {checkpoint} (resume with --resume after changing the config)" if checkpoint else ""
+    return f"stopped at step {alarm.step} by health alarm {alarm.name} (health.stop_on): {alarm.message}{where}"
+
+
 def slope(values: list[float]) -> float:
     """Least-squares slope of values against 0, 1, 2, ... (0 for fewer than 2 points)."""
     n = len(values)
@@ -101,6 +123,8 @@ class HealthMonitor:
     history: dict[str, list[float]] = field(default_factory=dict)
     streaks: dict[str, int] = field(default_factory=dict)
     last: list[str] = field(default_factory=list)
+    fired: list[Alarm] = field(default_factory=list)
+    """the alarms of the last update"""
     shaping_keys: list[str] | None = None
     """reward terms the reward-hacking probe watches; None: every `reward/*` but correct and mean.
     A trainer passes the terms that actually enter its reward (a term logged with weight 0
@@ -139,14 +163,16 @@ class HealthMonitor:
         if base_len and length is not None and abs(length - base_len) > c.length_drift_ratio * base_len:
             fire("length_drift", f"mean length {length:.1f} drifted from baseline {base_len:.1f}")
         alarms += self._reward_hacking(step)
-        self.last = [a.name for a in alarms]
+        self.last, self.fired = [a.name for a in alarms], list(alarms)
         return alarms
 
     def metrics(self) -> dict[str, int]:
         """The alarms of the last update as 0/1 metrics (health/<name>)."""
-        names = ("non_finite", "zero_variance", "entropy_collapse", "kl_blowup", "clip_fraction", "length_drift",
-                 "reward_hacking")
-        return {f"health/{n}": int(n in self.last) for n in names}
+        return {f"health/{n}": int(n in self.last) for n in ALARMS}
+
+    def should_stop(self) -> Alarm | None:
+        """The first alarm of the last update that `cfg.stop_on` names (None: keep going)."""
+        return next((a for a in self.fired if a.name in self.cfg.stop_on), None)
 
     def _streak(self, name: str, condition: bool) -> bool:
         self.streaks[name] = self.streaks.get(name, 0) + 1 if condition else 0
@@ -184,3 +210,4 @@ class HealthMonitor:
     def load_state_dict(self, state: dict) -> None:
         self.history = {k: list(v) for k, v in state["history"].items()}
         self.streaks, self.last = dict(state["streaks"]), list(state["last"])
+        self.fired = []

@@ -119,3 +119,37 @@ def test_reward_hacking_probe_needs_a_significant_fall_in_accuracy():
                for i in range(w)]
     fired, _ = run(falling, hack_window=w)
     assert fired[-1] == ["reward_hacking"]
+
+
+def test_every_alarm_warns_and_only_those_in_stop_on_stop_the_run():
+    import pytest
+
+    from reasonloop.algorithms.health import ALARMS, stop_message
+
+    kl = [dict(HEALTHY, **{"policy/kl": v}) for v in (0.01, 0.01, 0.01, 2.0)]
+    nan = dict(HEALTHY, loss=float("nan"))
+    warn_only = HealthMonitor(HealthConfig())
+    for step, m in enumerate(kl + [nan], 1):
+        assert warn_only.update(step, m) == [] or warn_only.should_stop() is None
+    stopper = HealthMonitor(HealthConfig(stop_on=["kl_blowup"]))
+    stops = []
+    for step, m in enumerate(kl + [nan, dict(HEALTHY)], 1):
+        stopper.update(step, m)
+        stops.append(stopper.should_stop())
+    assert [s.name if s else None for s in stops] == [None, None, None, "kl_blowup", None, None]  # nan only warns
+    assert stop_message(stops[3], "ckpt").startswith("stopped at step 4 by health alarm kl_blowup (health.stop_on): KL 2")
+    with pytest.raises(ValueError, match=r"health.stop_on: unknown alarm\(s\) \['kl'\]"):
+        HealthConfig(stop_on=["kl"])
+    assert set(HealthMonitor().metrics()) == {f"health/{a}" for a in ALARMS}
+
+
+def test_stop_on_is_a_config_key_with_a_clear_error():
+    import pytest
+
+    from reasonloop.algorithms.grpo import GRPOConfig
+    from reasonloop.config import ConfigError, load_config
+
+    assert load_config(GRPOConfig, overrides=["health.stop_on=kl_blowup,non_finite"]).health.stop_on == [
+        "kl_blowup", "non_finite"]
+    with pytest.raises(ConfigError, match="health.stop_on: unknown alarm"):
+        load_config(GRPOConfig, overrides=["health.stop_on=kl_blowp"])
