@@ -83,7 +83,9 @@ def wandb_records(path):
     """Records of a W&B offline `.wandb` file: a LevelDB-style log (7-byte header, 32 KiB blocks) of protobufs."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    data = open(path, "rb").read()
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
     assert data[:4] == b":W&B"
     pos, block, buf = 7, 32768, b""
     while pos + 7 <= len(data):
