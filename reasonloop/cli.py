@@ -9,6 +9,7 @@ that runs, so `reasonloop --help` and `reasonloop list` start without torch.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ class Command:
     help: str
     function: str = "main"
     positional: str | None = None
-    """config field filled by a bare positional argument (e.g. `init-model DIR`)"""
+    """config field filled by bare positional arguments (e.g. `init-model DIR`; several fill a list field)"""
 
 
 COMMANDS: dict[str, Command] = {
@@ -42,6 +43,10 @@ COMMANDS: dict[str, Command] = {
     "label": Command("reasonloop.algorithms.step_labels", "LabelConfig",
                      "automatic step labels: Monte-Carlo, binary search, node compression"),
     "prm": Command("reasonloop.algorithms.prm", "PRMConfig", "train a process / outcome / value reward model"),
+    "view": Command("reasonloop.view", "ViewConfig", "write one offline HTML page of a run: curves, samples, trees",
+                    positional="run"),
+    "compare": Command("reasonloop.evaluate.compare", "CompareConfig",
+                       "does eval run B beat run A on the same problems (paired bootstrap)", positional="runs"),
     "search": Command("reasonloop.evaluate.search", "SearchConfig",
                       "test-time compute: majority, best-of-N, beam, DVTS, MCTS, self-correction"),
 }
@@ -77,6 +82,7 @@ def list_things(what: str) -> None:
 def parse_args(argv: list[str], command: Command) -> tuple[str | None, list[str], bool, bool]:
     """-> (yaml path, overrides, print_config, resume)"""
     yaml_path, overrides, print_config, resume = None, [], False, False
+    bare: list[str] = []
     it = iter(argv)
     for arg in it:
         if arg == "--config":
@@ -95,9 +101,13 @@ def parse_args(argv: list[str], command: Command) -> tuple[str | None, list[str]
         elif "=" in arg and not arg.startswith("-"):
             overrides.append(arg)
         elif command.positional and not arg.startswith("-"):
-            overrides.append(f"{command.positional}={arg}")
+            bare.append(arg)
         else:
             raise SystemExit(f"unrecognised argument {arg!r} (overrides are written key.sub=value)")
+    if len(bare) == 1:
+        overrides.insert(0, f"{command.positional}={bare[0]}")
+    elif bare:  # several: a YAML list of quoted strings
+        overrides.insert(0, f"{command.positional}=[{', '.join(json.dumps(b) for b in bare)}]")
     return yaml_path, overrides, print_config, resume
 
 

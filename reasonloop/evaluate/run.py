@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import evaluate_model
@@ -67,10 +68,16 @@ class EvalConfig:
     split: str = "test"
     num_problems: int = 200
     seed: int = 0
-    samples_per_prompt: int = 8
-    """k of maj@k and pass@k; 0 evaluates greedy decoding only"""
-    temperature: float = 1.0
-    """sampling temperature of the k samples"""
+    protocol: Literal["none", "reasoning", "greedy", "custom"] = "none"
+    """none: greedy + maj@k/pass@k report below; reasoning (k samples at T 0.6, top-p 0.95), greedy or custom:
+    the field-standard report (avg@k, pass@k, pass^k, maj@k with standard errors) per benchmark of `tasks`
+    (`evaluate.standard`)"""
+    samples_per_prompt: int | None = None
+    """k of maj@k and pass@k; 0 evaluates greedy decoding only (None: 8, or the protocol's k)"""
+    temperature: float | None = None
+    """sampling temperature of the k samples (None: 1.0, or the protocol's)"""
+    top_p: float | None = None
+    """nucleus sampling of the k samples (None: 1.0, or the protocol's)"""
     max_new_tokens: int = 128
     run_name: str = "eval"
     output_dir: str = "runs"
@@ -82,8 +89,21 @@ class EvalConfig:
     """grid models (default: `model`)"""
 
     def __post_init__(self):
+        if self.protocol != "none":
+            from reasonloop.evaluate.standard import resolve_protocol
+
+            self.temperature, self.top_p, self.samples_per_prompt = resolve_protocol(
+                self.protocol, self.temperature, self.top_p, self.samples_per_prompt)
+            if self.strategies:
+                raise ValueError("protocol and strategies are two kinds of eval: set one of them")
+        else:
+            self.temperature = 1.0 if self.temperature is None else self.temperature
+            self.top_p = 1.0 if self.top_p is None else self.top_p
+            self.samples_per_prompt = 8 if self.samples_per_prompt is None else self.samples_per_prompt
         if self.num_problems < 1 or self.samples_per_prompt < 0:
             raise ValueError("num_problems must be >= 1 and samples_per_prompt >= 0")
+        if self.top_p != 1.0 and self.protocol == "none":
+            raise ValueError("top_p applies to the protocol report: set protocol=custom (or reasoning)")
         labels = [s.label_name for s in self.strategies]
         if len(set(labels)) != len(labels):
             raise ValueError(f"strategies: two entries share a label {labels}; set `label:` to tell them apart")
@@ -106,6 +126,10 @@ def main(cfg: EvalConfig) -> dict:
     from reasonloop.rollout.engine import TorchEngine
 
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
+    if cfg.protocol != "none":
+        from reasonloop.evaluate.standard import run_benchmarks
+
+        return run_benchmarks(cfg, TorchEngine.from_config(cfg.model), run.root)
     task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
     problems = list(task)
     sampler = TorchEngine.from_config(cfg.model)
