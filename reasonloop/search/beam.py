@@ -74,6 +74,7 @@ def beam_search(problems, sampler, scorer, cfg: BeamConfig) -> list[Selection]:
     frontier: list[list[Partial]] = [[Partial()] for _ in problems]
     done: list[list[Partial]] = [[] for _ in problems]
     survivors = cfg.n // cfg.beam_width
+    trees = [BeamTree(root) for root in (f[0] for f in frontier)]  # what `reasonloop view` draws
 
     for depth in range(cfg.max_steps):
         active = [i for i in range(len(problems))
@@ -90,12 +91,15 @@ def beam_search(problems, sampler, scorer, cfg: BeamConfig) -> list[Selection]:
         flat_owners = [i for i, kids in zip(owners, children) for _ in kids]
         flat = [c for kids in children for c in kids]
         score_partials(scorer, problems, budgets, flat_owners, flat)
+        for i, parent, kids in zip(owners, parents, children):
+            trees[i].add(parent, kids, cfg.aggregation)
         for i in active:
             candidates = [c for o, c in zip(flat_owners, flat) if o == i]
             done[i] += [c for c in candidates if c.finished]
             open_ = [c for c in candidates if not c.finished]
             keep = top_k([aggregate(c.step_scores, cfg.aggregation) for c in open_], survivors)
             frontier[i] = [open_[j] for j in keep]
+            trees[i].mark_kept(frontier[i])
 
     # --- problems that finished nothing: complete their best beam greedily
     stuck = [i for i in range(len(problems)) if not done[i]]
@@ -106,9 +110,41 @@ def beam_search(problems, sampler, scorer, cfg: BeamConfig) -> list[Selection]:
                                   [budgets[i] for i in stuck], cfg.max_new_tokens)
         finals = [Partial(t, finished=True) for t in texts]
         score_partials(scorer, problems, budgets, stuck, finals)
-        for i, f in zip(stuck, finals):
+        for i, b, f in zip(stuck, best, finals):
             done[i].append(f)
-    return [_choose(p, done[i], budgets[i], cfg.aggregation) for i, p in enumerate(problems)]
+            trees[i].add(b, [f], cfg.aggregation)
+    selections = [_choose(p, done[i], budgets[i], cfg.aggregation) for i, p in enumerate(problems)]
+    for selection, tree in zip(selections, trees):
+        selection.meta["tree"] = tree.as_dict(selection.text)
+    return selections
+
+
+class BeamTree:
+    """The expansions of one problem's beam search, as a tree of new steps (for `reasonloop view`)."""
+
+    def __init__(self, root: Partial):
+        self.root = {"step": "", "children": []}
+        self.nodes = {id(root): (root, self.root)}  # the Partial is kept so its id is never reused
+
+    def add(self, parent: Partial, kids: list[Partial], how: Aggregation) -> None:
+        if id(parent) not in self.nodes:  # an unexpanded best beam completed greedily: hang it under the root
+            self.nodes[id(parent)] = (parent, {"step": parent.text, "children": []})
+            self.root["children"].append(self.nodes[id(parent)][1])
+        _, node = self.nodes[id(parent)]
+        for kid in kids:
+            child = {"step": kid.text[len(parent.text):], "score": aggregate(kid.step_scores, how)
+                     if kid.step_scores else None, "finished": kid.finished, "children": []}
+            node["children"].append(child)
+            self.nodes[id(kid)] = (kid, child)
+
+    def mark_kept(self, survivors: list[Partial]) -> None:
+        for s in survivors:
+            self.nodes[id(s)][1]["kept"] = True
+
+    def as_dict(self, chosen: str) -> dict:
+        for partial, node in self.nodes.values():
+            node["chosen"] = partial.finished and partial.text == chosen
+        return self.root
 
 
 def _choose(problem, finished: list[Partial], budget, how: Aggregation) -> Selection:

@@ -179,5 +179,14 @@ def mcts(problems, sampler, scorer, cfg: MCTSConfig) -> list[Selection]:
     for i, problem in enumerate(problems):
         selection = _choose(problem, [n.state for n in found[i]], budgets[i], cfg.aggregation)
         selection.meta["tree_nodes"] = sum(1 for _ in _walk(roots[i]))
+        selection.meta["tree"] = tree_dict(roots[i], selection.text, cfg.aggregation)
         selections.append(selection)
     return selections
+
+
+def tree_dict(node: Node, chosen: str, how: Aggregation, parent_text: str = "") -> dict:
+    """The search tree as JSON for `reasonloop view`: each node's new step, score, visits, Q."""
+    return {"step": node.state.text[len(parent_text):], "score": aggregate(node.state.step_scores, how)
+            if node.state.step_scores else None, "visits": node.visits, "q": round(node.q, 4),
+            "finished": node.state.finished, "chosen": node.state.finished and node.state.text == chosen,
+            "children": [tree_dict(c, chosen, how, node.state.text) for c in node.children]}

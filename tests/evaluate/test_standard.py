@@ -18,7 +18,12 @@ from reasonloop.evaluate.metrics import (
     standard_error,
 )
 from reasonloop.evaluate.run import EvalConfig
-from reasonloop.evaluate.standard import benchmark_metrics, evaluate_protocol, resolve_protocol, summary_markdown
+from reasonloop.evaluate.standard import (
+    benchmark_metrics,
+    evaluate_protocol,
+    resolve_protocol,
+    summary_markdown,
+)
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.tasks import make_task
 from reasonloop.types import EvalRecord, Sample

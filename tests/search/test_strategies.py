@@ -116,6 +116,14 @@ def test_beam_keeps_top_n_over_m_and_expands_each_survivor_m_times():
                            "Answer: 31", "Answer: 32", "Answer: 11", "Answer: 12"]))
     assert sel.budget.as_dict() == {"tokens": tokens, "model_calls": 12, "scorer_calls": 12}
     assert sampler.calls[0][2].stop == ["\n"]
+    # the tree `reasonloop view` draws: every expansion under its parent, survivors kept, the answer chosen
+    tree = sel.meta["tree"]
+    assert [c["step"] for c in tree["children"]] == ["a\n", "b\n", "c\n", "d\n"]
+    a, _, c, _ = tree["children"]
+    assert (a.get("kept"), c.get("kept"), tree["children"][1].get("kept")) == (True, True, None)
+    assert [k["step"] for k in c["children"]] == ["c1\n", "Answer: 3"]
+    (chosen,) = [k for k in c["children"][0]["children"] if k["chosen"]]
+    assert chosen == {"step": "Answer: 31", "score": 0.95, "finished": True, "children": [], "chosen": True}
 
 
 def test_beam_with_min_aggregation_changes_the_choice():
@@ -184,6 +192,11 @@ def test_mcts_expands_by_uct_and_returns_best_finished_node():
     assert [c[3] for c in sampler.calls] == [[""], ["a\n"], ["b\n"]]
     assert sel.answer == "2" and sel.text == "b\nAnswer: 2"
     assert sel.meta["tree_nodes"] == 7 and sel.budget.model_calls == 6 and sel.budget.scorer_calls == 6
+    tree = sel.meta["tree"]
+    a, b = tree["children"]
+    assert tree["visits"] == 3 and (a["step"], a["visits"], a["q"]) == ("a\n", 2, 0.45)
+    assert [(k["step"], k["score"], k["chosen"]) for k in b["children"]] == [("Answer: 2", 0.9, True),
+                                                                             ("Answer: 3", 0.1, False)]
 
 
 # --- self-correction ---------------------------------------------------------------------

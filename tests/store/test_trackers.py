@@ -81,9 +81,9 @@ def test_tensorboard_resume_drops_the_steps_that_are_run_again(tmp_path):
 
 def wandb_records(path):
     """Records of a W&B offline `.wandb` file: a LevelDB-style log (7-byte header, 32 KiB blocks) of protobufs."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
     from pathlib import Path
+
+    from wandb.proto import wandb_internal_pb2 as pb
 
     data = Path(path).read_bytes()
     assert data[:4] == b":W&B"
