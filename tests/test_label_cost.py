@@ -41,7 +41,10 @@ def test_oracle_estimates_by_hand():
              {"completions": ["a", "b", "c"], "outcome": True, "true_first_error": None}]
     # bisection: 4 steps, error 0 -> probes 2, 1 (2); 3 steps, error 2 -> probes 1, 2 (2)
     # MC: 3 + 2 + 2; MC skipping the verified one: 3 + 2; sequential: 1 + 2
-    assert oracle_estimates(truth) == {"binary_search": 4, "mc": 7, "mc_outcome": 5, "mc_sequential": 3}
+    # adaptive: row 1 bisects (no history: 2 probes); row 2 has seen an error at step 0, weights [4, 1, 1]:
+    # probes prefix 1 (good), then 2 (good): 2 probes
+    assert oracle_estimates(truth) == {"adaptive_search": 4, "binary_search": 4, "mc": 7, "mc_outcome": 5,
+                                       "mc_sequential": 3}
 
 
 def test_score_variants_adds_soft_and_free_hnc_rows():
@@ -65,10 +68,14 @@ def test_bench_end_to_end_on_a_tiny_policy(tiny_model_dir, tmp_path):
         check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert {"metric", "ours", "peer", "ratio", "vs_mc_outcome", "vs_mc_sequential", "oracle_ratio"} <= set(result)
+    assert {"metric", "ours", "peer", "ratio", "adaptive_search_vs_mc_sequential", "binary_search_vs_mc",
+            "beats_every_mc_variant", "oracle_ratio"} <= set(result)
+    peers = ("mc", "mc_outcome", "mc_sequential")
+    assert result["ratio"] == min(result[f"adaptive_search_vs_{p}"]["ratio"] for p in peers)  # the strongest peer
+    assert result["peer_name"] in peers and result["ours_name"] == "adaptive_search"
     table = json.loads((tmp_path / "rows" / "table.json").read_text())
     methods = {r["method"] for r in table}
-    assert methods == {"binary_search", "binary_search + HNC", "mc", "mc soft", "mc + HNC", "mc_outcome",
+    assert methods == {"adaptive_search", "binary_search", "binary_search + HNC", "mc", "mc soft", "mc + HNC", "mc_outcome",
                        "mc_sequential"}
     # Math-Shepherd MC probes every proper prefix of every solution: N x (steps - 1) rollouts each
     truth = [json.loads(x) for x in (tmp_path / "rows" / "ground_truth.jsonl").read_text().splitlines()]

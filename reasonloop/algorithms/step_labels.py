@@ -14,6 +14,12 @@ Labelers (each is one function below, registered in `LABELERS`):
 - `binary_search_labels` (OmegaPRM, Luo et al. 2024, arXiv:2406.06592): for a solution whose
   final answer is wrong, bisect for the first prefix whose Monte-Carlo value is 0; steps
   before it are good, it and everything after are bad. Cost: N x ceil(log2(steps)) rollouts.
+- `AdaptiveSearch` (ours): the same search for the first zero-value prefix, probing in the order that
+  minimises the expected number of probes under the first-error positions found so far in this
+  run (`search_plan`, an optimal alphabetic search tree): bisection when errors are spread out,
+  prefix by prefix when they come early. Cost: N x its probes; under the counted distribution its
+  expected probes are at most bisection's and sequential probing's (both are search trees the
+  plan optimises over). Stateful, so not in `LABELERS`: `make_labeler` builds one per run.
 - `outcome_gated_mc_labels`: per-step Monte-Carlo that first grades the final answer and
   labels a verified solution all-good at zero cost (binary search's shortcut, given to MC,
   so a comparison isolates what bisection itself saves).
@@ -85,7 +91,8 @@ class LabelConfig:
     solutions: Literal["policy", "corrupt"] = "policy"
     """what gets labelled: the policy's own samples, or the task's corrupted reference solutions"""
     solutions_per_problem: int = 4
-    method: Literal["mc", "mc_outcome", "mc_sequential", "binary_search", "ground_truth", "dataset"] = "mc"
+    method: Literal["mc", "mc_outcome", "mc_sequential", "binary_search", "adaptive_search", "ground_truth",
+                    "dataset"] = "mc"
     """dataset: the task's own human step labels (task.name=prm800k or processbench): no model, no rollouts"""
     rollouts_per_step: int = 8
     """N, continuations per Monte-Carlo estimate (Math-Shepherd: 8; OmegaPRM: 16)"""
@@ -199,7 +206,16 @@ def binary_search_labels(
     sampler: Sampler, task: Task, problem: Problem, steps: list[str], n: int, params: SamplingParams,
     separator: str = "\n",
 ) -> LabeledSolution:
-    """OmegaPRM: bisect for the first prefix whose Monte-Carlo value is 0.
+    """OmegaPRM: bisect for the first prefix whose Monte-Carlo value is 0 (`search_labels` at the midpoint)."""
+    return search_labels(sampler, task, problem, steps, n, params, separator, lambda lo, hi: (lo + hi) // 2,
+                         "binary_search")
+
+
+def search_labels(
+    sampler: Sampler, task: Task, problem: Problem, steps: list[str], n: int, params: SamplingParams,
+    separator: str, probe: Callable[[int, int], int], method: str,
+) -> LabeledSolution:
+    """Search for the first prefix whose Monte-Carlo value is 0, probing prefix `probe(lo, hi)` next.
 
     Invariant: prefix `lo` is good (value > 0; the empty prefix is assumed good) and prefix
     `hi` is bad (value 0); the first error is step hi - 1 once hi = lo + 1.
@@ -207,11 +223,13 @@ def binary_search_labels(
     (outcome,), _, _ = estimate_values(sampler, task, problem, steps, [len(steps)], n, params, separator)
     if outcome == 1.0:  # a correct final answer: every step is labelled good, no rollouts
         return LabeledSolution(problem.id, problem.prompt, steps, [True] * len(steps), [1.0] * len(steps),
-                               outcome=True, method="binary_search")
+                               outcome=True, method=method)
     probed: dict[int, float] = {len(steps): 0.0}
     lo, hi, rollouts, tokens = 0, len(steps), 0, 0
     while hi - lo > 1:
-        mid = (lo + hi) // 2
+        mid = probe(lo, hi)
+        if not lo < mid < hi:
+            raise ValueError(f"probe({lo}, {hi}) = {mid} is not strictly between them")
         (value,), r, t = estimate_values(sampler, task, problem, steps, [mid], n, params, separator)
         probed[mid], rollouts, tokens = value, rollouts + r, tokens + t
         lo, hi = (mid, hi) if value > 0 else (lo, mid)
@@ -221,8 +239,75 @@ def binary_search_labels(
     for k in range(lo - 1, 0, -1):
         if k not in probed:
             soft[k - 1] = soft[k]
-    return LabeledSolution(problem.id, problem.prompt, steps, hard, soft, outcome=False, method="binary_search",
+    return LabeledSolution(problem.id, problem.prompt, steps, hard, soft, outcome=False, method=method,
                            rollouts=rollouts, tokens=tokens)
+
+
+def search_plan(weights: list[float]) -> dict[tuple[int, int], int]:
+    """The probe order with the fewest expected probes when the first error is step e with probability
+    proportional to `weights[e]` (e = 0 .. S-1; prefix S is known bad): an optimal alphabetic search
+    tree by dynamic programming (Knuth 1971's problem; O(S^3), S is a solution's step count).
+
+    plan[(lo, hi)] is the prefix to probe when prefix lo is good and prefix hi is bad. Uniform weights
+    give bisection; weight piled on early steps gives sequential probing.
+
+    >>> search_plan([1, 1, 1, 1])[(0, 4)], search_plan([8, 4, 2, 1])[(0, 4)], search_plan([8, 4, 2, 1])[(1, 4)]
+    (2, 1, 2)
+    """
+    size = len(weights)
+    prefix = [0.0]
+    for w in weights:
+        prefix.append(prefix[-1] + w)
+    cost: dict[tuple[int, int], float] = {(lo, lo + 1): 0.0 for lo in range(size)}
+    plan: dict[tuple[int, int], int] = {}
+    for width in range(2, size + 1):
+        for lo in range(0, size - width + 1):
+            hi = lo + width
+            # every probe inside (lo, hi) is paid by all the mass in [lo, hi); ties to the midpoint-nearest
+            best = min(range(lo + 1, hi), key=lambda m: (cost[(lo, m)] + cost[(m, hi)], abs(2 * m - lo - hi)))
+            cost[(lo, hi)] = prefix[hi] - prefix[lo] + cost[(lo, best)] + cost[(best, hi)]
+            plan[(lo, hi)] = best
+    return plan
+
+
+class AdaptiveSearch:
+    """Binary search whose probe order follows where first errors have been found so far (ours).
+
+    A labelling run keeps counts of the first-error positions its earlier solutions were labelled
+    with (per solution length, plus all lengths pooled); each wrong-answer solution is searched
+    with the `search_plan` that minimises the expected number of probes under those counts
+    (+1 smoothing: with no history it is bisection). When errors come early, as they do for
+    small policies, it probes the first prefixes first, like sequential MC; when they are spread
+    out, it bisects. The counts come from the labels themselves, never from the ground truth.
+    """
+
+    def __init__(self):
+        self.by_length: dict[int, list[int]] = {}
+        self.pooled: list[int] = []
+
+    def weights(self, size: int) -> list[float]:
+        own = self.by_length.get(size, [0] * size)
+        pooled = (self.pooled + [0] * size)[:size]
+        total = sum(pooled) or 1
+        return [1.0 + own[e] + size * pooled[e] / total for e in range(size)]
+
+    def observe(self, labels: list[bool]) -> None:
+        """Count a labelled solution's first error (none: a correct answer, nothing to count)."""
+        error = next((i for i, good in enumerate(labels) if not good), None)
+        if error is None:
+            return
+        own = self.by_length.setdefault(len(labels), [0] * len(labels))
+        own[error] += 1
+        self.pooled += [0] * (error + 1 - len(self.pooled))
+        self.pooled[error] += 1
+
+    def __call__(self, sampler: Sampler, task: Task, problem: Problem, steps: list[str], n: int,
+                 params: SamplingParams, separator: str = "\n") -> LabeledSolution:
+        plan = search_plan(self.weights(len(steps)))
+        labeled = search_labels(sampler, task, problem, steps, n, params, separator,
+                                lambda lo, hi: plan[(lo, hi)], "adaptive_search")
+        self.observe(labeled.hard)
+        return labeled
 
 
 def outcome_gated_mc_labels(
@@ -441,13 +526,24 @@ def solutions_to_label(cfg: LabelConfig, task: Task, problems: list[Problem], sa
     return out
 
 
+def make_labeler(method: str, history: Iterable[dict[str, Any]] = ()) -> Labeler:
+    """The labeller of `method`; a stateful one (adaptive_search) starts from the rows already labelled in
+    this run (`history`), so a resumed run labels exactly as an uninterrupted one."""
+    if method != "adaptive_search":
+        return LABELERS[method]
+    labeler = AdaptiveSearch()
+    for row in history:
+        labeler.observe(row["labels"])
+    return labeler
+
+
 def label_solutions(
     solutions: Iterable[tuple[Problem, list[str]]], task: Task, sampler: Sampler | None, method: str,
     n: int, params: SamplingParams, separator: str = "\n",
-    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None, history: list[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """Label each solution with `LABELERS[method]`; rows carry the exact first error and ReST-MCTS* values."""
-    labeler = LABELERS[method]
+    labeler = make_labeler(method, history)
     rows = []
     for problem, steps in solutions:
         labeled = labeler(sampler, task, problem, steps, n, params, separator)
@@ -490,7 +586,7 @@ def main(cfg: LabelConfig) -> dict[str, Any]:
         params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                                 step_separator=cfg.step_separator, seed=cfg.seed + 1)
         new = label_solutions(solutions[len(done):], task, sampler, cfg.method, cfg.rollouts_per_step, params,
-                              cfg.step_separator, on_row=lambda row: append_jsonl(partial, [row]))
+                              cfg.step_separator, on_row=lambda row: append_jsonl(partial, [row]), history=done)
         rows = done + new
     augmented = hnc_augment(rows, cfg.hnc_rate, random.Random(cfg.seed), cfg.step_separator)
     if cfg.hrm_pairs:

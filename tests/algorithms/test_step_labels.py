@@ -282,3 +282,57 @@ def test_label_method_dataset_writes_human_step_labels(tmp_path):
     with pytest.raises(ConfigError, match="has no human step labels"):
         main(LabelConfig(task=TaskSpec("gsm8k", source=str(source.parent / "gsm8k.jsonl")), method="dataset",
                          output=str(tmp_path / "x.jsonl")))
+
+
+def expected_probes(plan, weights):
+    """Probes the plan makes for each first error e (oracle values), weighted by `weights`."""
+    total = 0.0
+    for e, w in enumerate(weights):
+        lo, hi, probes = 0, len(weights), 0
+        while hi - lo > 1:
+            mid = plan[(lo, hi)]
+            lo, hi, probes = (mid, hi, probes + 1) if mid <= e else (lo, mid, probes + 1)
+        total += w * probes
+    return total / sum(weights)
+
+
+@pytest.mark.parametrize("weights", [[1, 1, 1, 1, 1], [10, 5, 1, 1, 1], [1, 1, 1, 2, 9], [6, 1, 1, 1, 1, 1, 6]])
+def test_search_plan_is_never_worse_than_bisection_or_sequential_probing_by_brute_force(weights):
+    from itertools import product
+
+    from reasonloop.algorithms.step_labels import search_plan
+
+    plan = search_plan(weights)
+    size = len(weights)
+    bisect = {(lo, hi): (lo + hi) // 2 for lo in range(size) for hi in range(lo + 2, size + 1)}
+    sequential = {(lo, hi): lo + 1 for lo in range(size) for hi in range(lo + 2, size + 1)}
+    best = expected_probes(plan, weights)
+    assert best <= expected_probes(bisect, weights) + 1e-9 and best <= expected_probes(sequential, weights) + 1e-9
+    if size <= 5:  # every possible plan: the DP's is optimal
+        keys = sorted(bisect)
+        for choice in product(*[range(lo + 1, hi) for lo, hi in keys]):
+            assert best <= expected_probes(dict(zip(keys, choice)), weights) + 1e-9
+
+
+def test_adaptive_search_learns_where_errors_are_and_probes_there_first():
+    from reasonloop.algorithms.step_labels import AdaptiveSearch, make_labeler
+
+    labeler = AdaptiveSearch()
+    first = labeler(ContinuingSampler(), TASK, PROBLEM, planted(0), n=4, params=PARAMS)
+    assert first.first_error == 0 and first.rollouts == 4 * 2  # no history: bisection (prefixes 2, then 1)
+    for _ in range(5):
+        labeler(ContinuingSampler(), TASK, PROBLEM, planted(0), n=4, params=PARAMS)
+    sampler = ContinuingSampler()
+    later = labeler(sampler, TASK, PROBLEM, planted(0), n=4, params=PARAMS)
+    assert later.first_error == 0 and later.hard == [False] * 5 and later.rollouts == sampler.rollouts == 4 * 1
+    assert later.method == "adaptive_search"
+    # a resumed labelling run rebuilds the same counts from the rows it already wrote
+    rows = label_solutions([(PROBLEM, planted(0))] * 6, TASK, ContinuingSampler(), "adaptive_search", 4, PARAMS)
+    uninterrupted = AdaptiveSearch()
+    for _ in range(6):
+        uninterrupted(ContinuingSampler(), TASK, PROBLEM, planted(0), n=4, params=PARAMS)
+    resumed = make_labeler("adaptive_search", rows)
+    assert resumed.by_length == uninterrupted.by_length == {5: [6, 0, 0, 0, 0]}
+    assert resumed.weights(5) == uninterrupted.weights(5)
+    assert make_labeler("adaptive_search", rows)(ContinuingSampler(), TASK, PROBLEM, planted(0), 4,
+                                                 PARAMS).rollouts == 4
