@@ -261,7 +261,7 @@ def search_plan(weights: list[float]) -> dict[tuple[int, int], int]:
     cost: dict[tuple[int, int], float] = {(lo, lo + 1): 0.0 for lo in range(size)}
     plan: dict[tuple[int, int], int] = {}
     for width in range(2, size + 1):
-        for lo in range(0, size - width + 1):
+        for lo in range(size - width + 1):
             hi = lo + width
             # every probe inside (lo, hi) is paid by all the mass in [lo, hi); ties to the midpoint-nearest
             best = min(range(lo + 1, hi), key=lambda m: (cost[(lo, m)] + cost[(m, hi)], abs(2 * m - lo - hi)))
