@@ -7,7 +7,8 @@ libraries, nothing fetched):
 - metric curves (an SVG line per metric of metrics.jsonl, filterable by name);
 - the samples of each step (`rollouts/step-*.jsonl` of grpo, `samples/iter_*.jsonl` of
   selftrain) as a table with filters: correct / wrong / flagged (the step's reward_hacking alarm
-  fired, a wrong answer earned reward, or a right answer came through a wrong step), and a
+  fired, a wrong answer was paid as much as a right one, or a right answer came through a wrong
+  step), and a
   text search; a row opens the prompt and the completion with each step coloured by its verdict
   (`step_verdicts`) or PRM score (`step_scores`), rewards, and turns / tool calls when there are;
 - search trees of beam / MCTS records (`records.jsonl`, `cells/*.jsonl`: `meta["tree"]`),
@@ -54,8 +55,12 @@ def _rows(path: Path) -> list[dict]:
     return [row for _, row in iter_jsonl(path, skip_torn_tail=True)]
 
 
-def sample_view(row: dict, alarm: bool) -> dict:
-    """The fields of one sample row the page shows, with its flags (why it may be a hack)."""
+def sample_view(row: dict, alarm: bool, bar: float) -> dict:
+    """The fields of one sample row the page shows, with its flags (why it may be a hack).
+
+    A wrong answer is flagged when its total reward reaches `bar`: the lowest total of a correct
+    sample of the same step (0.5 when none is correct), i.e. shaping made it pay like a right one.
+    """
     rewards = row.get("rewards") or {}
     meta = row.get("meta") or {}
     correct = rewards.get("correct") == 1.0
@@ -63,8 +68,8 @@ def sample_view(row: dict, alarm: bool) -> dict:
     flags = []
     if alarm:
         flags.append("reward_hacking alarm at this step")
-    if not correct and total is not None and total > 0:
-        flags.append("rewarded while wrong")
+    if not correct and total is not None and total >= bar:
+        flags.append("rewarded like a right answer while wrong")
     if correct and meta.get("steps_valid") is False:
         flags.append("right answer through a wrong step")
     return {"problem_id": row.get("problem_id", ""), "prompt": row.get("prompt", ""), "text": row.get("text", ""),
@@ -86,8 +91,10 @@ def collect(run: Path, samples_per_step: int = 0) -> dict:
     step_views = []
     for label, number, path in steps:
         rows = _rows(path)
+        right = [(r.get("rewards") or {}).get("total") for r in rows if (r.get("rewards") or {}).get("correct") == 1.0]
+        bar = min((t for t in right if t is not None), default=0.5)
         rows = rows[:samples_per_step] if samples_per_step else rows
-        step_views.append({"label": label, "samples": [sample_view(r, number in alarms) for r in rows]})
+        step_views.append({"label": label, "samples": [sample_view(r, number in alarms, bar) for r in rows]})
     trees = []
     for path in [run / "records.jsonl", *sorted((run / "cells").glob("*.jsonl"))]:
         if path.exists():
@@ -174,7 +181,8 @@ ul.tree { list-style: none; padding-left: 1.2em; border-left: 1px dotted #bbb; m
 <h1>reasonloop run: __TITLE__</h1>
 <nav><a href="#curves">curves</a> · <a href="#samples">samples</a> · <a href="#trees">search trees</a> · <a href="#config">config</a></nav>
 <h2 id="curves">Metric curves</h2>
-<div class="controls">filter <input id="metric-filter" placeholder="e.g. reward/"></div>
+<div class="controls">filter <input id="metric-filter" placeholder="e.g. reward/">
+  <label><input type="checkbox" id="all-metrics"> all metrics (<span id="metric-count"></span>)</label></div>
 <div class="charts" id="charts"></div>
 <h2 id="samples">Samples</h2>
 <div class="controls">
@@ -199,7 +207,11 @@ ul.tree { list-style: none; padding-left: 1.2em; border-left: 1px dotted #bbb; m
     if (text !== undefined) e.textContent = text;
     return e;
   }
-  function fmt(v) { return typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3)) : String(v); }
+  function fmt(v) {
+    if (typeof v !== "number") return String(v);
+    if (v !== 0 && Math.abs(v) < 0.001) return v.toExponential(2);
+    return Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3);
+  }
   // score in [0, 1] -> red .. green
   function heat(s) { var h = Math.max(0, Math.min(1, s)) * 120; return "hsl(" + h + ",70%,82%)"; }
 
@@ -210,7 +222,7 @@ ul.tree { list-style: none; padding-left: 1.2em; border-left: 1px dotted #bbb; m
   function chart(key) {
     var pts = D.metrics.map(function (r, i) { return [r.step !== undefined ? r.step : (r.iteration !== undefined ? r.iteration : i), r[key]]; })
       .filter(function (p) { return typeof p[1] === "number"; });
-    var W = 260, H = 120, P = 26, box = el("div", {"class": "chart", "data-metric": key});
+    var W = 230, H = 95, P = 26, box = el("div", {"class": "chart", "data-metric": key});
     box.appendChild(el("div", {}, key + (pts.length ? "  (last " + fmt(pts[pts.length - 1][1]) + ")" : "")));
     var xs = pts.map(function (p) { return p[0]; }), ys = pts.map(function (p) { return p[1]; });
     var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs), y0 = Math.min.apply(null, ys), y1 = Math.max.apply(null, ys);
@@ -229,12 +241,19 @@ ul.tree { list-style: none; padding-left: 1.2em; border-left: 1px dotted #bbb; m
     box.appendChild(svg);
     return box;
   }
+  // a run logs dozens of metrics: the headline ones first, all of them on request or by filter
+  var HEADLINE = ["reward/mean", "reward/correct", "eval/greedy_accuracy", "loss", "policy/kl", "policy/entropy",
+                  "len/mean", "groups/zero_variance_frac", "process/steps_valid", "eval/accuracy"];
   function drawCharts() {
     var f = document.getElementById("metric-filter").value, host = document.getElementById("charts");
+    var all = document.getElementById("all-metrics").checked, head = keys.filter(function (k) { return HEADLINE.indexOf(k) >= 0; });
+    var chosen = f ? keys.filter(function (k) { return k.indexOf(f) >= 0; }) : (all || !head.length ? keys : head);
     host.innerHTML = "";
-    keys.filter(function (k) { return k.indexOf(f) >= 0; }).forEach(function (k) { host.appendChild(chart(k)); });
+    chosen.forEach(function (k) { host.appendChild(chart(k)); });
+    document.getElementById("metric-count").textContent = String(keys.length);
   }
   document.getElementById("metric-filter").addEventListener("input", drawCharts);
+  document.getElementById("all-metrics").addEventListener("change", drawCharts);
   drawCharts();
 
   // --- samples

@@ -15,7 +15,8 @@ def test_collect_flags_samples_and_finds_steps_trees_and_config(tmp_path):
     data = collect(tmp_path / "r")
     assert [s["label"] for s in data["steps"]] == ["step 1", "step 2", "step 3"]
     step1, step3 = data["steps"][0]["samples"], data["steps"][2]["samples"]
-    assert [s["flags"] for s in step1] == [[], ["right answer through a wrong step"], ["rewarded while wrong"]]
+    assert [s["flags"] for s in step1] == [[], ["right answer through a wrong step"],
+                                           ["rewarded like a right answer while wrong"]]
     assert all("reward_hacking alarm at this step" in s["flags"] for s in step3)  # the alarm fired at step 3
     assert step1[2]["meta"]["step_scores"] == [0.9, 0.1] and step1[2]["meta"]["turns"][0]["tool"] == "python"
     assert data["metrics"][1]["policy/kl"] is None  # NaN is not JSON

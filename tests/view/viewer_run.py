@@ -17,7 +17,7 @@ def make_run(root):
     lucky = Sample("p2", "Compute 2 + 2\n", "2 + 2 = 5\nAnswer: 4", rewards={"correct": 1.0, "total": 1.0},
                    meta={"step_verdicts": [False, True], "steps_valid": False})
     rewarded_wrong = Sample("p3", "Compute 3 + 3\n", "3 + 3 = 7\nAnswer: 7</script><b>x",
-                            rewards={"correct": 0.0, "format": 1.0, "total": 0.5},
+                            rewards={"correct": 0.0, "format": 1.0, "prm": 0.2, "total": 1.2},
                             meta={"step_scores": [0.9, 0.1], "turns": [{"tool": "python", "output": "6"}]})
     for step in (1, 2, 3):
         run.write_rollouts(step, [good, lucky, rewarded_wrong])
