@@ -159,3 +159,16 @@ def test_eval_command_with_a_protocol_writes_a_json_per_benchmark_and_a_summary(
 def test_benchmark_metrics_use_the_fewest_samples_common_to_all_problems():
     got = benchmark_metrics(records("t", {"a": [True, False, True, True], "b": [False, True]}))
     assert "pass@2" in got and "pass@4" not in got and got["avg@2"]["value"] == pytest.approx((0.75 + 0.5) / 2)
+
+
+def test_a_dataset_task_goes_through_the_same_protocol():
+    from pathlib import Path
+
+    task = make_task("gsm8k", source=str(Path(__file__).parents[1] / "fixtures" / "gsm8k.jsonl"))
+    ids = [task[i].id for i in range(len(task))]
+    script = {pid: [i % 2 == 0, True] for i, pid in enumerate(ids)}
+    results, records = evaluate_protocol(AnswerSampler(task, script), task, list(task), protocol="greedy",
+                                         temperature=0.0, top_p=1.0, k=1, max_new_tokens=16)
+    assert results["benchmark"] == "gsm8k" and [r.sample_correct for r in records] == [[i % 2 == 0] for i in
+                                                                                     range(len(ids))]
+    assert results["metrics"]["avg@1"]["value"] == pytest.approx(sum(i % 2 == 0 for i in range(len(ids))) / len(ids))
