@@ -42,6 +42,20 @@ def progress() -> Progress:
     )
 
 
+def peak_memory() -> dict[str, float]:
+    """This process's peak memory so far, in GiB: resident set (`mem/peak_rss_gb`, from getrusage) and, when
+    CUDA is in use, the caching allocator's maximum allocated (`mem/cuda_max_allocated_gb`)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"mem/peak_rss_gb": round(peak / (2**30 if sys.platform == "darwin" else 2**20), 4)}
+    torch = sys.modules.get("torch")  # never imports torch itself: the CLI start-up stays light
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["mem/cuda_max_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 4)
+    return out
+
+
 @contextmanager
 def timed(into: dict, key: str):
     """Add the wall seconds of the block to `into[key]`."""

@@ -27,7 +27,8 @@ from typing import Literal
 from reasonloop.algorithms.sft import TrainConfig, fit
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
-from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.lora import LoRAConfig, load_trainable, merged
+from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import Sampler, SamplingParams
@@ -68,6 +69,8 @@ class DistillConfig:
     max_kept_per_problem: int = 2
     """distinct verified rationales kept per problem"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=16, micro_batch_size=16))
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """lora.r > 0: the student trains LoRA adapters; the final model is merged"""
     eval_problems: int = 200
     eval_max_new_tokens: int = 256
     run_name: str = "distill"
@@ -129,7 +132,7 @@ def main(cfg: DistillConfig) -> dict:
         raise RuntimeError(f"the teacher solved none of {cfg.problems} problems; nothing to distill "
                            f"(samples in {teacher_path})")
     # --- student: evaluate, fine-tune on the verified rationales, evaluate ---
-    student, tokenizer = load_model(cfg.student, for_training=True)
+    student, tokenizer = load_trainable(cfg.student, cfg.lora)
     sampler = TorchEngine(student, tokenizer, model_id=cfg.student.path,
                           use_chat_template=cfg.student.use_chat_template, system_prompt=cfg.student.system_prompt)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
@@ -142,7 +145,7 @@ def main(cfg: DistillConfig) -> dict:
                   use_chat_template=cfg.student.use_chat_template, system_prompt=cfg.student.system_prompt,
                   description="distill", on_step=lambda step, m: run.log(m))
     after = evaluate()
-    save_model(run.root / "final", student, tokenizer)
+    save_model(run.root / "final", merged(student), tokenizer)
     result = {
         "teacher_samples": len(samples),
         "teacher_accuracy": sum(s.correct for s in samples) / len(samples),

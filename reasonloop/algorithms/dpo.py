@@ -20,13 +20,17 @@ among distinct correct x distinct incorrect rationales (`pairs_per_problem`); re
 log-probabilities are computed once per iteration before training (the reference is frozen,
 so this is exact and halves the forward passes).
 
+The reference is the policy itself at the start of the iteration: its log-probabilities are
+taken before the first update, so no second model (and no copy of the weights) is ever held.
+With LoRA (`lora.r > 0`) the same holds: the adapters at the iteration's start are the
+reference (in the first iteration, with B = 0, that is exactly the adapter-disabled base).
+
 Resume: like `selftrain`, an iteration's samples are saved before training and its phase is
 recorded; a killed run resumes in the same iteration without resampling.
 """
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from dataclasses import dataclass, field
@@ -40,7 +44,9 @@ from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.logprobs import collate, token_logprobs
-from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.lora import LoRAConfig, load_trainable, merged
+from reasonloop.models.policy import ModelConfig
+from reasonloop.models.precision import autocast
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import SamplingParams
@@ -68,6 +74,9 @@ class DPOConfig:
     sft_weight: float = 0.0
     """alpha of RPO: weight of the length-normalised NLL of the chosen rationale (0: plain DPO)"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=16, micro_batch_size=16))
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    keep_last: int = 2
+    """iteration checkpoints kept (the newest, always including the latest); 0 keeps all"""
     eval_problems: int = 200
     eval_max_new_tokens: int = 128
     run_name: str = "dpo"
@@ -82,8 +91,8 @@ class DPOConfig:
             raise ValueError(f"need beta > 0 and sft_weight >= 0 (got beta={self.beta}, sft_weight={self.sft_weight})")
         if self.iterations < 1 or self.problems_per_iteration < 1 or self.samples_per_prompt < 2:
             raise ValueError("need iterations >= 1, problems_per_iteration >= 1 and samples_per_prompt >= 2")
-        if self.pairs_per_problem < 1:
-            raise ValueError("pairs_per_problem must be >= 1")
+        if self.pairs_per_problem < 1 or self.keep_last < 0:
+            raise ValueError("pairs_per_problem must be >= 1 and keep_last >= 0")
         if self.data and self.iterations != 1:
             raise ValueError("data= gives one fixed set of pairs: use iterations=1")
         if self.train.packing:
@@ -140,9 +149,9 @@ def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
 # --- training on a fixed set of pairs ----------------------------------------------------
 
 
-def train_pairs(model, ref_model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOConfig,
+def train_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOConfig,
                 description: str = "dpo") -> dict:
-    """Optimise the DPO(/RPO) loss on `pairs` in place; returns summary metrics."""
+    """Optimise the DPO(/RPO) loss on `pairs` in place, against `model` as it is now; returns summary metrics."""
     mc = cfg.model
     chosen = encode_examples(tokenizer, [(p, c) for p, c, _ in pairs], use_chat_template=mc.use_chat_template,
                              system_prompt=mc.system_prompt)
@@ -155,12 +164,13 @@ def train_pairs(model, ref_model, tokenizer, pairs: list[tuple[str, str, str]], 
         return {k: v.to(device) for k, v in collate([chosen[i] for i in idx] + [rejected[i] for i in idx], pad,
                                                      max_len).items()}
 
-    # the reference is frozen: its log-probabilities are computed once
+    # the reference is the model before this call's first update: its log-probabilities, once
     ref_logps = torch.zeros(len(pairs), 2)
-    with torch.no_grad():
+    model.eval()
+    with torch.no_grad(), autocast(model):
         for m in range(0, len(pairs), cfg.train.micro_batch_size):
             idx = list(range(m, min(len(pairs), m + cfg.train.micro_batch_size)))
-            logp, _ = sequence_logprobs(ref_model, batch_of(idx))  # (2b,)
+            logp, _ = sequence_logprobs(model, batch_of(idx))  # (2b,)
             ref_logps[idx] = torch.stack([logp[: len(idx)], logp[len(idx):]], -1).cpu()
     total = cfg.train.total_steps(len(pairs))
     order = data_order(len(pairs), total, cfg.train.batch_size, cfg.train.seed)
@@ -176,12 +186,13 @@ def train_pairs(model, ref_model, tokenizer, pairs: list[tuple[str, str, str]], 
             step_metrics: dict[str, float] = {}
             for m in range(0, len(step_idx), cfg.train.micro_batch_size):
                 idx = step_idx[m : m + cfg.train.micro_batch_size]
-                logp, ntok = sequence_logprobs(model, batch_of(idx))  # (2b,), (2b,)
                 b = len(idx)
-                ref = ref_logps[idx].to(device)  # (b, 2)
-                loss, metrics = dpo_loss(logp[:b], logp[b:], ref[:, 0], ref[:, 1], beta=cfg.beta,
-                                         sft_weight=cfg.sft_weight, chosen_nll=-logp[:b] / ntok[:b].clamp(min=1))
-                (loss * b / len(step_idx)).backward()  # mean over the pairs of the whole step
+                with autocast(model):
+                    logp, ntok = sequence_logprobs(model, batch_of(idx))  # (2b,), (2b,)
+                    ref = ref_logps[idx].to(device)  # (b, 2)
+                    loss, metrics = dpo_loss(logp[:b], logp[b:], ref[:, 0], ref[:, 1], beta=cfg.beta,
+                                             sft_weight=cfg.sft_weight, chosen_nll=-logp[:b] / ntok[:b].clamp(min=1))
+                    (loss * b / len(step_idx)).backward()  # mean over the pairs of the whole step
                 for k, v in metrics.items():
                     step_metrics[k] = step_metrics.get(k, 0.0) + v * b / len(step_idx)
             if cfg.train.optim.grad_clip > 0:
@@ -204,8 +215,7 @@ def main(cfg: DPOConfig) -> dict:
     state = (run.load_state() if cfg.resume else None) or {"iteration": 0, "phase": "start"}
     seed_everything(cfg.seed)
     start_path = run.latest_checkpoint() if state["iteration"] > 0 else None
-    model_cfg = cfg.model.with_path(start_path)
-    model, tokenizer = load_model(model_cfg, for_training=True)
+    model, tokenizer = load_trainable(cfg.model, cfg.lora, start_path)
     sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                           system_prompt=cfg.model.system_prompt)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
@@ -239,9 +249,7 @@ def main(cfg: DPOConfig) -> dict:
         # --- learn: the reference is the model at the start of this iteration ---
         summary = {}
         if pairs:
-            ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-            summary = train_pairs(model, ref_model, tokenizer, pairs, cfg, description=f"dpo iter {it}")
-            del ref_model
+            summary = train_pairs(model, tokenizer, pairs, cfg, description=f"dpo iter {it}")
         else:
             console.print(f"[yellow]iteration {it}: no (correct, incorrect) pair; nothing to learn from[/yellow]")
         metrics = {"iteration": it, "samples": len(samples),
@@ -250,14 +258,14 @@ def main(cfg: DPOConfig) -> dict:
                    **summary, **evaluate()}
         metrics["time/iteration"] = time.perf_counter() - t_iter
         ckpt = save_model(run.checkpoint_path(it), model, tokenizer)
-        run.mark_latest(ckpt)
+        run.mark_latest(ckpt, cfg.keep_last)
         run.log(metrics)
         state = {"iteration": it, "phase": "done"}
         run.save_state(state)
         history.append(metrics)
         console.print(f"dpo iter {it}: {len(pairs)} pairs, reward acc {summary.get('train/reward_accuracy', float('nan')):.3f}, "
                       f"eval acc {metrics.get('eval/greedy_accuracy', float('nan')):.3f}")
-    save_model(run.root / "final", model, tokenizer)
+    save_model(run.root / "final", merged(model), tokenizer)  # LoRA: merged into a plain HF model
     result = {"iterations": history, "final_model": str(run.root / "final")}
     run.write_json("summary.json", result)
     return result

@@ -109,11 +109,13 @@ from reasonloop.algorithms.rl_maths import (
     aggregate_loss,
     masked_entropy,
 )
-from reasonloop.algorithms.sft import LoRAConfig, apply_lora
+from reasonloop.algorithms.sft import micro_batches
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.logprobs import completion_logprobs, pad_completions
+from reasonloop.models.lora import LoRAConfig, load_trainable, merged
 from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.precision import autocast
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
@@ -155,6 +157,8 @@ class GRPOConfig:
     """optimizer steps per pass (the batch is split into this many mini-batches of groups)"""
     micro_batch_size: int = 64
     """rows per forward/backward (gradients accumulate to the mini-batch)"""
+    micro_batch_tokens: int = 0
+    """> 0: a micro-batch also stops before rows x longest (context + completion) exceeds this many tokens"""
     old_logprobs: Literal["sampler", "recompute"] = "sampler"
     skip_zero_advantage: bool = True
     """don't run rows whose loss term is exactly 0 (advantage 0, no KL in the loss): same update, less work"""
@@ -203,6 +207,8 @@ class GRPOConfig:
     """held-out greedy eval every N steps (0: before training and at the end only)"""
     eval_max_new_tokens: int = 64
     save_every: int = 10
+    keep_last: int = 2
+    """checkpoints kept (the newest, always including the latest); 0 keeps all"""
     time_budget_s: float = 0.0
     """stop after the first step that ends past this many seconds of training (0: no limit);
     the final eval and checkpoint still run (the bench uses it for equal-wall-time comparisons)"""
@@ -248,8 +254,10 @@ class GRPOConfig:
         if self.overlap_sampling and self.old_logprobs != "sampler":
             raise ValueError("overlap_sampling needs old_logprobs='sampler': the batch comes from the weights before "
                              "the last update, and only the sampler's logprobs are that behaviour policy's")
-        if self.save_every < 0 or self.eval_every < 0 or self.eval_problems < 0 or self.max_refill_rounds < 0:
-            raise ValueError("save_every, eval_every, eval_problems and max_refill_rounds must be >= 0")
+        if (self.save_every < 0 or self.keep_last < 0 or self.micro_batch_tokens < 0 or self.eval_every < 0
+                or self.eval_problems < 0 or self.max_refill_rounds < 0):
+            raise ValueError("save_every, keep_last, micro_batch_tokens, eval_every, eval_problems and "
+                             "max_refill_rounds must be >= 0")
 
     @property
     def optimizer_steps(self) -> int:
@@ -325,12 +333,7 @@ def rows_from_rollouts(rollouts: Rollouts, encode_context, overlong_filter: bool
 
 def load_policy(cfg: GRPOConfig, checkpoint: Path | None):
     """(model, tokenizer) ready to train, from the checkpoint when resuming."""
-    full_weights = checkpoint is not None and cfg.lora.r == 0
-    path = str(checkpoint) if full_weights else cfg.model.path
-    model, tokenizer = load_model(cfg.model.with_path(path), for_training=True)
-    if cfg.lora.r > 0:
-        model = apply_lora(model, cfg.lora, adapter_dir=checkpoint)
-    return model, tokenizer
+    return load_trainable(cfg.model, cfg.lora, checkpoint)
 
 
 def policy_logprobs(cfg, model, rows: list[TrainRow], pad_id: int, sampled_context: bool = False,
@@ -495,8 +498,9 @@ def main(cfg: GRPOConfig) -> dict:
 
             # --- policy update: num_iterations passes x minibatches optimizer steps
             t_train = time.perf_counter()
-            metrics.update(update_policy(cfg, t.model, t.ref_model, t.optimizer, t.scheduler, rows,
-                                         len(rollouts.groups), pad_id, device, rng))
+            with autocast(t.model):  # model.precision: bf16 maths over float32 master weights when mixed_bf16
+                metrics.update(update_policy(cfg, t.model, t.ref_model, t.optimizer, t.scheduler, rows,
+                                             len(rollouts.groups), pad_id, device, rng))
             metrics["time/train"] = time.perf_counter() - t_train
         else:
             console.print(f"[yellow]grpo step {step}: no usable group after filtering; no update[/yellow]")
@@ -583,12 +587,12 @@ def save(cfg: GRPOConfig, t: Trainer, step: int, last: bool) -> None:
         if pending is not None:
             extra["pending_batch"] = pending
     path = save_checkpoint(t.run.checkpoint_path(step), t.model, t.tokenizer, t.optimizer, t.scheduler, extra)
-    t.run.mark_latest(path)
+    t.run.mark_latest(path, cfg.keep_last)
 
 
 def finish(cfg: GRPOConfig, t: Trainer, history: list[dict]) -> dict:
     """Save the final model (adapters merged) and the run's summary."""
-    final = t.model.merge_and_unload() if cfg.lora.r > 0 else t.model
+    final = merged(t.model)
     save_model(t.run.root / "final", final, t.tokenizer)
     steps = [h for h in history if "reward/mean" in h]
     accuracies = [h["eval/greedy_accuracy"] for h in history if "eval/greedy_accuracy" in h]
@@ -645,8 +649,9 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows: list[TrainR
             optimizer.zero_grad(set_to_none=False)
             sums["policy/rows_trained_frac"] = sums.get("policy/rows_trained_frac", 0.0) + len(active) / max(1, len(mini))
             active_tokens = max(1, sum(len(r.completion) for r in active))
-            for m in range(0, len(active), cfg.micro_batch_size):
-                chunk = active[m: m + cfg.micro_batch_size]
+            lengths = [len(r.context) + len(r.completion) for r in active]
+            for idx in micro_batches(lengths, cfg.micro_batch_size, cfg.micro_batch_tokens):
+                chunk = [active[i] for i in idx]
                 for key, value in micro_batch_step(cfg, model, ref_model, chunk, totals, active_tokens, pad_id,
                                                    device, tree_stats).items():
                     sums[key] = sums.get(key, 0.0) + value

@@ -24,7 +24,11 @@ for rollouts whose outcome is correct) are pure functions; `token_step_index` ma
 completion tokens to steps. `reasonloop.models.reward_model.prm_reward(dir)` is the reward
 callable.
 
-Deviations: no LoRA, no special step token (the separator's own last token is read, as in
+Options shared with the other trainers: `precision` (`models/precision.py`), `gradient_checkpointing`,
+`lora` (adapters on the backbone, the head trained in full; checkpoints hold adapter + head, the
+final model is merged), `keep_last` checkpoint rotation.
+
+Deviations: no special step token (the separator's own last token is read, as in
 TRL); the eval threshold for first-error F1 is a config value (default 0.5), not tuned on
 the eval set (ProcessBench tuned it per PRM, QwenLM/ProcessBench#3).
 """
@@ -43,7 +47,10 @@ import torch
 from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler, masked_mean
 from reasonloop.algorithms.sft import data_order
 from reasonloop.config import dump_config
-from reasonloop.models.reward_model import RewardKind, RewardModel
+from reasonloop.models.lora import LoRAConfig, apply_lora, merged
+from reasonloop.models.policy import enable_gradient_checkpointing
+from reasonloop.models.precision import Precision, autocast
+from reasonloop.models.reward_model import HEAD_FILE, RewardKind, RewardModel
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
 from reasonloop.store.trackers import LogConfig
@@ -76,13 +83,19 @@ class PRMConfig:
     output_dir: str = "runs"
     save_every: int = 0
     """checkpoint every N optimizer steps (0: only the final model)"""
+    keep_last: int = 2
+    """checkpoints kept (the newest, always including the latest); 0 keeps all"""
     resume: bool = False
     seed: int = 0
     device: str = "auto"
+    precision: Precision = "fp32"
+    """fp32, mixed_bf16 (float32 master weights, bf16 autocast) or pure_bf16 (`models/precision.py`)"""
+    gradient_checkpointing: bool = False
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def __post_init__(self):
-        if self.epochs <= 0 or self.batch_size < 1:
-            raise ValueError("epochs must be > 0 and batch_size >= 1")
+        if self.epochs <= 0 or self.batch_size < 1 or self.keep_last < 0:
+            raise ValueError("epochs must be > 0, batch_size >= 1 and keep_last >= 0")
         if self.kind != "prm" and self.targets != "hard":
             raise ValueError(f"targets={self.targets!r} only applies to kind=prm (orm/value learn the outcome)")
         if not 0 < self.threshold < 1:
@@ -186,6 +199,26 @@ def evaluate_model(model: RewardModel, rows: list[dict[str, Any]], threshold: fl
     return evaluate_step_scores(scores, [r["true_first_error"] for r in rows], threshold)
 
 
+def load_reward_model(cfg: PRMConfig, ckpt: Path | None) -> RewardModel:
+    """The model to train: a fresh head on `cfg.backbone`, or the checkpoint being resumed. A full-weight
+    checkpoint is a reward model directory; a LoRA one holds the backbone's adapter and the head."""
+    if ckpt is not None and cfg.lora.r == 0:
+        model = RewardModel.from_pretrained(ckpt, device=cfg.device, precision=cfg.precision)
+    else:
+        model = RewardModel.from_backbone(cfg.backbone, cfg.kind, device=cfg.device, precision=cfg.precision,
+                                          step_separator=cfg.step_separator, use_chat_template=cfg.use_chat_template,
+                                          max_length=cfg.max_length)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model.backbone)
+    if cfg.lora.r > 0:
+        from safetensors.torch import load_file
+
+        model.backbone = apply_lora(model.backbone, cfg.lora, adapter_dir=ckpt, task_type=None)
+        if ckpt is not None:
+            model.head.load_state_dict(load_file(str(ckpt / HEAD_FILE)))
+    return model
+
+
 def main(cfg: PRMConfig) -> dict[str, Any]:
     from reasonloop.algorithms.step_labels import read_step_rows
 
@@ -198,11 +231,7 @@ def main(cfg: PRMConfig) -> dict[str, Any]:
 
     # --- model (fresh head, or the last checkpoint when resuming) ---
     ckpt = run.latest_checkpoint() if cfg.resume else None
-    if ckpt is not None:
-        model = RewardModel.from_pretrained(ckpt, device=cfg.device)
-    else:
-        model = RewardModel.from_backbone(cfg.backbone, cfg.kind, device=cfg.device, step_separator=cfg.step_separator,
-                                          use_chat_template=cfg.use_chat_template, max_length=cfg.max_length)
+    model = load_reward_model(cfg, ckpt)
     encoded = [model.encode(r["prompt"], r["completions"]) for r in rows]
     targets = [step_targets(r, cfg.kind, cfg.targets) for r in rows]
     total = max(1, math.ceil(len(rows) * cfg.epochs / cfg.batch_size))
@@ -226,10 +255,11 @@ def main(cfg: PRMConfig) -> dict[str, Any]:
             width = batch["step_mask"].shape[1]
             target = torch.tensor([targets[i][0] + [0.0] * (width - len(targets[i][0])) for i in idx])  # (B, S)
             mask = torch.tensor([targets[i][1] + [0.0] * (width - len(targets[i][1])) for i in idx])  # (B, S)
-            logits = model(**batch)  # (B, S)
-            loss = step_bce_loss(logits, target.to(model.device), (mask.to(model.device) * batch["step_mask"]))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with autocast(model):
+                logits = model(**batch)  # (B, S)
+                loss = step_bce_loss(logits, target.to(model.device), (mask.to(model.device) * batch["step_mask"]))
+                loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item() \
                 if cfg.optim.grad_clip > 0 else 0.0
             optimizer.step()
@@ -241,9 +271,10 @@ def main(cfg: PRMConfig) -> dict[str, Any]:
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
                 path = save_checkpoint(run.checkpoint_path(step + 1), model, None, optimizer, scheduler,
                                        extra={"step": step + 1})
-                run.mark_latest(path)
+                run.mark_latest(path, cfg.keep_last)
 
     # --- save and evaluate ---
+    model.backbone = merged(model.backbone)  # LoRA: a plain backbone, so the final model loads without peft
     final = save_model(run.root / "final", model)
     summary: dict[str, Any] = {
         "steps": total - start, "rows": len(rows), "loss_first": losses[0] if losses else None,

@@ -71,7 +71,8 @@ from reasonloop.algorithms.sft import TrainConfig, encode_examples, fit, trainin
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.evaluate.metrics import pass_at_k
-from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.lora import LoRAConfig, load_trainable, merged
+from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.engine import TorchEngine
 from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import SamplingParams
@@ -144,6 +145,10 @@ class SelfTrainConfig:
     """"bstar": choose temperature and k each iteration by the balance score on a probe set"""
     bstar: BStarConfig = field(default_factory=BStarConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=32, micro_batch_size=32))
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """lora.r > 0: train LoRA adapters (checkpoints hold the adapter; the final model is merged)"""
+    keep_last: int = 2
+    """iteration checkpoints kept (the newest, always including the latest); 0 keeps all"""
     train_save_every: int = 50
     """optimizer steps between checkpoints inside an iteration's training, so a killed run resumes
     mid-training (0: only at iteration ends). Each holds weights and optimizer state: mind the disk on large models"""
@@ -168,6 +173,8 @@ class SelfTrainConfig:
             raise ValueError("rationalization_samples and min_prefix_steps must be >= 1")
         if self.bstar.reward_model and self.adapt != "bstar":
             raise ValueError("bstar.reward_model is used by adapt=bstar only; set adapt=bstar or drop it")
+        if self.keep_last < 0:
+            raise ValueError(f"keep_last must be >= 0 (0 keeps all), got {self.keep_last}")
         if self.train_save_every < 0:
             raise ValueError(f"train_save_every must be >= 0 (0: no mid-training checkpoints), got {self.train_save_every}")
 
@@ -397,7 +404,7 @@ def main(cfg: SelfTrainConfig) -> dict:
     start_path = run.latest_checkpoint() if progress.iteration > 0 else None
     if progress.phase == "training":  # killed mid-training: continue from the last step checkpoint
         start_path = run.checkpoints_dir / progress.checkpoint
-    model, tokenizer = load_model(cfg.model.with_path(start_path), for_training=True)
+    model, tokenizer = load_trainable(cfg.model, cfg.lora, start_path)
     sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
                           system_prompt=cfg.model.system_prompt)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
@@ -434,7 +441,7 @@ def main(cfg: SelfTrainConfig) -> dict:
         # --- learn (M-step; a run killed mid-training has the step checkpoint's weights loaded already)
         mid_training = progress.mid_training(it)
         if cfg.init_each_iteration == "base" and it > 1 and mid_training is None:
-            fresh, _ = load_model(cfg.model, for_training=True)
+            fresh, _ = load_trainable(cfg.model, cfg.lora)  # with LoRA: fresh adapters on the base
             model.load_state_dict(fresh.state_dict())
         summary = {}
         if selection.pairs:
@@ -448,7 +455,7 @@ def main(cfg: SelfTrainConfig) -> dict:
         timing["time/eval"] = time.perf_counter() - t0
         timing["time/iteration"] = time.perf_counter() - t_iter  # this process only (a resumed phase is not re-timed)
         metrics.update(timing)
-        run.mark_latest(save_model(run.checkpoint_path(it), model, tokenizer))
+        run.mark_latest(save_model(run.checkpoint_path(it), model, tokenizer), cfg.keep_last)
         run.log(metrics)
         progress = Progress(iteration=it, phase="done")
         progress.save(run)
@@ -460,7 +467,7 @@ def main(cfg: SelfTrainConfig) -> dict:
             f"kept {len(selection.kept)} (+{len(selection.rationales)} rationalized, "
             f"+{len(selection.prefixes)} prefixes), eval acc {metrics.get('eval/greedy_accuracy', float('nan')):.3f}"
         )
-    save_model(run.root / "final", model, tokenizer)
+    save_model(run.root / "final", merged(model), tokenizer)  # LoRA: merged into a plain HF model
     result = {"iterations": history, "final_model": str(run.root / "final")}
     run.write_json("summary.json", result)
     return result

@@ -15,8 +15,12 @@ Options:
 - gradient accumulation: `batch_size` sequences per optimizer step, `micro_batch_size` per
   forward pass; the loss is the token mean over the whole batch either way.
 - LR schedule: `train.optim` (warmup, cosine/linear/constant decay).
-- `lora.r > 0`: train LoRA adapters through peft instead of all weights; checkpoints hold the
-  adapter and the final model is merged into a plain Hugging Face directory.
+- `train.micro_batch_tokens`: size micro-batches by tokens (rows x padded length) instead of rows.
+- `lora.r > 0`: train LoRA adapters through peft (`models/lora.py`) instead of all weights;
+  checkpoints hold the adapter and the final model is merged into a plain Hugging Face directory.
+- `model.precision` (fp32 / mixed_bf16 / pure_bf16, `models/precision.py`) and
+  `model.gradient_checkpointing` apply to every trainer built on `fit()`.
+- `keep_last`: keep only the newest N checkpoints (the latest one always).
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from reasonloop.algorithms.common import OptimConfig, encode_pairs, make_optimiz
 from reasonloop.config import dump_config
 from reasonloop.models.forward import training_path
 from reasonloop.models.logprobs import collate, completion_logprobs, pad_completions, token_logprobs
-from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.lora import LoRAConfig, load_trainable, merged
+from reasonloop.models.policy import ModelConfig
+from reasonloop.models.precision import autocast
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.jsonl import RecordError, from_row, iter_jsonl
 from reasonloop.store.runs import RunDir
@@ -58,6 +64,9 @@ class TrainConfig:
     """sequences (packed rows when packing) per optimizer step (global)"""
     micro_batch_size: int = 32
     """sequences per forward/backward pass (per device); gradients accumulate up to batch_size"""
+    micro_batch_tokens: int = 0
+    """> 0: a micro-batch also stops before rows x padded length exceeds this many tokens (a row longer
+    than the budget runs alone), so long sequences run in smaller micro-batches; 0: rows only"""
     max_length: int = 512
     packing: bool = False
     """pack several examples per row (block-diagonal attention, exact maths, less padding)"""
@@ -77,6 +86,8 @@ class TrainConfig:
             raise ValueError("set epochs > 0 or max_steps > 0")
         if self.max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {self.max_length}")
+        if self.micro_batch_tokens < 0:
+            raise ValueError(f"micro_batch_tokens must be >= 0 (0: size micro-batches by rows), got {self.micro_batch_tokens}")
 
     def total_steps(self, num_examples: int) -> int:
         return self.max_steps or max(1, math.ceil(num_examples * self.epochs / self.batch_size))
@@ -155,6 +166,46 @@ def collate_packed(rows: list[list[Example]], pad_id: int, max_length: int | Non
 # --- the SFT phase -----------------------------------------------------------------------
 
 
+def micro_batches(lengths: list[int], max_rows: int, max_tokens: int = 0) -> list[list[int]]:
+    """Consecutive index groups of at most `max_rows` rows and, when `max_tokens` > 0, at most
+    `max_tokens` rows x longest length (a row longer than the budget gets a group of its own).
+
+    >>> micro_batches([2, 3, 5, 9], max_rows=3, max_tokens=10)
+    [[0, 1], [2], [3]]
+    """
+    groups: list[list[int]] = []
+    width = 0
+    for i, n in enumerate(lengths):
+        if groups and len(groups[-1]) < max_rows and (not max_tokens or (len(groups[-1]) + 1) * max(width, n) <= max_tokens):
+            groups[-1].append(i)
+            width = max(width, n)
+        else:
+            groups.append([i])
+            width = n
+    return groups
+
+
+def micro_batch_loss(model, micro: list[list[Example]], cfg: TrainConfig, pad_id: int, device, packed_forward: bool,
+                     num_target: int) -> float:
+    """Forward and backward of one micro-batch; its loss is weighted by its share of the batch's target tokens."""
+    if cfg.packing:
+        t = {k: v.to(device) for k, v in collate_packed(micro, pad_id, cfg.max_length).items()}
+        logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
+                                     position_ids=t["position_ids"])  # (b, T-1)
+    elif packed_forward and all(len(c) + len(x) <= cfg.max_length for (c, x), in micro):
+        # the padding-free trie forward: same loss, no padded positions (no truncation needed)
+        logprobs, _ = completion_logprobs(model, [c for (c, _), in micro], [x for (_, x), in micro], pad_id,
+                                          forward="packed")  # (b, Tc)
+        t = {"loss_mask": pad_completions([[1.0] * len(x) for (_, x), in micro])[1].to(device)}
+    else:
+        t = {k: v.to(device) for k, v in collate([u[0] for u in micro], pad_id, cfg.max_length).items()}
+        logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"])  # (b, T-1)
+    # weight each micro-batch by its share of completion tokens: token-mean over the full batch
+    loss = sft_loss(logprobs, t["loss_mask"]) * (t["loss_mask"].sum().item() / max(1, num_target))
+    loss.backward()
+    return loss.item()
+
+
 def encode_examples(tokenizer, pairs: list[tuple[str, str]], *, use_chat_template: bool = True,
                     system_prompt: str = "", eos: list[bool] | None = None) -> list[Example]:
     """Tokenise pairs as the sampler encodes prompts; EOS ends a completion unless `eos[i]` is False
@@ -216,26 +267,12 @@ def fit(
             num_target = sum(len(x) for u in batch for _, x in u)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for m in range(0, len(batch), cfg.micro_batch_size):
-                micro = batch[m : m + cfg.micro_batch_size]
-                if cfg.packing:
-                    t = {k: v.to(device) for k, v in collate_packed(micro, tokenizer.pad_token_id, cfg.max_length).items()}
-                    logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
-                                                 position_ids=t["position_ids"])  # (b, T-1)
-                elif packed_forward and all(len(c) + len(x) <= cfg.max_length for (c, x), in micro):
-                    # the padding-free trie forward: same loss, no padded positions (no truncation needed)
-                    logprobs, _ = completion_logprobs(model, [c for (c, _), in micro], [x for (_, x), in micro],
-                                                      tokenizer.pad_token_id, forward="packed")  # (b, Tc)
-                    t = {"loss_mask": pad_completions([[1.0] * len(x) for (_, x), in micro])[1].to(device)}
-                else:
-                    t = collate([u[0] for u in micro], tokenizer.pad_token_id, cfg.max_length)
-                    t = {k: v.to(device) for k, v in t.items()}
-                    logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"])  # (b, T-1)
-                # weight each micro-batch by its share of completion tokens: token-mean over the full batch
-                weight = t["loss_mask"].sum().item() / max(1, num_target)
-                loss = sft_loss(logprobs, t["loss_mask"]) * weight
-                loss.backward()
-                step_loss += loss.item()
+            lengths = [min(cfg.max_length, sum(len(c) + len(x) for c, x in u)) for u in batch]
+            for micro_idx in micro_batches(lengths, cfg.micro_batch_size, cfg.micro_batch_tokens):
+                micro = [batch[i] for i in micro_idx]
+                with autocast(model):
+                    step_loss += micro_batch_loss(model, micro, cfg, tokenizer.pad_token_id, device, packed_forward,
+                                                  num_target)
             grad_norm = (
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item()
                 if cfg.optim.grad_clip > 0 else 0.0
@@ -256,34 +293,6 @@ def fit(
         "train_tokens": tokens,
         "train_seconds": time.perf_counter() - start,
     }
-
-
-# --- LoRA (optional, through peft) ----------------------------------------------------------
-
-
-@dataclass
-class LoRAConfig:
-    r: int = 0
-    """adapter rank; 0 trains all weights (no LoRA)"""
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-
-    def __post_init__(self):
-        if self.r < 0 or self.alpha <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError("lora needs r >= 0, alpha > 0 and 0 <= dropout < 1")
-        if self.r > 0 and not self.target_modules:
-            raise ValueError("lora.target_modules must name at least one module when lora.r > 0")
-
-
-def apply_lora(model, cfg: LoRAConfig, adapter_dir: str | Path | None = None):
-    """Wrap `model` with fresh LoRA adapters, or with the trainable adapter saved in `adapter_dir`."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    if adapter_dir is not None:
-        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
-    return get_peft_model(model, LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
 
 
 # --- the `sft` command ------------------------------------------------------------------------
@@ -308,13 +317,15 @@ class SFTConfig:
     output_dir: str = "runs"
     save_every: int = 0
     """checkpoint every N optimizer steps (0: only at the end)"""
+    keep_last: int = 2
+    """checkpoints kept (the newest, always including the latest); 0 keeps all"""
     resume: bool = False
 
     def __post_init__(self):
         if not self.prompt_field or not self.completion_field:
             raise ValueError("prompt_field and completion_field must be non-empty")
-        if self.save_every < 0:
-            raise ValueError("save_every must be >= 0")
+        if self.save_every < 0 or self.keep_last < 0:
+            raise ValueError("save_every and keep_last must be >= 0")
 
 
 def load_pairs(path: str | Path, only_correct: bool = True, prompt_field: str = "prompt",
@@ -348,12 +359,7 @@ def main(cfg: SFTConfig) -> dict:
     seed_everything(cfg.train.seed)
     pairs = load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
     latest = run.latest_checkpoint() if cfg.resume else None
-    use_lora = cfg.lora.r > 0
-    # a full-weight checkpoint is a model directory; a LoRA checkpoint is an adapter over the base model
-    model_cfg = cfg.model if use_lora else cfg.model.with_path(latest)
-    model, tokenizer = load_model(model_cfg, for_training=True)
-    if use_lora:
-        model = apply_lora(model, cfg.lora, adapter_dir=latest)
+    model, tokenizer = load_trainable(cfg.model, cfg.lora, latest)
     examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
                                system_prompt=cfg.model.system_prompt)
     total = cfg.train.total_steps(len(training_units(examples, cfg.train)))
@@ -370,13 +376,12 @@ def main(cfg: SFTConfig) -> dict:
         if step == total or (cfg.save_every and step % cfg.save_every == 0):
             ckpt = save_checkpoint(run.checkpoint_path(step), model, tokenizer, optimizer, scheduler,
                                    extra={"step": step})
-            run.mark_latest(ckpt)
+            run.mark_latest(ckpt, cfg.keep_last)
 
     summary = fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
                   system_prompt=cfg.model.system_prompt, on_step=on_step, start_step=start_step,
                   optimizer=optimizer, scheduler=scheduler)
-    if use_lora:
-        model = model.merge_and_unload()  # the final model is a plain HF directory any tool can load
+    model = merged(model)  # LoRA merged: the final model is a plain HF directory any tool can load
     save_model(run.root / "final", model, tokenizer)
     summary.update(examples=len(pairs), rows=len(training_units(examples, cfg.train)))
     run.write_json("summary.json", summary)

@@ -101,6 +101,9 @@ def completion_logprobs(
         targets = torch.nn.utils.rnn.pad_sequence([torch.tensor(x) for x in completions],
                                                   batch_first=True).to(logits.device)  # (R, Tc)
         return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1), logits
+    if share_prefix and getattr(model, "is_gradient_checkpointing", False) and model.training \
+            and torch.is_grad_enabled():
+        share_prefix = False  # HF's checkpointed layers hand back no KV cache: one pass per row, same values
     if not share_prefix:
         batch = collate(list(zip(contexts, completions)), pad_id)
         logprobs, logits = token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)

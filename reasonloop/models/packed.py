@@ -190,8 +190,13 @@ def packed_completion_hidden(model, contexts: list[list[int]], completions: list
 
     x = F.embedding(ids, w.embed)  # (N, E)
     cos, sin = rope(w, positions, x.dtype)  # (N, 1, D)
+    # `model.gradient_checkpointing`: keep only each layer's input; the backward recomputes the layer
+    checkpointing = getattr(model, "is_gradient_checkpointing", False) and model.training and torch.is_grad_enabled()
     for layer in w.layers:
-        x = decoder_layer(w, layer, x, cos, sin, attend)
+        if checkpointing:
+            x = torch.utils.checkpoint.checkpoint(decoder_layer, w, layer, x, cos, sin, attend, use_reentrant=False)
+        else:
+            x = decoder_layer(w, layer, x, cos, sin, attend)
 
     # only nodes whose next token is a completion token (each distinct one once)
     wanted = [path[len(c) - 1:] for path, c in zip(tree.paths, contexts)]  # per row, one node per completion token

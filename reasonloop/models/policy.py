@@ -22,7 +22,12 @@ class ModelConfig:
     device: str = "auto"
     """"auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ..."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """float32 on CPU: bf16 matmul is ~100x slower on CPUs without bf16 hardware"""
+    """inference loads (sampling, eval, frozen references); training weights follow `precision`"""
+    precision: Literal["fp32", "mixed_bf16", "pure_bf16"] = "fp32"
+    """training numerics (`models/precision.py`): fp32; mixed_bf16 (float32 master weights and AdamW state,
+    bf16 autocast where the device has native bf16); pure_bf16 (bf16 weights and AdamW state, no master copy)"""
+    gradient_checkpointing: bool = False
+    """training: recompute each decoder layer's activations in the backward instead of storing them"""
     use_chat_template: bool = True
     """wrap prompts in the tokenizer's chat template when it has one"""
     system_prompt: str = ""
@@ -52,19 +57,42 @@ def load_tokenizer(path: str | Path):
 
 
 def load_model(config: ModelConfig, for_training: bool = False):
-    """(model, tokenizer) on the configured device and dtype."""
+    """(model, tokenizer) on the configured device: `dtype` for inference, `precision` for training
+    (which also turns on gradient checkpointing when asked)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from reasonloop.models.precision import set_precision, weights_dtype
+
     _check_local(config.path)
+    if for_training and config.dtype != "float32" and config.precision != "pure_bf16":
+        raise ValueError(f"model.dtype={config.dtype} for training: set model.precision=mixed_bf16 (float32 master "
+                         "weights, bf16 maths) or pure_bf16 (bf16 weights and optimizer state) instead")
     device = resolve_device(config.device)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(config.path), dtype=getattr(torch, config.dtype), local_files_only=True
-    ).to(device)
+    dtype = weights_dtype(config.precision) if for_training else getattr(torch, config.dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(config.path), dtype=dtype, local_files_only=True).to(device)
     model.train(for_training)
-    if not for_training:
+    if for_training:
+        set_precision(model, config.precision)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+    else:
         model.requires_grad_(False)
     return model, load_tokenizer(config.path)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Per-layer activation recomputation in the backward (Hugging Face's own, non-reentrant, so it
+    works with frozen embeddings under LoRA); the packed trainer forward reads the same flag."""
+    enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # HF also hooks the embeddings so their output requires grad: reentrant checkpointing needs that, the
+    # non-reentrant kind does not, and the bare forwards refuse hooked models, so the hook goes
+    if getattr(model, "_require_grads_hook", None) is not None:
+        model.disable_input_require_grads()
 
 
 def format_prompt(tokenizer, prompt: str, use_chat_template: bool = True, system_prompt: str = "") -> str:

@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 
 from reasonloop.models.policy import _check_local, encode_context, load_tokenizer, resolve_device
+from reasonloop.models.precision import set_precision, weights_dtype
 from reasonloop.types import Problem, split_steps
 from reasonloop.verify.aggregate import aggregate as aggregate_steps
 from reasonloop.verify.aggregate import check_aggregation
@@ -59,17 +60,20 @@ class RewardModel(torch.nn.Module):
     # --- construction and persistence ---
     @classmethod
     def from_backbone(cls, path: str | Path, kind: RewardKind = "prm", device: str = "auto",
-                      **spec_kwargs) -> RewardModel:
-        """A fresh scalar head on the base model (no LM head) of any HF checkpoint."""
+                      precision: str = "fp32", **spec_kwargs) -> RewardModel:
+        """A fresh scalar head on the base model (no LM head) of any HF checkpoint, its weights (head
+        included) in `precision`'s dtype (`models/precision.py`: float32 unless pure_bf16)."""
         from transformers import AutoModel
 
         _check_local(path)
-        backbone = AutoModel.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
-        model = cls(backbone, load_tokenizer(path), RewardModelSpec(kind=kind, **spec_kwargs))
+        dtype = weights_dtype(precision)
+        backbone = AutoModel.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        model = cls(backbone, load_tokenizer(path), RewardModelSpec(kind=kind, **spec_kwargs)).to(dtype)
+        set_precision(model, precision)
         return model.to(resolve_device(device))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "auto") -> RewardModel:
+    def from_pretrained(cls, path: str | Path, device: str = "auto", precision: str = "fp32") -> RewardModel:
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -77,7 +81,7 @@ class RewardModel(torch.nn.Module):
             raise FileNotFoundError(f"{path}/{CONFIG_FILE} not found: not a reward model directory "
                                     f"(train one with `reasonloop prm`)")
         spec = RewardModelSpec(**json.loads((path / CONFIG_FILE).read_text()))
-        model = cls.from_backbone(path, spec.kind, device="cpu", **{k: v for k, v in asdict(spec).items()
+        model = cls.from_backbone(path, spec.kind, device="cpu", precision=precision, **{k: v for k, v in asdict(spec).items()
                                                                   if k != "kind"})
         model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
         return model.to(resolve_device(device))
@@ -136,7 +140,7 @@ class RewardModel(torch.nn.Module):
         """Step logits (B, S) read at `step_index`; padded step slots hold garbage (mask them)."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         at_steps = hidden.gather(1, step_index[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, S, H)
-        return self.head(at_steps).squeeze(-1)  # (B, S)
+        return self.head(at_steps).squeeze(-1).float()  # (B, S), float32 whatever the weights' dtype
 
     @torch.no_grad()
     def score_batch(self, prompts: Sequence[str], steps: Sequence[Sequence[str]],

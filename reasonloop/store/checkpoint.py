@@ -1,14 +1,21 @@
 """Checkpoints that resume exactly: model weights, optimizer, LR scheduler, RNG states, loop state.
 
-A checkpoint is a directory `step-000123/` holding a `save_pretrained` model (loadable by
-any HF tool), the tokenizer, and `trainer_state.pt` with optimizer/scheduler/RNG state.
-It is written to a temp directory and renamed into place, so a kill during the save leaves
-the previous checkpoint intact.
+A checkpoint is a directory `step-000123/` holding a `save_pretrained` model in safetensors
+(`model.safetensors`, loadable by any HF tool; a LoRA run saves its peft adapter,
+`adapter_model.safetensors`, over the configured base model), the tokenizer, and
+`trainer_state.pt` with optimizer/scheduler/RNG state. It is written to a temp directory
+and renamed into place, so a kill during the save leaves the previous checkpoint intact.
+
+Rotation (`keep_last`, what transformers calls `save_total_limit`): after a new checkpoint
+is marked latest, `prune_checkpoints` deletes the older `step-*` directories beyond the
+newest `keep_last`. The one just marked latest is never deleted, so a kill at any moment
+leaves a resumable checkpoint: the pointer moves first, the deletions follow.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -85,3 +92,20 @@ def load_trainer_state(path: str | Path, optimizer=None, scheduler=None, restore
     if restore_rng:
         set_rng_state(state["rng"])
     return state["extra"]
+
+
+_STEP_DIR = re.compile(r"step-(\d+)")
+
+
+def prune_checkpoints(checkpoints_dir: str | Path, keep_last: int, protect: str | Path | None = None) -> list[Path]:
+    """Delete `step-<n>` checkpoint directories beyond the newest `keep_last` (by n); `protect` (the
+    checkpoint `latest` names) is always kept. Returns the deleted paths. Other names are left alone."""
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+    steps = sorted((int(m.group(1)), p) for p in Path(checkpoints_dir).iterdir()
+                   if p.is_dir() and (m := _STEP_DIR.fullmatch(p.name)))
+    keep = {p.name for _, p in steps[-keep_last:]} | ({Path(protect).name} if protect is not None else set())
+    deleted = [p for _, p in steps if p.name not in keep]
+    for p in deleted:
+        shutil.rmtree(p, ignore_errors=True)
+    return deleted

@@ -27,6 +27,7 @@ from reasonloop.store.atomic import atomic_write_json, atomic_write_text
 from reasonloop.store.jsonl import append_jsonl, iter_jsonl, write_jsonl
 from reasonloop.store.trackers import LogConfig, Trackers
 from reasonloop.types import Sample
+from reasonloop.utils import peak_memory
 
 
 @dataclass
@@ -81,6 +82,8 @@ class RunDir:
 
     # --- metrics ---
     def log(self, metrics: dict[str, Any]) -> None:
+        """Append one metrics row, with the process's peak memory so far (`utils.peak_memory`)."""
+        metrics = {**metrics, **peak_memory()}
         append_jsonl(self.metrics_path, [{"time": round(time.time(), 3), **metrics}])
         if self.trackers is not None:
             self.trackers.log(metrics)
@@ -137,8 +140,14 @@ class RunDir:
         p = self.root / "state.json"
         return json.loads(p.read_text()) if p.exists() else None
 
-    def mark_latest(self, ckpt: Path) -> None:
+    def mark_latest(self, ckpt: Path, keep_last: int = 0) -> None:
+        """Point `latest` at `ckpt`; then, with `keep_last` > 0, delete all but the newest `keep_last`
+        `step-*` checkpoints (never `ckpt`: the newest resumable one is always kept)."""
         atomic_write_text(self.checkpoints_dir / "latest", ckpt.name + "\n")
+        if keep_last:
+            from reasonloop.store.checkpoint import prune_checkpoints  # imports torch: only when rotating
+
+            prune_checkpoints(self.checkpoints_dir, keep_last, protect=ckpt)
 
     def latest_checkpoint(self) -> Path | None:
         pointer = self.checkpoints_dir / "latest"

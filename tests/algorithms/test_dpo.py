@@ -9,6 +9,7 @@ from reasonloop.algorithms import dpo
 from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.dpo import DPOConfig, dpo_loss, make_pairs
 from reasonloop.algorithms.sft import TrainConfig
+from reasonloop.models.lora import LoRAConfig
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.tasks.spec import TaskSpec
@@ -59,8 +60,10 @@ def test_dpo_config_validation():
         DPOConfig(train=TrainConfig(packing=True))
 
 
-def test_dpo_iteration_raises_chosen_over_rejected(tiny_model_dir, tmp_path, monkeypatch):
-    """One iteration on the real engine: pairs built, the policy moves toward the chosen rationales."""
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_dpo_iteration_raises_chosen_over_rejected(tiny_model_dir, tmp_path, monkeypatch, lora_r):
+    """One iteration on the real engine: pairs built, the policy moves toward the chosen rationales
+    (all weights, or LoRA adapters merged into a plain final model)."""
     real = dpo.sample_and_verify
 
     def half_correct(*a, **k):  # an untrained tiny model is never right: label half of each group correct
@@ -75,14 +78,16 @@ def test_dpo_iteration_raises_chosen_over_rejected(tiny_model_dir, tmp_path, mon
                     task=TaskSpec("arithmetic", {"max_ops": 2}), problems_per_iteration=3, samples_per_prompt=2,
                     sampling=SamplingParams(max_new_tokens=6), pairs_per_problem=1, beta=0.5, sft_weight=0.5,
                     train=TrainConfig(max_steps=4, batch_size=3, micro_batch_size=3, optim=OptimConfig(lr=3e-3)),
-                    eval_problems=2, eval_max_new_tokens=6, output_dir=str(tmp_path), run_name="dpo")
+                    eval_problems=2, eval_max_new_tokens=6, output_dir=str(tmp_path), run_name="dpo",
+                    lora=LoRAConfig(r=lora_r, alpha=8))
     out = dpo.main(cfg)
     m = out["iterations"][-1]
     assert m["pairs"] == 3 and math.isfinite(m["train/dpo_loss"])
     assert m["train/reward_margin"] > 0  # the last steps prefer chosen over rejected relative to the reference
     before, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
     after, _ = load_model(ModelConfig(path=out["final_model"]))
-    assert any(not torch.equal(p, q) for p, q in zip(before.parameters(), after.parameters()))
+    changed = {n for (n, p), (_, q) in zip(before.named_parameters(), after.named_parameters()) if not torch.equal(p, q)}
+    assert changed and (lora_r == 0 or all("self_attn" in n for n in changed))
 
 
 def test_dpo_walks_a_dataset_by_epochs(tiny_model_dir, tmp_path):

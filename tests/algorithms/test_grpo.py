@@ -129,7 +129,7 @@ def test_smoke_run_writes_metrics_checkpoints_and_summary(tiny_model_dir, tmp_pa
 def test_lora_updates_only_adapters_and_uses_base_as_reference(tiny_model_dir):
     import random
 
-    from reasonloop.algorithms.sft import LoRAConfig, apply_lora
+    from reasonloop.models.lora import LoRAConfig, apply_lora
 
     model, tok = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
     model = apply_lora(model, LoRAConfig(r=4))
@@ -233,7 +233,7 @@ def test_overlap_sampling_with_lora_and_a_reference_model(tiny_model_dir, tmp_pa
     """The worker's copy of a LoRA-wrapped policy takes the adapters' updates (through the HF decode
     path), and a KL term in the loss works under the one-step lag."""
     from reasonloop.algorithms.overlap import OverlappedSampling
-    from reasonloop.algorithms.sft import LoRAConfig, apply_lora
+    from reasonloop.models.lora import LoRAConfig, apply_lora
 
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)), for_training=True)
     model = apply_lora(model, LoRAConfig(r=4))

@@ -15,6 +15,7 @@ from reasonloop.algorithms.prm import (
     step_targets,
     token_step_index,
 )
+from reasonloop.models.lora import LoRAConfig
 from reasonloop.models.reward_model import RewardModel
 
 
@@ -102,10 +103,12 @@ def test_training_reduces_loss_and_saves_a_loadable_model(tiny_model_dir, tmp_pa
         assert summary["eval"]["step_auc"] > 0.9
 
 
-def test_training_resumes_from_a_checkpoint(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_training_resumes_from_a_checkpoint(tiny_model_dir, tmp_path, lora_r):
+    """Also with LoRA: the checkpoint holds the backbone's adapter and the head; the final model is merged."""
     data = write_rows(tmp_path / "rows.jsonl", n=8)
     base = {"backbone": str(tiny_model_dir), "data": str(data), "epochs": 1, "batch_size": 2, "output_dir": str(tmp_path),
-                "device": "cpu", "save_every": 2}
+            "device": "cpu", "save_every": 2, "lora": LoRAConfig(r=lora_r)}
     full = main(PRMConfig(run_name="full", **base))
     # a run "killed" after its step-2 checkpoint: delete the final model and resume
     part = main(PRMConfig(run_name="part", **base))
@@ -118,3 +121,6 @@ def test_training_resumes_from_a_checkpoint(tiny_model_dir, tmp_path):
     a = RewardModel.from_pretrained(tmp_path / "full" / "final", device="cpu").score_steps("q1\n", ["0 ok", "1 bad"])
     b = RewardModel.from_pretrained(tmp_path / "part" / "final", device="cpu").score_steps("q1\n", ["0 ok", "1 bad"])
     assert a == pytest.approx(b, abs=1e-5)
+    if lora_r:
+        assert (tmp_path / "part" / "checkpoints" / "step-000002" / "adapter_model.safetensors").exists()
+        assert not (tmp_path / "part" / "final" / "adapter_config.json").exists()  # merged: plain backbone

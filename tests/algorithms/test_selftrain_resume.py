@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 import reasonloop.algorithms.selftrain as st
 from reasonloop.algorithms.sft import TrainConfig
+from reasonloop.models.lora import LoRAConfig
 from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.tasks.spec import TaskSpec
@@ -32,10 +33,13 @@ def _weights(run_dir):
     return load_file(str(run_dir / "final" / "model.safetensors"))
 
 
-@pytest.mark.parametrize("kill_iteration,init", [(1, "continue"), (2, "base")])
+@pytest.mark.parametrize("kill_iteration,init,lora_r", [(1, "continue", 0), (2, "base", 0), (2, "continue", 4)])
 def test_killed_mid_training_resumes_to_the_uninterrupted_weights(tiny_model_dir, tmp_path, monkeypatch,
-                                                                   kill_iteration, init, every_sample_correct):
-    st.main(_cfg(tmp_path, tiny_model_dir, "uninterrupted", init_each_iteration=init))
+                                                                   kill_iteration, init, lora_r, every_sample_correct):
+    """Also with LoRA: step and iteration checkpoints hold the adapter, the final model is merged."""
+    lora = LoRAConfig(r=lora_r, alpha=8)
+    st.main(_cfg(tmp_path, tiny_model_dir, "uninterrupted", init_each_iteration=init, lora=lora, keep_last=1))
+    assert [p.name for p in (tmp_path / "uninterrupted" / "checkpoints").glob("step-*")] == ["step-000002"]
 
     # kill right after optimizer step 3 of `kill_iteration`: the last step checkpoint is step 2
     real_fit, calls = st.fit, []
@@ -50,7 +54,7 @@ def test_killed_mid_training_resumes_to_the_uninterrupted_weights(tiny_model_dir
         return real_fit(*a, on_step=step_then_die, **k)
 
     monkeypatch.setattr(st, "fit", killing_fit)
-    cfg = _cfg(tmp_path, tiny_model_dir, "killed", init_each_iteration=init)
+    cfg = _cfg(tmp_path, tiny_model_dir, "killed", init_each_iteration=init, lora=lora, keep_last=1)
     with pytest.raises(Killed):
         st.main(cfg)
     run = tmp_path / "killed"

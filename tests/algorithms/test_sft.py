@@ -123,8 +123,8 @@ def test_sft_command_resumes_exactly(tiny_model_dir, tmp_path, monkeypatch):
 
     mark = RunDir.mark_latest
 
-    def mark_then_kill(self, ckpt):
-        mark(self, ckpt)
+    def mark_then_kill(self, ckpt, keep_last=0):
+        mark(self, ckpt, keep_last)
         if ckpt.name.endswith("000002"):
             raise Killed
 
