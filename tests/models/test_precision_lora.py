@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import reasonloop.models.precision as precision
 from reasonloop.algorithms.common import OptimConfig, make_optimizer
 from reasonloop.algorithms.sft import TrainConfig, fit, micro_batches
+from reasonloop.models import precision
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
 from reasonloop.models.policy import ModelConfig, enable_gradient_checkpointing, load_model
 
