@@ -83,8 +83,7 @@ class RunDir:
     # --- metrics ---
     def log(self, metrics: dict[str, Any]) -> None:
         """Append one metrics row, with the process's peak memory so far (`utils.peak_memory`)."""
-        metrics = {**metrics, **peak_memory()}
-        append_jsonl(self.metrics_path, [{"time": round(time.time(), 3), **metrics}])
+        append_jsonl(self.metrics_path, [{"time": round(time.time(), 3), **metrics, **peak_memory()}])
         if self.trackers is not None:
             self.trackers.log(metrics)
 
