@@ -165,7 +165,7 @@ def run_grid(cfg: EvalConfig) -> dict:
             sampler = None
             for spec in cfg.strategies:
                 model_name = Path(model_cfg.path).name or model_cfg.path
-                path = cells_dir / f"{_slug(task_spec.name)}__{_slug(model_name)}__{_slug(spec.label_name)}.jsonl"
+                path = cells_dir / f"{_slug(task_spec.label)}__{_slug(model_name)}__{_slug(spec.label_name)}.jsonl"
                 if path.exists():
                     records = read_jsonl(path, EvalRecord)
                 else:
@@ -176,7 +176,7 @@ def run_grid(cfg: EvalConfig) -> dict:
                     for r in records:
                         r.meta["seconds"] = (time.perf_counter() - start) / len(records)
                     write_jsonl(path, records)
-                cell = {"task": task_spec.name, "model": model_cfg.path, "strategy": spec.name,
+                cell = {"task": task_spec.label, "model": model_cfg.path, "strategy": spec.name,
                         "label": spec.label_name, "line": spec.line_name, "scorer": spec.scorer.kind,
                         "options": spec.options, **summarize(records),
                         "seconds_per_problem": sum(r.meta.get("seconds", 0.0) for r in records) / len(records)}

@@ -64,6 +64,23 @@ class TaskSpec:
                 raise ValueError(f"task {self.name!r} is procedural: split must be train or test, got {self.split!r}")
 
     @property
+    def label(self) -> str:
+        """A name that tells this spec from others of the same task (eval grid cells and reports):
+        `gsm8k`, `math(HuggingFaceH4/MATH-500)`, `arithmetic{max_ops=2}`, plus `~<hash>` when the
+        split, config, fields, template ... differ from the defaults."""
+        text = self.name + (f"({self.source})" if self.source else "")
+        if self.options:
+            text += "{" + ",".join(f"{k}={v}" for k, v in sorted(self.options.items())) + "}"
+        rest = {k: getattr(self, k) for k in ("config", "split", "revision", "fields", "answer", "template",
+                                               "skip_bad_rows") if getattr(self, k)}
+        if rest:
+            import hashlib
+            import json
+
+            text += "~" + hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:6]
+        return text
+
+    @property
     def is_dataset(self) -> bool:
         from reasonloop.tasks import is_dataset_task
 

@@ -34,3 +34,19 @@ def test_eval_on_a_math_parquet_with_a_template(tmp_path, tiny_model_dir):
                  f"output_dir={runs}"]) == 0
     records = read_jsonl(runs / "eval/records.jsonl")
     assert sorted(r.problem_id for r in records) == ["math/test/prealgebra/1.json", "math/test/precalculus/807.json"]
+
+
+def test_eval_grid_keeps_two_sources_of_one_task_apart(tmp_path, tiny_model_dir):
+    import shutil
+
+    shutil.copy(FIXTURES / "gsm8k.jsonl", tmp_path / "a.jsonl")
+    (tmp_path / "b.jsonl").write_text((FIXTURES / "gsm8k.jsonl").read_text().splitlines()[0] + "\n")
+    (tmp_path / "grid.yaml").write_text(
+        "strategies: [{name: greedy, options: {max_new_tokens: 4}}]\n"
+        f"tasks: [{{name: gsm8k, source: {tmp_path / 'a.jsonl'}}}, {{name: gsm8k, source: {tmp_path / 'b.jsonl'}}}]\n")
+    assert main(["eval", "--config", str(tmp_path / "grid.yaml"), f"model.path={tiny_model_dir}", "num_problems=2",
+                 f"output_dir={tmp_path / 'runs'}"]) == 0
+    results = json.loads((tmp_path / "runs/eval/results.json").read_text())
+    assert [c["task"] for c in results["cells"]] == [f"gsm8k({tmp_path / 'a.jsonl'})", f"gsm8k({tmp_path / 'b.jsonl'})"]
+    assert [c["num_problems"] for c in results["cells"]] == [2, 1]
+    assert len(list((tmp_path / "runs/eval/cells").glob("*.jsonl"))) == 2

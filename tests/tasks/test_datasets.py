@@ -422,3 +422,48 @@ def test_round_problems_walk_a_dataset_by_epochs_and_procedural_tasks_fresh():
     procedural = TaskSpec("arithmetic")
     a, b = (procedural.round_problems("train", r, 4, seed=5, round_seed=100 + r)[1] for r in range(2))
     assert [p.id for p in a] == [f"arithmetic/train/100/{i}" for i in range(4)] and b[0].id == "arithmetic/train/101/0"
+
+
+def test_taskspec_label_tells_specs_of_one_task_apart():
+    labels = {TaskSpec("gsm8k").label, TaskSpec("gsm8k", source="a.jsonl").label, TaskSpec("gsm8k", source="b.jsonl").label,
+              TaskSpec("gsm8k", source="a.jsonl", split="validation").label, TaskSpec("arithmetic").label,
+              TaskSpec("arithmetic", {"max_ops": 2}).label}
+    assert len(labels) == 6
+    assert TaskSpec("math", source="HuggingFaceH4/MATH-500").label == "math(HuggingFaceH4/MATH-500)"
+    assert TaskSpec("arithmetic", {"max_ops": 2}).label == "arithmetic{max_ops=2}"
+
+
+def _write_csv(path, records):
+    import csv
+
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        for r in records:  # nested values as JSON in their cells
+            writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()})
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet", "csv", "save_to_disk"])
+@pytest.mark.parametrize("name, fixture_file", [("gsm8k", "gsm8k.jsonl"), ("math", "math.jsonl"),
+                                                ("humaneval", "humaneval.jsonl"), ("prm800k", "prm800k.jsonl")])
+def test_each_format_loads_the_same_from_every_file_kind(tmp_path, kind, name, fixture_file):
+    records = rows(fixture_file)
+    if kind == "jsonl":
+        path = fixture(fixture_file)
+    elif kind == "parquet":
+        path = str(tmp_path / "data.parquet")
+        _write_parquet(path, records)
+    elif kind == "csv":
+        path = str(tmp_path / "data.csv")
+        _write_csv(path, records)
+    else:
+        from datasets import Dataset
+
+        path = str(tmp_path / "saved")
+        Dataset.from_list(records).save_to_disk(path)
+    reference = task(name, fixture(fixture_file))
+    loaded = task(name, path)
+    assert [(p.prompt, p.answer, p.steps) for p in loaded] == [(p.prompt, p.answer, p.steps) for p in reference]
+    assert [p.meta.get("tests") for p in loaded] == [p.meta.get("tests") for p in reference]
+    assert [p.meta.get("step_ratings") for p in loaded] == [p.meta.get("step_ratings") for p in reference]
