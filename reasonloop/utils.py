@@ -67,8 +67,12 @@ def timed(into: dict, key: str):
 
 
 def quiet_hf() -> None:
-    """Silence transformers' weight-loading progress bars and info logs (we draw our own)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """Silence transformers' weight-loading progress bars and info logs (we draw our own).
+
+    Hub access is left to the user's own `HF_HUB_OFFLINE` / `HF_DATASETS_OFFLINE`: commands load
+    Hub models and datasets like any Hugging Face tool (tests set offline mode in conftest; the
+    quickstart loads only directories it wrote, which never touches the Hub).
+    """
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
         from transformers.utils import logging as hf_logging

@@ -50,3 +50,15 @@ def test_eval_grid_keeps_two_sources_of_one_task_apart(tmp_path, tiny_model_dir)
     assert [c["task"] for c in results["cells"]] == [f"gsm8k({tmp_path / 'a.jsonl'})", f"gsm8k({tmp_path / 'b.jsonl'})"]
     assert [c["num_problems"] for c in results["cells"]] == [2, 1]
     assert len(list((tmp_path / "runs/eval/cells").glob("*.jsonl"))) == 2
+
+
+def test_commands_leave_hub_access_to_the_user(monkeypatch):
+    """`quiet_hf` (run before every command) must not switch the Hub off: `task.name=gsm8k` with no
+    source, or a Hub model id, has to download like any Hugging Face tool unless the user says offline."""
+    from reasonloop.utils import quiet_hf
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    quiet_hf()
+    import os
+
+    assert "HF_HUB_OFFLINE" not in os.environ
