@@ -25,8 +25,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from reasonloop.config import ConfigError
 
-class CursorStateError(ValueError):
+
+class CursorStateError(ConfigError):
     """A saved cursor state that does not fit this task (the dataset changed since it was saved)."""
 
 
