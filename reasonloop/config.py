@@ -26,7 +26,16 @@ import yaml
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """Input a person can fix: a config key, a file, a dataset row, a model or task name.
+
+    The message is one line naming what and where (`file:line: field 'x': ...`). The CLI
+    prints it without a traceback and exits with status 2 (`--debug` shows the traceback).
+    Raise it (or a subclass) for anything the user wrote; never for a bug of ours.
+    """
+
+
+class ConfigError(UserError, ValueError):
     """A config value or key that cannot be used; the message says which and where from."""
 
 

@@ -47,3 +47,70 @@ MODELS = {
     "qwen2-gqa-qkv-bias": lambda: build(Qwen2ForCausalLM, Qwen2Config, num_key_value_heads=1,
                                         tie_word_embeddings=False),
 }
+
+
+# --- a chat checkpoint like the ones users train: Qwen2 architecture, byte-level BPE, ChatML template
+
+CHATML_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}{%- if message['role'] != 'system' or not loop.first %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+"""Qwen2.5-Instruct's template without the tool-calling branches: a default system message, ChatML turns."""
+
+CHAT_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+CORPUS = [
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+    "How many clips did Natalia sell altogether in April and May?",
+    "Natalia sold 48/2 = <<48/2=24>>24 clips in May. #### 72",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting.",
+    "Solve step by step and put the final answer in \\boxed{}. The answer is \\boxed{42}.",
+    "You are a helpful assistant. Think step by step, then give the final answer.",
+    "Compute left to right: 12 + 3 * 4 - 5\n12 + 3 = 15\n15 * 4 = 60\n60 - 5 = 55\nAnswer: 55",
+]
+
+
+def build_bpe_tokenizer(vocab_size: int = 400, chat_template: str | None = CHATML_TEMPLATE):
+    """A byte-level BPE tokenizer trained here with `tokenizers` (Qwen-style: no BOS, EOS `<|im_end|>`)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=CHAT_SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS * 4 + ["0123456789 " * 4], trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=["<|im_start|>"], chat_template=chat_template,
+                                   padding_side="left", model_max_length=1 << 15)
+
+
+def build_chat_checkpoint(path, hidden_size: int = 64, num_layers: int = 2, seed: int = 0):
+    """Write a random Qwen2-architecture chat model with `build_bpe_tokenizer()` to `path`; returns the path.
+
+    `reasonloop ... model.path=<path>` loads it like a Hub checkpoint (config.json, model.safetensors,
+    generation_config.json, tokenizer.json, chat_template.jinja); ~60k parameters, fast on CPU.
+    """
+    from pathlib import Path
+
+    from transformers import GenerationConfig
+
+    tok = build_bpe_tokenizer()
+    end, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                      num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512, tie_word_embeddings=True, bos_token_id=pad,
+                      eos_token_id=end, pad_token_id=pad)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(cfg).eval()
+    model.generation_config = GenerationConfig(bos_token_id=pad, eos_token_id=[end, pad], pad_token_id=pad)
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -28,7 +28,7 @@ from typing import Literal
 
 import torch
 
-from reasonloop.models.policy import _check_local, encode_context, load_tokenizer, resolve_device
+from reasonloop.models.policy import encode_context, from_pretrained, load_tokenizer, resolve_device
 from reasonloop.models.precision import set_precision, weights_dtype
 from reasonloop.types import Problem, split_steps
 from reasonloop.verify.aggregate import aggregate as aggregate_steps
@@ -61,13 +61,12 @@ class RewardModel(torch.nn.Module):
     @classmethod
     def from_backbone(cls, path: str | Path, kind: RewardKind = "prm", device: str = "auto",
                       precision: str = "fp32", **spec_kwargs) -> RewardModel:
-        """A fresh scalar head on the base model (no LM head) of any HF checkpoint, its weights (head
-        included) in `precision`'s dtype (`models/precision.py`: float32 unless pure_bf16)."""
+        """A fresh scalar head on the base model (no LM head) of any HF checkpoint (directory or Hub id), its
+        weights (head included) in `precision`'s dtype (`models/precision.py`: float32 unless pure_bf16)."""
         from transformers import AutoModel
 
-        _check_local(path)
         dtype = weights_dtype(precision)
-        backbone = AutoModel.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        backbone = from_pretrained(AutoModel, path, dtype=dtype)
         model = cls(backbone, load_tokenizer(path), RewardModelSpec(kind=kind, **spec_kwargs)).to(dtype)
         set_precision(model, precision)
         return model.to(resolve_device(device))

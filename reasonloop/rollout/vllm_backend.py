@@ -32,7 +32,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from reasonloop.models.policy import ModelConfig, encode_context, load_tokenizer
+from reasonloop.models.policy import ModelConfig, encode_context, load_tokenizer, resolve
 from reasonloop.rollout.sampler import SamplingParams, request_defaults
 from reasonloop.types import Sample, split_steps
 
@@ -61,9 +61,11 @@ class VLLMEngine:
         vllm = _import_vllm()
         self._vllm_params = vllm.SamplingParams
         self.config, self.model_id = config, model_id or config.path
-        self.tokenizer = load_tokenizer(config.path)
+        self.tokenizer = load_tokenizer(config.path, config.chat_template)
+        source = resolve(config.path)  # a local directory, or a Hub id at a revision (vLLM reads the HF cache)
         self.llm = vllm.LLM(
-            model=str(config.path), tokenizer=str(config.path), dtype=config.dtype,
+            model=source.name, tokenizer=source.name, revision=source.revision, tokenizer_revision=source.revision,
+            dtype=config.dtype,
             gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
             logprobs_mode=logprobs_mode, seed=0, **llm_kwargs,
         )

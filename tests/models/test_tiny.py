@@ -1,6 +1,6 @@
 import torch
 
-from reasonloop.models.policy import ModelConfig, format_prompt, load_model, load_tokenizer
+from reasonloop.models.policy import ModelConfig, format_prompt, load_model
 from reasonloop.models.tiny import build_tokenizer, count_parameters
 from reasonloop.store.checkpoint import save_model
 
@@ -30,13 +30,3 @@ def test_tiny_model_save_load_round_trip(tiny_model_dir, tmp_path):
     assert tok2.get_vocab() == tok.get_vocab() and tok2.padding_side == "left"
     # no chat template on the tiny tokenizer: the prompt is used as is
     assert format_prompt(tok2, "Q\n") == "Q\n"
-
-
-def test_missing_model_dir_is_a_clear_error(tmp_path):
-    import pytest
-
-    with pytest.raises(FileNotFoundError, match="never downloads weights"):
-        load_tokenizer(tmp_path / "nope")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="config.json not found"):
-        load_model(ModelConfig(path=str(tmp_path / "empty")))
