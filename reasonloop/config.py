@@ -199,3 +199,72 @@ def _dataclass_in(hint: Any) -> type | None:
         if dataclasses.is_dataclass(a):
             return a
     return None
+
+
+# --- help text: every key with its type, default and docstring --------------------------------
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string literal under each field), read from its source."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):  # no source (frozen app, REPL): help without docs
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for stmt, after in zip(body, body[1:] + [None]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[stmt.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def type_name(hint: Any) -> str:
+    """A short readable form of a field annotation: `a|b` for Literals, `int|None`, `list[str]`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return "|".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return "|".join(type_name(a) for a in args)
+    if origin is not None:
+        inner = ", ".join(type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]" if inner else origin.__name__
+    if hint is type(None):
+        return "None"
+    return getattr(hint, "__name__", str(hint))
+
+
+def describe_config(cls: type, value: Any = None, prefix: str = "") -> list[str]:
+    """Help lines for every key of `cls`: `key: type = default` and its docstring, nested keys dotted."""
+    if value is None:
+        try:
+            value = cls()
+        except Exception:  # noqa: BLE001 - a config without usable defaults still gets its keys listed
+            value = None
+    hints, docs, lines = typing.get_type_hints(cls), field_docs(cls), []
+    for f in dataclasses.fields(cls):
+        key, hint = f"{prefix}{f.name}", hints[f.name]
+        current = getattr(value, f.name, None) if value is not None else None
+        if dataclasses.is_dataclass(hint):
+            lines += describe_config(hint, current, prefix=f"{key}.")
+            continue
+        default = "" if value is None else f" = {yaml.safe_dump(_plain(current), default_flow_style=True).strip()}"
+        default = default.removesuffix("\n...").removesuffix(" ...")
+        lines.append(f"  {key}: {type_name(hint)}{default}")
+        if f.name in docs:
+            lines += [f"      {line}" for line in docs[f.name].splitlines()]
+    return lines
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -63,7 +63,7 @@ def run(cfg: QuickstartConfig) -> dict:
     from reasonloop.evaluate.accuracy import evaluate_model
     from reasonloop.models.policy import ModelConfig, load_model
     from reasonloop.models.tiny import count_parameters, init_model
-    from reasonloop.rollout.engine import TorchEngine
+    from reasonloop.rollout.factory import SamplerConfig, make_sampler
     from reasonloop.store.atomic import atomic_write_json, atomic_write_text
     from reasonloop.utils import console, quiet_hf, seed_everything
 
@@ -80,8 +80,8 @@ def run(cfg: QuickstartConfig) -> dict:
 
     def evaluate(stage: str, model_dir: Path) -> dict:
         start = time.perf_counter()
-        model, tokenizer = load_model(ModelConfig(path=str(model_dir)))
-        results, _ = evaluate_model(TorchEngine(model, tokenizer, model_id=str(model_dir)), eval_task, list(eval_task),
+        sampler = make_sampler(SamplerConfig(), ModelConfig(path=str(model_dir)))
+        results, _ = evaluate_model(sampler, eval_task, list(eval_task),
                                     samples_per_prompt=cfg.eval_samples_per_prompt, temperature=1.0,
                                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
         row = {"stage": stage, "model": str(model_dir), **results, "seconds": time.perf_counter() - start}

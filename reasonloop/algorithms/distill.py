@@ -3,10 +3,9 @@ is fine-tuned on what verified (rejection-sampled distillation, as in STaR's dat
 a stronger model, or the "distilled" models of DeepSeek-R1, arXiv:2501.12948, which are SFT
 on verified teacher traces).
 
-The teacher is any `Sampler`, chosen by config:
-- `teacher.kind="local"`: a local model directory run through `TorchEngine`;
-- `teacher.kind="openai"`: an OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted
-  API) through `reasonloop.rollout.openai_backend`, when that backend is installed.
+The teacher is any `Sampler` (`rollout.factory`): `teacher.model.path` (a directory or Hub
+id) run in process (`teacher.sampler.kind=torch`) or by vLLM, or a model served by any
+OpenAI-compatible server (`teacher.sampler.kind=openai teacher.sampler.base_url=...`).
 
 Phases (each saved, so a killed run resumes): teacher samples -> `samples/teacher.jsonl`
 (all of them, with their verdicts), the kept set -> `samples/train.jsonl`, the student ->
@@ -17,19 +16,16 @@ Deviation: no few-shot prompting of the teacher; the task prompt alone is sent.
 
 from __future__ import annotations
 
-import importlib
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from reasonloop.algorithms.sft import TrainConfig, fit
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
 from reasonloop.models.policy import ModelConfig
-from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.factory import SamplerConfig, make_sampler
 from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import Sampler, SamplingParams
 from reasonloop.store.checkpoint import save_model
@@ -43,19 +39,11 @@ from reasonloop.utils import console, seed_everything
 
 @dataclass
 class TeacherConfig:
-    kind: Literal["local", "openai"] = "local"
     model: ModelConfig = field(default_factory=ModelConfig)
-    """kind=local: the teacher's model directory"""
-    base_url: str = ""
-    """kind=openai: e.g. http://localhost:8000/v1"""
-    model_name: str = ""
-    """kind=openai: the served model's name"""
-    api_key_env: str = "OPENAI_API_KEY"
-    """kind=openai: environment variable holding the key (may be unset for local servers)"""
-
-    def __post_init__(self):
-        if self.kind == "openai" and (not self.base_url or not self.model_name):
-            raise ValueError("teacher.kind=openai needs teacher.base_url and teacher.model_name")
+    """the teacher: a directory or Hub id (with sampler.kind=openai, the served model's name unless
+    sampler.model_name is set)"""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """torch, vllm, or openai (sampler.base_url=http://127.0.0.1:8000/v1)"""
 
 
 @dataclass
@@ -87,14 +75,7 @@ class DistillConfig:
 
 def make_teacher(cfg: TeacherConfig) -> Sampler:
     """The teacher `Sampler` named by the config."""
-    if cfg.kind == "local":
-        return TorchEngine.from_config(cfg.model)
-    try:
-        backend = importlib.import_module("reasonloop.rollout.openai_backend")
-    except ImportError as e:
-        raise RuntimeError("teacher.kind=openai needs reasonloop.rollout.openai_backend, which is not available "
-                           f"({e}); use teacher.kind=local") from None
-    return backend.OpenAISampler(base_url=cfg.base_url, model=cfg.model_name, api_key=os.environ.get(cfg.api_key_env))
+    return make_sampler(cfg.sampler, cfg.model)
 
 
 def keep_verified(samples: list[Sample], max_per_problem: int) -> list[Sample]:
@@ -133,8 +114,7 @@ def main(cfg: DistillConfig) -> dict:
                            f"(samples in {teacher_path})")
     # --- student: evaluate, fine-tune on the verified rationales, evaluate ---
     student, tokenizer = load_trainable(cfg.student, cfg.lora)
-    sampler = TorchEngine(student, tokenizer, model_id=cfg.student.path,
-                          use_chat_template=cfg.student.use_chat_template, system_prompt=cfg.student.system_prompt)
+    sampler = make_sampler(SamplerConfig(), cfg.student, policy=student, tokenizer=tokenizer)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
 
     def evaluate() -> float | None:

@@ -47,7 +47,7 @@ from reasonloop.models.logprobs import collate, token_logprobs
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
 from reasonloop.models.policy import ModelConfig
 from reasonloop.models.precision import autocast
-from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.factory import SamplerConfig, make_sampler, sync_weights
 from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.checkpoint import save_model
@@ -62,6 +62,8 @@ from reasonloop.utils import console, progress, seed_everything
 @dataclass
 class DPOConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """how the policy samples its pairs and is evaluated: torch, or vllm (its weights copied after each iteration)"""
     task: TaskSpec = field(default_factory=TaskSpec)
     data: str = ""
     """samples JSONL to pair (one round, no sampling); empty: sample the model on the task"""
@@ -216,8 +218,7 @@ def main(cfg: DPOConfig) -> dict:
     seed_everything(cfg.seed)
     start_path = run.latest_checkpoint() if state["iteration"] > 0 else None
     model, tokenizer = load_trainable(cfg.model, cfg.lora, start_path)
-    sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
-                          system_prompt=cfg.model.system_prompt)
+    sampler = make_sampler(cfg.sampler, cfg.model, policy=model, tokenizer=tokenizer)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
 
     def evaluate() -> dict:
@@ -250,6 +251,7 @@ def main(cfg: DPOConfig) -> dict:
         summary = {}
         if pairs:
             summary = train_pairs(model, tokenizer, pairs, cfg, description=f"dpo iter {it}")
+            sync_weights(sampler, model)
         else:
             console.print(f"[yellow]iteration {it}: no (correct, incorrect) pair; nothing to learn from[/yellow]")
         metrics = {"iteration": it, "samples": len(samples),

@@ -36,7 +36,7 @@ from typing import Literal
 import torch
 
 from reasonloop.algorithms.common import OptimConfig, encode_pairs, make_optimizer, make_scheduler, sft_loss
-from reasonloop.config import dump_config
+from reasonloop.config import ConfigError, UserError, dump_config
 from reasonloop.models.forward import training_path
 from reasonloop.models.logprobs import collate, completion_logprobs, pad_completions, token_logprobs
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
@@ -348,13 +348,13 @@ def load_pairs(path: str | Path, only_correct: bool = True, prompt_field: str = 
                 raise RecordError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
         pairs.append((row[prompt_field], row[completion_field]))
     if not pairs:
-        raise ValueError(f"{path}: no usable training pairs ({read} rows read, only_correct={only_correct})")
+        raise UserError(f"{path}: no usable training pairs ({read} rows read, only_correct={only_correct})")
     return pairs
 
 
 def main(cfg: SFTConfig) -> dict:
     if not cfg.data:
-        raise ValueError("sft needs data=<file.jsonl>")
+        raise ConfigError("sft needs data=<file.jsonl>")
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
     pairs = load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)

@@ -71,6 +71,7 @@ from typing import Any, Literal
 
 from reasonloop.config import ConfigError
 from reasonloop.models.policy import ModelConfig
+from reasonloop.rollout.factory import SamplerConfig, make_sampler
 from reasonloop.rollout.groups import sample_groups
 from reasonloop.rollout.sampler import Sampler, SamplingParams
 from reasonloop.store.atomic import atomic_write_json
@@ -84,6 +85,8 @@ from reasonloop.types import Problem, split_steps
 class LabelConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     """the policy whose rollouts estimate step values (and, with solutions=policy, write the solutions)"""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """how the policy is run: torch, vllm, or openai (continuations after a prefix need a vLLM/SGLang server)"""
     task: TaskSpec = field(default_factory=TaskSpec)
     split: Literal["train", "test"] = "train"
     num_problems: int = 200
@@ -576,9 +579,7 @@ def main(cfg: LabelConfig) -> dict[str, Any]:
         task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
         sampler = None
         if cfg.method != "ground_truth" or cfg.solutions == "policy":
-            from reasonloop.rollout.engine import TorchEngine
-
-            sampler = TorchEngine.from_config(cfg.model)
+            sampler = make_sampler(cfg.sampler, cfg.model)
         rng = random.Random(cfg.seed)
         solutions = solutions_to_label(cfg, task, [task[i] for i in range(len(task))], sampler, rng)
         # resume: rows already labelled (appended one by one) are kept; labelling restarts after them

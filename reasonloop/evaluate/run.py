@@ -24,6 +24,7 @@ from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import evaluate_model
 from reasonloop.evaluate.grade import run_strategy
 from reasonloop.models.policy import ModelConfig
+from reasonloop.rollout.factory import SamplerConfig, make_sampler
 from reasonloop.search.scorers import ScorerConfig
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.store.runs import RunDir
@@ -64,6 +65,8 @@ class StrategySpec:
 @dataclass
 class EvalConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """how the model is run: torch (in process), vllm, or openai (a served model; see rollout/factory.py)"""
     task: TaskSpec = field(default_factory=TaskSpec)
     split: str = "test"
     num_problems: int = 200
@@ -123,16 +126,16 @@ def print_results(title: str, results: dict) -> None:
 def main(cfg: EvalConfig) -> dict:
     if cfg.strategies:
         return run_grid(cfg)
-    from reasonloop.rollout.engine import TorchEngine
-
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
     if cfg.protocol != "none":
+        sampler = make_sampler(cfg.sampler, cfg.model)
+        run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
         from reasonloop.evaluate.standard import run_benchmarks
 
-        return run_benchmarks(cfg, TorchEngine.from_config(cfg.model), run.root)
+        return run_benchmarks(cfg, sampler, run.root)
     task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
     problems = list(task)
-    sampler = TorchEngine.from_config(cfg.model)
+    sampler = make_sampler(cfg.sampler, cfg.model)  # before the run directory: a bad name leaves nothing behind
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
     results, records = evaluate_model(sampler, task, problems, samples_per_prompt=cfg.samples_per_prompt,
                                       temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     results = {"model": cfg.model.path, "task": cfg.task.name, **results}
@@ -150,7 +153,6 @@ def run_grid(cfg: EvalConfig) -> dict:
     """Every task x model x strategy cell; finished cells (their JSONL exists) are reused."""
     from reasonloop.evaluate.metrics import summarize
     from reasonloop.evaluate.report import write_report
-    from reasonloop.rollout.engine import TorchEngine
     from reasonloop.search.scorers import make_scorer
     from reasonloop.store.jsonl import read_jsonl
 
@@ -169,7 +171,7 @@ def run_grid(cfg: EvalConfig) -> dict:
                 if path.exists():
                     records = read_jsonl(path, EvalRecord)
                 else:
-                    sampler = sampler or TorchEngine.from_config(model_cfg)
+                    sampler = sampler or make_sampler(cfg.sampler, model_cfg)
                     start = time.perf_counter()
                     records, _ = run_strategy(spec.name, spec.options, problems, task, sampler,
                                               make_scorer(spec.scorer, task), label=spec.label_name)

@@ -20,6 +20,7 @@ from reasonloop.evaluate.grade import run_strategy
 from reasonloop.evaluate.metrics import summarize
 from reasonloop.evaluate.run import print_results
 from reasonloop.models.policy import ModelConfig
+from reasonloop.rollout.factory import SamplerConfig, make_sampler
 from reasonloop.search import STRATEGIES, build_strategy_config
 from reasonloop.search.scorers import ScorerConfig, make_scorer
 from reasonloop.store.jsonl import write_jsonl
@@ -30,6 +31,8 @@ from reasonloop.tasks.spec import TaskSpec
 @dataclass
 class SearchConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """how the model is run: torch (in process), vllm, or openai (a served model; see rollout/factory.py)"""
     task: TaskSpec = field(default_factory=TaskSpec)
     split: str = "test"
     num_problems: int = 100
@@ -51,12 +54,10 @@ class SearchConfig:
 
 
 def main(cfg: SearchConfig) -> dict:
-    from reasonloop.rollout.engine import TorchEngine
-
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
     task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
     problems = list(task)
-    sampler = TorchEngine.from_config(cfg.model)
+    sampler = make_sampler(cfg.sampler, cfg.model)  # before the run directory: a bad name leaves nothing behind
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
     scorer = make_scorer(cfg.scorer, task)
     records, _ = run_strategy(cfg.strategy, cfg.options, problems, task, sampler, scorer)
     results = {"model": cfg.model.path, "task": cfg.task.name, "strategy": cfg.strategy,

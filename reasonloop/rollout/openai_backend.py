@@ -9,8 +9,8 @@ only (`urllib` + a thread pool): one request per prompt (with `n` samples), at m
 connection errors, timeouts, 408/409/429 and 5xx; other 4xx fail at once.
 
 How the `Sampler` contract maps onto the API:
-- endpoint "completions" (`/completions`) sends `prompt + prefix` as raw text (no chat
-  template: the caller formats it); "chat" (`/chat/completions`) sends a system (if set) and
+- endpoint "completions" (`/completions`) sends `prompt_format(prompt) + prefix` (raw text
+  when `prompt_format` is None; `rollout.factory` passes the model's chat template); "chat" (`/chat/completions`) sends a system (if set) and
   a user message, and a prefix as a trailing assistant message with vLLM's
   `continue_final_message=True, add_generation_prompt=False`.
 - `logprobs` are the server's per-token logprobs when it returns them (empty otherwise).
@@ -34,16 +34,18 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+from reasonloop.config import UserError
 from reasonloop.rollout.sampler import SamplingParams, request_defaults
 from reasonloop.types import Sample, split_steps
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
-class RequestFailed(RuntimeError):
+class RequestFailed(UserError, RuntimeError):
     """A request that failed for good (non-retryable status, or retries exhausted)."""
 
 
@@ -65,6 +67,7 @@ class OpenAISampler:
         token_ids: bool = False,
         extra_body: dict[str, Any] | None = None,
         model_id: str = "",
+        prompt_format: Callable[[str], str] | None = None,
     ):
         """
         Args:
@@ -72,6 +75,8 @@ class OpenAISampler:
             use_n: ask for all samples of a prompt in one request (`n`); False sends one request
                 per sample (llama.cpp's server ignores `n`).
             backoff: seconds before the first retry; doubles each retry, with +-25 % jitter.
+            prompt_format: endpoint "completions" only: the text sent for a raw prompt (e.g. its chat
+                template); `Sample.prompt` stays the raw prompt.
         """
         if endpoint not in ("completions", "chat"):
             raise ValueError(f"endpoint must be 'completions' or 'chat', got {endpoint!r}")
@@ -80,6 +85,9 @@ class OpenAISampler:
         self.max_retries, self.backoff, self.system_prompt = max_retries, backoff, system_prompt
         self.use_n, self.token_ids, self.extra_body = use_n, token_ids, extra_body or {}
         self.model_id = model_id or model
+        if prompt_format is not None and endpoint != "completions":
+            raise ValueError("prompt_format applies to endpoint='completions' (chat servers apply their own template)")
+        self.prompt_format = prompt_format
 
     def generate(
         self,
@@ -117,7 +125,8 @@ class OpenAISampler:
         if self.token_ids:
             body["return_tokens_as_token_ids"] = True
         if self.endpoint == "completions":
-            body.update(prompt=prompt + prefix, logprobs=1)
+            text = self.prompt_format(prompt) if self.prompt_format else prompt
+            body.update(prompt=text + prefix, logprobs=1)
         else:
             messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
             messages.append({"role": "user", "content": prompt})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonloop.models.policy import ModelConfig
+from reasonloop.rollout.factory import SamplerConfig, make_sampler
 from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.jsonl import write_jsonl
@@ -21,6 +22,7 @@ from reasonloop.utils import console
 @dataclass
 class SampleConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     task: TaskSpec = field(default_factory=TaskSpec)
     split: str = "train"
     num_problems: int = 64
@@ -31,11 +33,9 @@ class SampleConfig:
 
 
 def main(cfg: SampleConfig) -> dict:
-    from reasonloop.rollout.engine import TorchEngine
-
     task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
     problems = list(task)
-    sampler = TorchEngine.from_config(cfg.model)
+    sampler = make_sampler(cfg.sampler, cfg.model)
     start = time.perf_counter()
     params = cfg.sampling if cfg.sampling.seed is not None else SamplingParams(**{**vars(cfg.sampling), "seed": cfg.seed})
     samples = sample_and_verify(sampler, task, problems, cfg.samples_per_prompt, params)

@@ -21,13 +21,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reasonloop.config import UserError
 from reasonloop.store.atomic import atomic_write_text
 from reasonloop.types import RECORD_TYPES, SCHEMA_VERSION, to_record
 
 T = TypeVar("T")
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """A malformed JSONL row; the message starts with `path:line`."""
 
 

@@ -82,8 +82,11 @@ def _build_config(name: str, config_cls: type, options: dict[str, Any]):
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"task {name!r} has no option(s) {unknown}; valid: {sorted(known)}")
-    return config_cls(**options)
+        raise ConfigError(f"task {name!r} has no option(s) {unknown}; valid: {sorted(known)}")
+    try:
+        return config_cls(**options)
+    except (ValueError, TypeError) as e:  # the config's own checks (e.g. min_ops > max_ops)
+        raise ConfigError(f"task {name!r} options: {e}") from None
 
 
 def make_task(name: str, **options: Any) -> Task:

@@ -15,7 +15,14 @@ import torch
 from hf_models import CHATML_TEMPLATE, build_chat_checkpoint
 
 from reasonloop.config import UserError
-from reasonloop.models.policy import ModelConfig, ModelError, encode_context, format_prompt, load_model, locate
+from reasonloop.models.policy import (
+    ModelConfig,
+    ModelError,
+    encode_context,
+    format_prompt,
+    load_model,
+    locate,
+)
 
 
 @pytest.fixture(scope="module")
