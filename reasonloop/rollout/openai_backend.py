@@ -9,8 +9,9 @@ only (`urllib` + a thread pool): one request per prompt (with `n` samples), at m
 connection errors, timeouts, 408/409/429 and 5xx; other 4xx fail at once.
 
 How the `Sampler` contract maps onto the API:
-- endpoint "completions" (`/completions`) sends `prompt_format(prompt) + prefix` (raw text
-  when `prompt_format` is None; `rollout.factory` passes the model's chat template); "chat" (`/chat/completions`) sends a system (if set) and
+- endpoint "completions" (`/completions`) sends `prompt_format(prompt) + prefix` (the raw
+  prompt when `prompt_format` is None; `rollout.factory` passes the model's chat template);
+  "chat" (`/chat/completions`) sends a system (if set) and
   a user message, and a prefix as a trailing assistant message with vLLM's
   `continue_final_message=True, add_generation_prompt=False`.
 - `logprobs` are the server's per-token logprobs when it returns them (empty otherwise).
