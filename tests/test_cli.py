@@ -103,7 +103,8 @@ def test_help_goes_to_stdout_and_lists_every_key():
     (["eval", "sampler.kindd=openai"], ("reasonloop eval: override 'sampler.kindd=openai': unknown key "
                                         "sampler.'kindd' for SamplerConfig; did you mean sampler.'kind'?")),
     (["search", "--config", "no/such.yaml"], "reasonloop search: config file no/such.yaml does not exist"),
-    (["eval", "task.name=gsm9k"], "reasonloop eval: unknown task 'gsm9k'; known tasks:"),
+    (["eval", "task.name=gsm9k"], ("reasonloop eval: invalid TaskSpec (task): unknown task 'gsm9k'; did you mean "
+                                  "'gsm8k'? known tasks:")),
     (["sample", "model.path=runs/no/such/model"], "reasonloop sample: model 'runs/no/such/model': no such directory"),
     (["eval", "sampler.kind=openai", "sampler.base_url=http://127.0.0.1:9/v1", "sampler.max_retries=0",
       "model.path=served", "num_problems=1"], "reasonloop eval: POST /chat/completions failed after 1 attempts"),
@@ -124,7 +125,7 @@ def test_hub_id_offline_without_cache_names_the_id_and_debug_shows_the_traceback
                                   f"not in the Hugging Face cache ({tmp_path / 'hf' / 'hub'}) while HF_HUB_OFFLINE")
     assert "init-model" not in done.stderr
     debug = run_cli("--debug", "eval", "task.name=gsm9k", f"output_dir={tmp_path}")
-    assert debug.returncode == 1 and "Traceback" in debug.stderr and "UnknownTaskError: unknown task" in debug.stderr
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ConfigError: invalid TaskSpec" in debug.stderr
 
 
 def test_bad_rows_and_missing_files_in_process(tmp_path, tiny_model_dir, capsys):
