@@ -73,7 +73,7 @@ from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.evaluate.metrics import pass_at_k
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
 from reasonloop.models.policy import ModelConfig
-from reasonloop.rollout.engine import TorchEngine
+from reasonloop.rollout.factory import SamplerConfig, make_sampler, sync_weights
 from reasonloop.rollout.groups import sample_and_verify
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.atomic import atomic_write_json
@@ -121,6 +121,8 @@ class BStarConfig:
 @dataclass
 class SelfTrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """how the policy samples: torch (shares the trained module), or vllm (weights copied in after each M-step)"""
     task: TaskSpec = field(default_factory=TaskSpec)
     iterations: int = 3
     problems_per_iteration: int = 256
@@ -405,8 +407,7 @@ def main(cfg: SelfTrainConfig) -> dict:
     if progress.phase == "training":  # killed mid-training: continue from the last step checkpoint
         start_path = run.checkpoints_dir / progress.checkpoint
     model, tokenizer = load_trainable(cfg.model, cfg.lora, start_path)
-    sampler = TorchEngine(model, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
-                          system_prompt=cfg.model.system_prompt)
+    sampler = make_sampler(cfg.sampler, cfg.model, policy=model, tokenizer=tokenizer)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
     use_rm = cfg.adapt == "bstar" and bool(cfg.bstar.reward_model)
     scorer = reward_model_scorer(cfg.bstar.reward_model, cfg.bstar.reward_aggregate) if use_rm else None
@@ -448,6 +449,7 @@ def main(cfg: SelfTrainConfig) -> dict:
             summary = learn(run, model, tokenizer, selection.pairs, selection.eos, cfg, it, mid_training)
         else:
             console.print(f"[yellow]iteration {it}: no correct samples; nothing to learn from[/yellow]")
+        sync_weights(sampler, model)  # a vLLM sampler holds its own copy (also needed after a reset to the base)
         # --- evaluate, checkpoint, log
         t0 = time.perf_counter()
         metrics = iteration_metrics(cfg, it, task, problems, samples, selection, choice, summary)

@@ -79,7 +79,7 @@ class ScriptedEngine:
     calls: typing.ClassVar[list] = []
 
     def __init__(self, model, tokenizer, **kw):
-        self.model_id = "scripted"
+        self.model, self.model_id = model, "scripted"  # shares the policy, as TorchEngine does
 
     def generate(self, prompts, samples_per_prompt=1, params=None, prefixes=None):
         ScriptedEngine.calls.append((len(prompts), samples_per_prompt, params.temperature if params else None))
@@ -133,7 +133,7 @@ def scripted(monkeypatch):
     spec = TaskSpec("arithmetic", {"min_ops": 2, "max_ops": 2})
     _register(spec, [(1, "train"), (0, "test"), (2, "train"), (500_001, "train"), (500_002, "train")], 8)
     ScriptedEngine.calls = []
-    monkeypatch.setattr(st, "TorchEngine", ScriptedEngine)
+    monkeypatch.setattr(st, "make_sampler", lambda cfg, model, policy, tokenizer: ScriptedEngine(policy, tokenizer))
     return ScriptedEngine
 
 
@@ -198,13 +198,15 @@ def test_rft_real_engine_resumes_in_the_same_iteration(tiny_model_dir, tmp_path,
     path = tmp_path / "resume" / "samples" / "iter_001.jsonl"
     before = path.read_bytes()
     generated = []
-    real_generate = st.TorchEngine.generate
+    from reasonloop.rollout.engine import TorchEngine
+
+    real_generate = TorchEngine.generate
 
     def counting(self, prompts, samples_per_prompt=1, params=None, prefixes=None):
         generated.append(params.temperature if params else None)
         return real_generate(self, prompts, samples_per_prompt, params, prefixes)
 
-    monkeypatch.setattr(st.TorchEngine, "generate", counting)
+    monkeypatch.setattr(TorchEngine, "generate", counting)
     from reasonloop.algorithms.sft import fit
 
     monkeypatch.setattr(st, "fit", fit)
