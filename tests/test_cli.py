@@ -139,3 +139,11 @@ def test_bad_rows_and_missing_files_in_process(tmp_path, tiny_model_dir, capsys)
     assert f"{tmp_path / 'none.jsonl'}" in capsys.readouterr().err
     assert main(["sft", *args, "run_name=third"]) == 2
     assert capsys.readouterr().err == "reasonloop sft: sft needs data=<file.jsonl>\n"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_has_help(name, capsys):
+    assert main([name, "--help"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"usage: reasonloop {name}") and err == ""
+    assert "config keys (" in out and out.count("\n") > 10
