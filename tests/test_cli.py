@@ -95,7 +95,7 @@ def test_help_goes_to_stdout_and_lists_every_key():
     assert out.strip().endswith("False")  # eval's help needs its config, not torch
     assert "usage: reasonloop eval" in out and "sampler.kind: torch|vllm|openai = torch" in out
     assert "  model.path: str = runs/quickstart/base\n      local directory" in out
-    assert "  samples_per_prompt: int = 8\n      k of maj@k and pass@k" in out
+    assert "  run_name: str = eval\n" in out and "\n      k of maj@k and pass@k" in out
     assert "sampler.base_url: str = ''" in out and "      openai: the API root" in out
 
 
