@@ -1,4 +1,4 @@
-"""Small random Hugging Face models of every architecture the bare Llama paths support.
+"""Small random Hugging Face models of every architecture the bare Llama-family paths support.
 
 Shared by the bare decode tests (tests/rollout) and the packed training forward tests
 (tests/algorithms); importable as `hf_models` because tests/ (which holds the root
@@ -6,7 +6,16 @@ conftest.py) is on sys.path.
 """
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from reasonloop.models.tiny import build_tokenizer
 
@@ -46,6 +55,17 @@ MODELS = {
                                            attention_bias=True, mlp_bias=True),
     "qwen2-gqa-qkv-bias": lambda: build(Qwen2ForCausalLM, Qwen2Config, num_key_value_heads=1,
                                         tie_word_embeddings=False),
+    # Llama 3.x rotary: low frequencies divided by `factor`, a smooth band, high ones kept (all three
+    # occur at head_dim 16 with original_max_position_embeddings 64)
+    "llama3-rope": lambda: build(LlamaForCausalLM, LlamaConfig, num_key_value_heads=2, rope_parameters={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64, "rope_theta": 500000.0}),
+    # per-head q/k RMSNorm, head_dim (24) not hidden / heads (16), as Qwen3's configs have it
+    "qwen3-qk-norm": lambda: build(Qwen3ForCausalLM, Qwen3Config, num_key_value_heads=2, head_dim=24,
+                                   tie_word_embeddings=True),
+    # a sliding window longer than every sequence of the tests: the full attention
+    "mistral-window-64": lambda: build(MistralForCausalLM, MistralConfig, num_key_value_heads=2, sliding_window=64,
+                                       tie_word_embeddings=False),
 }
 
 

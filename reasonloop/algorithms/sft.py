@@ -257,7 +257,7 @@ def fit(
     scheduler = scheduler or make_scheduler(optimizer, cfg.optim, total)
     device = next(model.parameters()).device
     model.train()
-    packed_forward = training_path(model, cfg.forward, what="train.forward") == "packed"
+    packed_forward = training_path(model, cfg.forward, what="train.forward", length=cfg.max_length) == "packed"
     losses, tokens, start = [], 0, time.perf_counter()
     with progress() as bar:
         task = bar.add_task(description, total=total, completed=start_step, info="")

@@ -22,8 +22,8 @@ Supported (`unsupported_reason` checks the config and the modules; the forward-p
 with RMSNorm, rotary embeddings whose frequencies do not depend on the sequence length
 (`ROPE_TYPES`, with HF's attention scaling of cos/sin), SwiGLU (`hidden_act="silu"`),
 optional grouped-query attention, optional biases on any projection, tied or untied
-`lm_head`. A sliding window is accepted (`window`): it changes nothing while every sequence
-fits in it, and the forward-path choice sends longer sequences to the HF modules. Modules
+`lm_head`. A sliding window is accepted: it changes nothing while every sequence fits in it,
+and the forward-path choice sends longer sequences to the HF modules (`window_reason`). Modules
 must be the plain classes: a LoRA-wrapped or quantised linear layer, or any registered
 forward hook, would be skipped by reading `.weight` directly, so those models fall back too.
 """
@@ -38,13 +38,16 @@ import torch.nn.functional as F
 from torch import nn
 
 FAMILIES = {
-    "llama": ("LlamaForCausalLM", "LlamaRMSNorm"),
-    "qwen2": ("Qwen2ForCausalLM", "Qwen2RMSNorm"),
+    "llama": ("LlamaForCausalLM", "LlamaRMSNorm"),  # Llama 2/3.x (3.x: the "llama3" rotary type)
+    "mistral": ("MistralForCausalLM", "MistralRMSNorm"),  # sliding window: see `window`
+    "qwen2": ("Qwen2ForCausalLM", "Qwen2RMSNorm"),  # Qwen2 / Qwen2.5: q/k/v biases
+    "qwen3": ("Qwen3ForCausalLM", "Qwen3RMSNorm"),  # per-head RMSNorm of q and k
 }
 """model_type -> (model class, RMSNorm class) whose maths this file reproduces"""
 
-ROPE_TYPES = ("default",)
-"""rotary types whose frequencies are fixed at load time (`rotary_emb.inv_freq` is all there is)"""
+ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+"""rotary types whose frequencies are fixed at load time (the model's `rotary_emb.inv_freq` and
+`attention_scaling` are all there is); "dynamic" and "longrope" change them with the sequence length"""
 
 
 def _rope_type(cfg) -> str:
@@ -61,9 +64,21 @@ def window(cfg) -> int | None:
     return int(size)
 
 
+def window_reason(cfg, length: int) -> str | None:
+    """Why sequences of up to `length` tokens cannot run as full attention, or None.
+
+    HF's sliding window lets query i see key j iff i - j < window, so while every sequence
+    (padding columns included) has at most `window` tokens, the windowed attention is the full one.
+    """
+    size = window(cfg)
+    if size is None or length <= size:
+        return None
+    return f"sliding-window attention ({size} tokens) over sequences of up to {length} tokens"
+
+
 def unsupported_reason(model) -> str | None:
     """Why `model` cannot run through this file's maths, or None when it can (sequence lengths
-    aside: see `window`)."""
+    aside: see `window_reason`)."""
     cfg = model.config
     model_type = getattr(cfg, "model_type", None)
     if model_type not in FAMILIES:
@@ -73,10 +88,10 @@ def unsupported_reason(model) -> str | None:
         return f"model class {type(model).__name__} is not {model_class}"
     if _rope_type(cfg) not in ROPE_TYPES:
         return f"rope type {_rope_type(cfg)!r} is not one of {list(ROPE_TYPES)}"
+    if any(t not in ("full_attention", "sliding_attention") for t in getattr(cfg, "layer_types", None) or []):
+        return f"layer types {sorted(set(cfg.layer_types))} (only full and sliding attention are reproduced)"
     if getattr(cfg, "hidden_act", None) != "silu":
         return f"hidden_act {getattr(cfg, 'hidden_act', None)!r} is not 'silu'"
-    if window(cfg) is not None:
-        return "sliding-window attention"
     if getattr(model.get_output_embeddings(), "weight", None) is None:
         return "no lm_head weight"
     for name, module in model.named_modules():

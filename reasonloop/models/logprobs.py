@@ -94,7 +94,8 @@ def completion_logprobs(
     `models/llama.py`), "hf" the model's own forward, "auto" packed where supported
     (`models/forward.training_path`). `stats` (packed path): see `packed_completion_hidden`.
     """
-    if training_path(model, forward) == "packed":
+    longest = max(len(c) + len(x) for c, x in zip(contexts, completions)) - 1  # input tokens of a row
+    if training_path(model, forward, length=longest) == "packed":
         logits = packed_completion_logits(model, contexts, completions, share_prefix, stats).float()  # (R, Tc, V)
         if temperature != 1.0:
             logits = logits / temperature

@@ -427,7 +427,7 @@ class TorchEngine:
         if decode not in ("auto", "fast", "hf"):
             raise ValueError(f"TorchEngine decode must be 'auto', 'fast' or 'hf', got {decode!r}")
         if decode == "fast":
-            decode_path(model, decode, what="TorchEngine decode")  # ValueError naming the reason
+            decode_path(model, decode, what="TorchEngine decode")  # ValueError naming the reason (lengths: per call)
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.use_chat_template, self.system_prompt = use_chat_template, system_prompt
@@ -456,9 +456,10 @@ class TorchEngine:
         ids |= set(extra) if isinstance(extra, list) else {extra}
         return sorted(i for i in ids if i is not None)
 
-    def decode_path(self) -> Literal["fast", "hf"]:
-        """The path the next `generate` call takes (see `decode`)."""
-        return decode_path(self.model, self.decode, what="TorchEngine decode")
+    def decode_path(self, length: int | None = None) -> Literal["fast", "hf"]:
+        """The path a `generate` call takes whose rows use up to `length` KV-cache columns (see
+        `decode`; None: sequence lengths aside)."""
+        return decode_path(self.model, self.decode, what="TorchEngine decode", length=length)
 
     @torch.inference_mode()
     def generate(
@@ -479,8 +480,9 @@ class TorchEngine:
         self.model.eval()  # no dropout while sampling; restored below
         try:
             # the bare forward reads the parameters as they are now (training updates them in place)
+            longest = max(len(c) for c in contexts) + params.max_new_tokens  # a sliding window must cover it
             weights = (LlamaWeights.from_model(self.model, fuse=self.fuse_projections)
-                       if self.decode_path() == "fast" else None)
+                       if self.decode_path(longest) == "fast" else None)
             results: dict[tuple[int, int], Sample] = {}
             with optional_progress(len(rows), "sampling") as advance:
                 for batch in self._batches(rows, contexts, params.max_new_tokens):

@@ -8,8 +8,6 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
 )
 
 from reasonloop.models.decode import keep_rows_in_place
@@ -105,11 +103,10 @@ def eos_likely(model, scale):
 # --- fallback
 
 UNSUPPORTED = {
-    "rope scaling": lambda: build(LlamaForCausalLM, LlamaConfig,
-                                  rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}),
+    "rope scaling by length": lambda: build(LlamaForCausalLM, LlamaConfig,
+                                            rope_parameters={"rope_type": "dynamic", "factor": 2.0,
+                                                             "rope_theta": 10000.0}),
     "gelu MLP": lambda: build(LlamaForCausalLM, LlamaConfig, hidden_act="gelu"),
-    "sliding window": lambda: build(Qwen2ForCausalLM, Qwen2Config, use_sliding_window=True, sliding_window=8,
-                                    max_window_layers=0),
     "not a Llama": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=len(TOK), n_embd=32, n_layer=1, n_head=2,
                                                       n_positions=256, eos_token_id=TOK.eos_token_id)).eval(),
 }
