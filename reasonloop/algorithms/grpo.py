@@ -50,25 +50,8 @@ Deviations from the papers, all deliberate:
 - KL "in the reward" subtracts kl_coef x the sequence's summed estimator (with the
   sampling logprobs standing in for the policy) before the advantages, as in PPO-RLHF.
 
-Rewards beyond the verifier (`rewards`, `process_reward`):
-- `rewards: {name: weight}` adds any plain reward callable, from `verify.REWARDS` or by
-  import path (`package.module:function`), scored with the verifier through `score_all`.
-- `process_reward` is a trained `reasonloop prm` directory; every completion is split into
-  steps with the PRM's separator and scored once. `process_reward: task` uses the task's own
-  exact step checker instead (1 before the first wrong step, 0 from it on): an exact PRM,
-  which procedural tasks have, to measure what process rewards can do at best. `process_mode` says how the scores enter:
-  - "posterior": Posterior-GRPO (P-GRPO, seeds [003]): + weight x aggregate
-    step score, only for rollouts whose outcome is correct, so a wrong answer cannot earn
-    reward for plausible steps. (The paper's reward model is a generative Optimized-Degraded
-    model for code; ours is a step-level PRM trained from automatic labels.)
-  - "additive": + weight x aggregate step score for every rollout (ungated; the reward-hacking
-    baseline Posterior-GRPO argues against).
-  - "step": DeepSeekMath process supervision (Shao et al. 2024, §4.1.3): step scores are
-    normalised over the group and a token's process advantage is the sum of the normalised
-    scores of its step and every later step. Deviation: DeepSeekMath uses process advantages
-    *instead* of outcome ones; we add `weight` x the process advantage to the sequence's
-    outcome advantage, so the verifier still decides the sign of a whole rollout's credit.
-  The PRM score (`reward/prm`) is logged every step and watched by the reward-hacking alarm.
+Rewards beyond the verifier (`rewards`, `process_reward`, `process_mode`) and the papers behind
+them: `grpo_rewards.py`.
 """
 
 from __future__ import annotations
