@@ -94,13 +94,35 @@ def sync_weights(sampler: Sampler, policy) -> None:
     """Make `sampler` sample from `policy`'s current weights (after a training step).
 
     A `TorchEngine` over `policy` already does (it shares the module); an engine with its own
-    copy (vLLM) gets the weights copied in.
+    copy (vLLM) gets the weights copied in, LoRA adapters merged (`plain_weights`).
     """
     if getattr(sampler, "model", None) is policy:
         return
     if not hasattr(sampler, "load_weights"):
         raise TypeError(f"{type(sampler).__name__} cannot take new weights")
-    sampler.load_weights(policy)
+    sampler.load_weights(plain_weights(policy))
+
+
+def plain_weights(policy) -> dict:
+    """`policy`'s weights under the Hugging Face names an inference engine knows, LoRA adapters merged in.
+
+    A peft model's own names (`base_model.model....q_proj.base_layer.weight`, `lora_A`) mean nothing
+    to vLLM; its adapters are merged, the base weights copied, and the merge undone, so the policy
+    keeps training as it was.
+    """
+    from reasonloop.models.lora import is_lora
+
+    if not is_lora(policy):
+        return policy.state_dict()
+    import torch
+
+    with torch.no_grad():
+        policy.merge_adapter()
+        try:
+            return {name.replace(".base_layer", ""): tensor.detach().clone()
+                    for name, tensor in policy.get_base_model().state_dict().items() if "lora_" not in name}
+        finally:
+            policy.unmerge_adapter()
 
 
 def _vllm(cfg: SamplerConfig, model: ModelConfig, policy):
@@ -111,8 +133,8 @@ def _vllm(cfg: SamplerConfig, model: ModelConfig, policy):
         engine = VLLMEngine(model, gpu_memory_utilization=cfg.gpu_memory_utilization, **extra)
     except ImportError as e:
         raise ConfigError(f"sampler.kind=vllm: {e}") from e
-    if policy is not None:  # the policy may differ from model.path already (a resumed checkpoint)
-        engine.load_weights(policy)
+    if policy is not None:  # the policy may differ from model.path already (a resumed checkpoint, adapters)
+        engine.load_weights(plain_weights(policy))
     return engine
 
 

@@ -105,3 +105,31 @@ def test_vllm_kind_copies_the_policy_weights_in(monkeypatch, rollout_model_dir, 
     monkeypatch.setitem(sys.modules, "vllm", None)  # not installed: a config error naming the extra
     with pytest.raises(ConfigError, match=r"sampler.kind=vllm: .*reasonloop\[vllm\]"):
         make_sampler(SamplerConfig(kind="vllm"), ModelConfig(path=str(rollout_model_dir)))
+
+
+def test_plain_weights_merge_lora_adapters_and_leave_the_policy_as_it_was(rollout_model_dir):
+    """What vLLM is sent for a LoRA policy: HF names, adapters merged; the peft model keeps training unchanged."""
+    import copy
+
+    import torch
+
+    from reasonloop.models.lora import LoRAConfig, apply_lora
+    from reasonloop.models.policy import load_model
+    from reasonloop.rollout.factory import plain_weights
+
+    base, _ = load_model(ModelConfig(path=str(rollout_model_dir)))
+    assert plain_weights(base).keys() == base.state_dict().keys()
+    policy = apply_lora(copy.deepcopy(base), LoRAConfig(r=4))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # peft starts B at zero: make the adapters change the weights
+    ids = torch.tensor([[1, 5, 9, 13]])
+    before = policy(ids).logits
+    weights = plain_weights(policy)
+    expected = copy.deepcopy(policy).merge_and_unload().state_dict()
+    assert weights.keys() == expected.keys() == base.state_dict().keys()
+    assert all(torch.allclose(weights[k], expected[k], atol=1e-6) for k in expected)
+    assert not torch.allclose(weights["model.layers.0.self_attn.q_proj.weight"],
+                              base.state_dict()["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.allclose(policy(ids).logits, before, atol=1e-6)  # the merge was undone
