@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reasonloop.config import UserError
+from reasonloop.config import ConfigError, UserError
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -150,11 +150,19 @@ def from_pretrained(auto_class, path: str | Path, **kwargs):
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
+    """"auto" -> cuda when there is a GPU, else cpu; a named CUDA device must exist (a one-line error otherwise)."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0) if device.partition(":")[2].isdigit() else None
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {device!r}: this torch ({torch.__version__}) sees no CUDA GPU; "
+                             f"use model.device=cpu (or auto)")
+        if index is not None and index >= torch.cuda.device_count():
+            raise ModelError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
 
 
 def load_tokenizer(path: str | Path, chat_template: str = ""):
@@ -182,7 +190,7 @@ def load_model(config: ModelConfig, for_training: bool = False):
     from reasonloop.models.precision import set_precision, weights_dtype
 
     if for_training and config.dtype != "float32" and config.precision != "pure_bf16":
-        raise ValueError(f"model.dtype={config.dtype} for training: set model.precision=mixed_bf16 (float32 master "
+        raise ConfigError(f"model.dtype={config.dtype} for training: set model.precision=mixed_bf16 (float32 master "
                          "weights, bf16 maths) or pure_bf16 (bf16 weights and optimizer state) instead")
     tokenizer = load_tokenizer(config.path, config.chat_template)  # first: the cheaper one to get wrong
     device = resolve_device(config.device)

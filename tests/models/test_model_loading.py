@@ -121,3 +121,16 @@ def test_hub_ids_load_from_the_hf_cache_offline(chat_dir, tmp_path):
     assert "Qwen/Qwen2.5-0.5B-Instruct" in error and "HF_HUB_OFFLINE" in error and "\n" not in error
     assert "init-model" not in error and str(tmp_path / "hf") in error
     assert "tiny-org/chat@v2" in got["tiny-org/chat@v2"]["error"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_a_cuda_device_without_a_gpu_is_one_clear_error(chat_dir):
+    with pytest.raises(ModelError, match=r"device 'cuda:1': this torch .* sees no CUDA GPU; use model.device=cpu"):
+        load_model(ModelConfig(path=str(chat_dir), device="cuda:1"))
+
+
+def test_training_in_bf16_names_the_settings_to_use(chat_dir):
+    from reasonloop.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.dtype=bfloat16 for training: set model.precision"):
+        load_model(ModelConfig(path=str(chat_dir), dtype="bfloat16"), for_training=True)
