@@ -124,7 +124,7 @@ def resolve(path: str | Path) -> ModelSource:
                              f"({constants.HF_HUB_CACHE}) while HF_HUB_OFFLINE is set; download it once "
                              f"without HF_HUB_OFFLINE (or `hf download {source.name}`)") from None
         raise ModelError(f"{what}: not a local directory, not in the Hugging Face cache, and the Hub "
-                         f"could not be reached") from None
+                         f"({constants.ENDPOINT}) could not be reached") from None
     except GatedRepoError:
         raise ModelError(f"{what}: gated on the Hugging Face Hub; accept its terms on huggingface.co "
                          f"and set HF_TOKEN") from None
