@@ -260,7 +260,6 @@ def program_process(program, limits, name, stdin_fd, out_fd, err_fd, keep):
 
 def run_script(program, limits, stdin_fd, out_fd, err_fd):
     import atexit
-    import threading
     import traceback
     globs = program_process(program, limits, "__main__", stdin_fd, out_fd, err_fd, ())
     code = 0
@@ -274,7 +273,8 @@ def run_script(program, limits, stdin_fd, out_fd, err_fd):
         traceback.print_exc()
         code = 1
     try:
-        threading._shutdown()
+        if "threading" in sys.modules:  # wait for the program's threads, as the interpreter does
+            sys.modules["threading"]._shutdown()
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -338,8 +338,9 @@ class Remote:
         raise RemoteError(f"{reply.get('raise')}: {reply.get('message')}")
 
 
-def wrap_tests(tree, body):
-    """Each top-level statement of `body` that contains an assert becomes one recorded test."""
+def wrap_tests(source, body):
+    """Each top-level statement of `body` that contains an assert becomes one recorded test:
+    `try: <stmt> except BaseException as e: record(i, e) else: record(i, None)`."""
     import ast
     out, names = [], []
     for stmt in body:
@@ -347,12 +348,16 @@ def wrap_tests(tree, body):
             out.append(stmt)
             continue
         index = len(names)
-        names.append(ast.unparse(stmt)[:300])
-        wrapped = ast.parse(
-            f"try:\n    pass\nexcept BaseException as __rl_e:\n    __rl_record({index}, __rl_e)\n"
-            f"else:\n    __rl_record({index}, None)\n").body[0]
-        wrapped.body = [stmt]
-        out.append(wrapped)
+        names.append((ast.get_source_segment(source, stmt) or f"test {index}")[:300])
+
+        def record(error):
+            call = ast.Call(ast.Name("__rl_record", ast.Load()), [ast.Constant(index), error], [])
+            return [ast.Expr(call)]
+
+        handler = ast.ExceptHandler(ast.Name("BaseException", ast.Load()), "__rl_e",
+                                    record(ast.Name("__rl_e", ast.Load())))
+        wrapped = ast.Try([stmt], [handler], record(ast.Constant(None)), [])
+        out.append(ast.copy_location(wrapped, stmt))
     body[:] = out
     return names
 
@@ -394,10 +399,10 @@ def run_tests_side(spec, link, results_fd):
         check = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
         if len(check) != 1:
             raise ValueError("the test source defines no check(candidate)")
-        test_names = wrap_tests(tree, check[0].body)
+        test_names = wrap_tests(spec["test"], check[0].body)
         whole = not test_names  # no assert at all: the whole check is one test
         send(results_fd, {"tests": test_names or [f"check({spec['entry_point']})"]})
-        exec(compile(tree, "test.py", "exec"), globs)  # noqa: S102 -- running the program (or the task's tests) is the point
+        exec(compile(ast.fix_missing_locations(tree), "test.py", "exec"), globs)  # noqa: S102 -- running the program (or the task's tests) is the point
         error = None
         try:
             globs["check"](Remote(link, spec["entry_point"]))
@@ -652,9 +657,11 @@ def serve():
             os.close(fd)
 
 
-PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "typing",
-           "random", "fractions", "decimal", "statistics", "copy", "operator", "json", "hashlib", "datetime",
-           "array", "cmath", "textwrap", "dataclasses", "enum", "io", "traceback", "atexit", "threading", "ast")
+PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "typing", "random",
+           "copy", "operator", "json", "hashlib", "datetime", "array", "cmath", "textwrap", "dataclasses", "enum",
+           "ast", "traceback")
+"""Imported once here so programs and tests do not pay for them. Not `threading`, `decimal` or
+`statistics`: modules with fork handlers or large state make every fork of the worker dearer."""
 
 
 def main():
