@@ -350,7 +350,7 @@ def wrap_tests(source, body):
         index = len(names)
         names.append((ast.get_source_segment(source, stmt) or f"test {index}")[:300])
 
-        def record(error):
+        def record(error, index=index):
             call = ast.Call(ast.Name("__rl_record", ast.Load()), [ast.Constant(index), error], [])
             return [ast.Expr(call)]
 
