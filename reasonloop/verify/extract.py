@@ -3,19 +3,20 @@ r"""Final-answer extraction from free-form completions.
 Hand-written rather than delegated to Math-Verify's extractor because graders need a rule
 they can state, and the same rule must hold for integer tasks that never touch sympy.
 
-The rule, when a completion holds several candidates:
+The rule, when a completion holds several candidates (docs/verifiers.md has examples):
 1. Reasoning is removed first: everything inside `<think>...</think>` (and everything
    before a lone `</think>`) is never graded. An unterminated `<think>` means the model
    never left its reasoning, so nothing after it is an answer either.
-2. Forms are tried in priority order: `<answer>...</answer>`, `\boxed{...}` / `\fbox{...}`,
-   an `Answer:` line, `#### N`, "the answer is ...". The first form present wins; lower
-   forms are ignored even if they disagree.
-3. Within that form the *last* occurrence is the answer (models restate and correct
-   themselves; the final statement is the one they commit to) ...
-4. ... except for the two "committing" forms, `<answer>` tags and `\boxed{}`: several
-   *different* boxed (or tagged) answers are hedging ("\boxed{3} or \boxed{4}") and
-   `extract_answer` marks them `hedged`; graders score a hedged completion 0. Repeating
-   the same answer ("\boxed{3} ... so \boxed{3}") is not hedging.
+2. The committing markers are `<answer>...</answer>`, `\boxed{...}` / `\fbox{...}` and
+   `#### N`. When any is present, all of them are the candidates and the *last* one in
+   reading order is the final answer. Several *different* candidates are competing final
+   answers, a hedge ("\boxed{3} or \boxed{4}", or `\boxed{3}` then `#### 4`): `hedged` is
+   set when they differ as text, and graders score a hedge 0 (`grade_math` first checks
+   whether they are the same number written differently). Repeating one answer is fine.
+3. Without a committing marker, statement forms are tried in order: an `Answer:` line, then
+   "the answer is ...". Within the first form present the last statement is the answer
+   (a restatement corrects an earlier one); lower forms are ignored.
+A single answer that offers alternatives ("5 or 6") is a hedge too; `answers_equal` rejects it.
 
 Candidates are cleaned of presentation noise: surrounding `$`/`\(`/`**`, a trailing
 period, and a leading "the (final) answer is" inside an `Answer:` line.
@@ -36,8 +37,8 @@ _THE_ANSWER_IS = re.compile(r"the (?:final )?answer is[:\s]*(.+?)(?:\.\s|\.$|$|\
 _LEADING_PHRASE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is[:\s]*", re.IGNORECASE)
 _MATH_DELIMITERS = [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**")]
 
-COMMITTING_FORMS = ("tag", "boxed")
-"""Forms where several different candidates count as hedging (rule 4)."""
+COMMITTING_FORMS = ("tag", "boxed", "hashes")
+"""Forms whose candidates compete: several different ones are a hedge (rule 2)."""
 
 
 @dataclass
@@ -104,14 +105,35 @@ def clean_candidate(candidate: str) -> str:
     return c
 
 
-def _finders():
-    return (
-        ("tag", lambda t: [m.group(1) for m in _ANSWER_TAG.finditer(t)]),
-        ("boxed", extract_boxed),
-        ("answer_line", lambda t: [m.group(1) for m in _ANSWER_LINE.finditer(t)]),
-        ("hashes", lambda t: [m.group(1) for m in _HASHES.finditer(t)]),
-        ("the_answer_is", lambda t: [m.group(1) for m in _THE_ANSWER_IS.finditer(t)]),
-    )
+def _positions(pattern: re.Pattern, text: str) -> list[tuple[int, str]]:
+    return [(m.start(), m.group(1)) for m in pattern.finditer(text)]
+
+
+def _boxed_positions(text: str) -> list[tuple[int, str]]:
+    found = []
+    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
+                i += 2
+                continue
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            found.append((m.start(), text[m.end(): i - 1].strip()))
+    found += [(m.start(), m.group(1)) for m in re.finditer(r"\\boxed\s+([^\s{$]+)", text)]
+    return found
+
+
+def _committed(text: str) -> list[tuple[str, int, str]]:
+    """(form, position, candidate) of every committing marker, in reading order; a box inside
+    an answer tag counts once, as the tag."""
+    tags = [(p, c) for p, c in _positions(_ANSWER_TAG, text)]
+    spans = [(m.start(), m.end()) for m in _ANSWER_TAG.finditer(text)]
+    boxes = [(p, c) for p, c in _boxed_positions(text) if not any(a <= p < b for a, b in spans)]
+    found = [("tag", p, c) for p, c in tags] + [("boxed", p, c) for p, c in boxes]
+    found += [("hashes", p, c) for p, c in _positions(_HASHES, text)]
+    return sorted(found, key=lambda f: f[1])
 
 
 def _normalise_for_hedging(candidate: str) -> str:
@@ -125,19 +147,27 @@ def extract_answer(text: str) -> Extraction:
     '2'
     >>> e = extract_answer(r"\boxed{3} or \boxed{4}"); e.answer, e.hedged
     ('4', True)
-    >>> extract_answer("Answer: **$1,000$**.").answer
+    >>> e = extract_answer("So \\boxed{70}.\n#### 72"); e.answer, e.hedged
+    ('72', True)
+    >>> extract_answer("Answer: 5\nWait, no.\nAnswer: **$1,000$**.").answer
     '1,000'
     """
     text = strip_reasoning(text or "")
-    for form, finder in _finders():
-        found = [clean_candidate(c) for c in finder(text) if c is not None]
-        if form == "answer_line":
-            # "Answer:" followed by nothing on the line is a heading, not an answer
-            found = [c for c in found if c]
+    committed = [(form, clean_candidate(c)) for form, _, c in _committed(text) if c is not None]
+    committed = [(form, c) for form, c in committed if c]
+    if committed:
+        found = [c for _, c in committed]
+        hedged = len({_normalise_for_hedging(c) for c in found}) > 1
+        return Extraction(answer=found[-1], candidates=found, form=committed[-1][0], hedged=hedged)
+    statement_forms = (
+        ("answer_line", lambda t: [m.group(1) for m in _ANSWER_LINE.finditer(t)]),
+        ("the_answer_is", lambda t: [m.group(1) for m in _THE_ANSWER_IS.finditer(t)]),
+    )
+    for form, finder in statement_forms:
+        # "Answer:" followed by nothing on the line is a heading, not an answer
+        found = [c for c in (clean_candidate(x) for x in finder(text)) if c]
         if found:
-            distinct = {_normalise_for_hedging(c) for c in found}
-            hedged = form in COMMITTING_FORMS and len(distinct) > 1
-            return Extraction(answer=found[-1], candidates=found, form=form, hedged=hedged)
+            return Extraction(answer=found[-1], candidates=found, form=form, hedged=False)
     return Extraction(answer=None)
 
 

@@ -1,29 +1,34 @@
-r"""Mathematical answer equivalence: a fast exact path, Math-Verify in killable workers, a cache.
+r"""Mathematical answer equivalence: exact arithmetic first, Math-Verify in killable workers, a cache.
 
 Why not just call `math_verify.verify(parse(gold), parse(completion))`:
-- It costs ~3 ms per check on this machine, while most answers in GSM8K-style and MATH-style
-  rewards are plain numbers that `fractions.Fraction` compares exactly in microseconds.
+- It costs milliseconds per check, while most answers in GSM8K, MATH and AIME are closed-form
+  numbers that exact rational arithmetic compares in microseconds (`numeric.py`).
+- It accepts rounded decimals as exact values (`0.333333` for 1/3, `0.7071068` for
+  `\frac{\sqrt2}{2}`: it rounds both sides to 6 places) and a percentage for its fraction
+  whatever the task says.
 - Its timeout is `signal.alarm`, which only works in the main thread of the main
   interpreter: called from a thread pool (or with the alarm already in use) it either
   raises or silently runs without a limit, and sympy then hangs on answers such as
   `\boxed{10^{10^{10^{10}}}}`. A hung reward stalls a whole RL step.
 
-So `answers_equal(gold, candidate)` tries, in order:
-1. textual identity after LaTeX presentation noise is removed (`\left`, `\dfrac`, spaces, `^\circ`);
-2. the fast path: both sides are plain numbers (integers, decimals, `a/b`, `\frac{a}{b}`,
-   thousands separators `1,234` / `1{,}234`, unicode minus, a leading `$`, a trailing unit
-   word or `\text{...}`, a percent sign). Numbers are compared exactly as fractions; a
-   percentage matches either its value or its value / 100 ("50%" answers both "50" and
-   "0.5"); a decimal with 3 or more places also matches a gold value it rounds
-   ("0.333" for 1/3). No sympy is touched;
-3. a guard: a candidate that asks sympy to build an astronomically large number (an
+So `answers_equal(gold, candidate)` decides, in order:
+1. an answer offering alternatives ("5 or 6", `3 \text{ or } 4`) is a hedge: not equal
+   (unless the gold itself is phrased that way);
+2. textual identity after LaTeX presentation noise is removed (`\left`, `\dfrac`, spaces, `^\circ`);
+3. the exact path (`numeric.compare`): both sides closed-form numbers, or tuples, intervals
+   and sets of them. Rationals compare exactly, a decimal never equals an irrational or a
+   rational it only rounds to, irrational closed forms compare to 1e-12; scientific
+   notation, grouping, units and degrees are read; a percent sign is a unit unless the
+   task says answers are percentages (`percent=True`: then `50\%` is also 0.5); a task
+   `tolerance` allows approximate numbers;
+4. a guard: a candidate that asks sympy to build an astronomically large number (an
    exponent tower, a 5+ digit exponent, a factorial of a power) or is longer than
-   `MAX_ANSWER_CHARS` is wrong unless the gold is of the same kind; such answers are never correct for real datasets and are what hangs sympy;
-4. Math-Verify in a worker process, with its own timeout disabled; the parent waits at
-   most `timeout` wall-clock seconds and otherwise kills the worker and starts a fresh one
-   (raising `VerifyTimeout`). Workers run under an address-space limit, so a blow-up that is
-   fast enough to escape the timeout fails with MemoryError instead of eating the machine.
-Results (timeouts included: a pair that hung once hangs again) are cached per process.
+   `MAX_ANSWER_CHARS` is wrong unless the gold is of the same kind;
+5. Math-Verify in a worker process (rounding floats to 12 places, not 6), with its own timeout
+   disabled; the parent waits at most `timeout` wall-clock seconds and otherwise kills the
+   worker and starts a fresh one (raising `VerifyTimeout`). Workers run under an
+   address-space limit, so a blow-up fast enough to escape the timeout fails with MemoryError.
+Results of step 5 (timeouts included: a pair that hung once hangs again) are cached per process.
 
 Gold answers are parsed in math mode (`$gold$`) first: bare, Math-Verify rejects plain-text
 `sqrt(2)/2`, `[0,1)`, `x^2+2x+1` and, worse, mis-extracts `2\sqrt{3}` as 2 and `10^{6}` as
@@ -43,7 +48,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 
-from reasonloop.verify.extract import extract_answer
+from reasonloop.verify.extract import COMMITTING_FORMS, extract_answer
+from reasonloop.verify.numeric import compare
 
 DEFAULT_TIMEOUT = 5.0
 item_timeout: contextvars.ContextVar[float] = contextvars.ContextVar("item_timeout", default=DEFAULT_TIMEOUT)
@@ -235,7 +241,7 @@ def _worker_main() -> None:
                     gold_cache.clear()
                 gold_cache[gold] = _parse_gold(parse, gold)
             predicted = parse(f"\\boxed{{{candidate}}}", parsing_timeout=None)
-            reply = ["ok", bool(verify(gold_cache[gold], predicted, timeout_seconds=None))]
+            reply = ["ok", bool(verify(gold_cache[gold], predicted, float_rounding=12, timeout_seconds=None))]
         except MemoryError:
             reply = ["memory", "out of memory"]
         except Exception as e:  # noqa: BLE001 -- sympy raises anything at all on odd input
@@ -460,23 +466,42 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def answers_equal(gold: str, candidate: str, *, timeout: float | None = None, guard: bool = True) -> bool:
-    r"""Is an extracted answer mathematically equal to the gold answer?
+_ALTERNATIVES = re.compile(r"\bor\b|\\lor\b", re.IGNORECASE)
 
-    Raises VerifyTimeout when Math-Verify needs longer than `timeout` seconds
-    (default: the `item_timeout` context variable).
+
+def offers_alternatives(answer: str) -> bool:
+    r"""Does one answer hedge between values ("5 or 6", `3 \text{ or } 4`)?
+
+    >>> offers_alternatives(r"3 \text{ or } 4"), offers_alternatives("x = 3")
+    (True, False)
+    """
+    return bool(_ALTERNATIVES.search(answer))
+
+
+def answers_equal(gold: str, candidate: str, *, timeout: float | None = None, guard: bool = True,
+                  tolerance: float | None = None, percent: bool = False) -> bool:
+    r"""Is an extracted answer mathematically equal to the gold answer (steps of the module docstring)?
+
+    `tolerance`: numbers within this absolute (or, above 1, relative) error count as equal;
+    `percent`: the task's answers are percentages, so `50\%` also equals 0.5. Raises
+    VerifyTimeout when Math-Verify needs longer than `timeout` seconds (default: the
+    `item_timeout` context variable).
 
     >>> answers_equal("1234", "1,234"), answers_equal("0.5", r"\frac{1}{2}"), answers_equal("7", "-7")
     (True, True, False)
+    >>> answers_equal(r"\frac{1}{3}", "0.3333"), answers_equal(r"\frac{1}{3}", "0.3333", tolerance=1e-3)
+    (False, True)
     """
     gold, candidate = strip_outer_braces(gold), strip_outer_braces(candidate)
     if not candidate or not gold:
         return False
+    if offers_alternatives(candidate) and not offers_alternatives(gold):
+        return False
     if canonical_text(gold) == canonical_text(candidate):
         return True
-    gold_number, candidate_number = parse_number(gold), parse_number(candidate)
-    if gold_number is not None and candidate_number is not None:
-        return numbers_equal(gold_number, candidate_number)
+    exact = compare(gold, candidate, tolerance=tolerance, percent=percent)
+    if exact is not None:
+        return exact
     if guard and looks_explosive(candidate) and not looks_explosive(gold):
         return False
     key = (gold, candidate)
@@ -509,24 +534,39 @@ def answers_equal(gold: str, candidate: str, *, timeout: float | None = None, gu
             _in_flight.pop(key).set()
 
 
-def grade_math(gold: str, completion: str, *, timeout: float | None = None) -> float:
-    r"""1.0 iff the completion commits to one answer (see `extract`) equal to `gold`.
+def grade_math(gold: str, completion: str, *, timeout: float | None = None, tolerance: float | None = None,
+               percent: bool = False) -> float:
+    r"""1.0 iff the completion commits to one final answer (see `extract`) equal to `gold`.
 
-    Several different boxed answers are hedging and score 0.
+    Competing final answers (committing markers that are not all the same value) are a
+    hedge and score 0; so does an answer that offers alternatives.
 
     >>> grade_math("72", "48 + 24 = 72\n#### 72"), grade_math("3", r"\boxed{3} or \boxed{4}")
     (1.0, 0.0)
-    >>> grade_math("5", "<think>the answer is 5</think> I give up.")
-    0.0
+    >>> grade_math("0.5", r"\boxed{\frac{1}{2}} ... so \boxed{0.5}"), grade_math("5", "<think>the answer is 5</think> I give up.")
+    (1.0, 0.0)
     """
     extraction = extract_answer(completion)
-    if extraction.answer is None or extraction.hedged:
+    final = extraction.answer
+    if final is None:
         return 0.0
-    return float(answers_equal(gold, extraction.answer, timeout=timeout))
+    if extraction.hedged and extraction.form in COMMITTING_FORMS:
+        # different text: a hedge unless every candidate is the final answer written differently
+        seen = {canonical_text(final)}
+        for other in extraction.candidates:
+            if canonical_text(other) in seen:
+                continue
+            if not answers_equal(final, other, timeout=timeout, tolerance=tolerance, percent=percent):
+                return 0.0
+            seen.add(canonical_text(other))
+    return float(answers_equal(gold, final, timeout=timeout, tolerance=tolerance, percent=percent))
 
 
 def math_reward(problem, completion: str) -> float | None:
     r"""Correctness of a free-form math answer against `problem.answer`; None if it has none.
+
+    `problem.meta["tolerance"]` (a number) and `problem.meta["percent"]` (true when answers
+    are percentages) set the task's allowances (see `answers_equal`).
 
     >>> from reasonloop.types import Problem
     >>> math_reward(Problem("p", "1/2 + 1/4?", answer=r"\frac{3}{4}"), "So $\\boxed{0.75}$.")
@@ -534,7 +574,8 @@ def math_reward(problem, completion: str) -> float | None:
     """
     if problem.answer is None:
         return None
-    return grade_math(problem.answer, completion)
+    return grade_math(problem.answer, completion, tolerance=problem.meta.get("tolerance"),
+                      percent=bool(problem.meta.get("percent")))
 
 
 if __name__ == "__main__":

@@ -42,14 +42,14 @@ CORPUS = [
     ("0.5", r"\boxed{1/2}", 1.0),
     ("0.5", r"\boxed{\frac12}", 1.0),
     ("1/2", "Answer: 0.50", 1.0),
-    ("1/3", r"\boxed{0.333}", 1.0),  # 3+ decimals may round the gold
+    ("1/3", r"\boxed{0.333}", 0.0),  # a rounded decimal is not the exact value
     ("1/3", r"\boxed{0.33}", 0.0),
-    ("2/3", r"\boxed{0.667}", 1.0),
+    ("2/3", r"\boxed{0.667}", 0.0),
     ("-3/4", r"\boxed{-\frac{3}{4}}", 1.0),
     ("-3/4", r"\boxed{\frac{-3}{4}}", 1.0),
     ("3/4", r"\boxed{\frac{3}{0}}", 0.0),
-    ("50", r"\boxed{50\%}", 1.0),  # percentages match the value ...
-    ("0.5", r"\boxed{50\%}", 1.0),  # ... or the value / 100
+    ("50", r"\boxed{50\%}", 1.0),  # a percent sign is a unit ...
+    ("0.5", r"\boxed{50\%}", 0.0),  # ... and means / 100 only where the task says so
     ("50", "Answer: 50%", 1.0),
     ("25", "Answer: 50%", 0.0),
     ("18", r"\boxed{\$18}", 1.0),
@@ -64,7 +64,7 @@ CORPUS = [
     ("30", r"\boxed{31^\circ}", 0.0),
     ("3.14", r"\boxed{3.140}", 1.0),
     ("3.14", r"\boxed{3.15}", 0.0),
-    ("100", r"\boxed{1e2}", 0.0),  # in LaTeX, e is Euler's number: 1e2 = 2e, not 100
+    ("100", r"\boxed{1e2}", 1.0),  # scientific (E) notation
     ("0", r"\boxed{0}", 1.0),
     ("0", r"\boxed{-0}", 1.0),
     ("007", r"\boxed{7}", 1.0),
@@ -95,7 +95,7 @@ CORPUS = [
     ("3", "Answer: 3\nWait, I made an error.\nAnswer: 4", 0.0),
     ("4", "The answer is 3. Actually the answer is 4.", 1.0),
     ("3", r"Answer: 4 \boxed{3}", 1.0),  # boxed outranks Answer:
-    ("3", r"<answer>3</answer> \boxed{4}", 1.0),  # tags outrank boxed
+    ("3", r"<answer>3</answer> \boxed{4}", 0.0),  # competing final answers: a hedge
     ("2", r"\boxed{2, 3}", 0.0),  # a set/tuple is not its first element
     # --- the answer only inside the reasoning ---
     ("5", r"<think>so \boxed{5}</think> I am not sure.", 0.0),

@@ -1,0 +1,398 @@
+r"""Exact values of closed-form answers, without sympy: the fast path of `answers_equal`.
+
+Most final answers in GSM8K, MATH and AIME are numbers written in LaTeX: `\frac{3}{4}`,
+`2\sqrt{3}`, `\frac{\pi}{6}`, `1.5\times10^{3}`, `(1, \infty)`, `\{-1, 1\}`, `30^\circ`,
+`\$18.00`. `value_of` evaluates such text to a `Value`: an exact `Fraction` while the
+expression stays rational, a float (marked irrational) once a root, pi or e enters. Then
+
+- two rational values are equal only if exactly equal (`0.333` is not `\frac13`, and
+  `0.3333333` is not either: a rounded decimal is not the exact value);
+- a rational value written with a decimal point never equals an irrational one (`1.414`
+  is not `\sqrt2`);
+- two irrational values are equal when they agree to 1e-12 relative (different closed forms
+  of one number: `\frac{\sqrt2}{2}` and `\frac{1}{\sqrt2}`);
+- with a task `tolerance`, numbers within it are equal (absolute, or relative to the gold);
+- a trailing percent sign is a unit (`50\%` is 50) unless the task says answers are
+  percentages, when `50\%` also equals `0.5`.
+Anything it cannot read (variables, matrices, words) gives None, and the caller falls back
+to Math-Verify. It never evaluates huge powers (exponent above `MAX_EXPONENT` or a result
+above `MAX_BITS`) or deep nesting, so it cannot hang.
+
+Hand-written because the libraries that read LaTeX (Math-Verify, latex2sympy, sympy) build
+sympy expressions, which costs milliseconds per answer and can hang; exact rational
+arithmetic on `fractions.Fraction` costs microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+MAX_EXPONENT = 4096
+MAX_BITS = 20_000
+MAX_DEPTH = 60
+IRRATIONAL_RTOL = 1e-12
+
+
+@dataclass(frozen=True)
+class Value:
+    """A number: exact (`Fraction`) while rational, else a float."""
+
+    x: Fraction | float
+    decimal: bool = False
+    """written with a decimal point somewhere (a possibly rounded value)"""
+    percent: bool = False
+
+    @property
+    def exact(self) -> bool:
+        return isinstance(self.x, Fraction)
+
+
+class _Unreadable(ValueError):
+    pass
+
+
+# --- normalising the text ------------------------------------------------------------------
+
+_UNIT_GROUP = re.compile(r"\\(?:text|mathrm|textbf|mbox|textrm|operatorname|mathit)\s*\{\s*[A-Za-z][A-Za-z .]*\}"
+                         r"(?:\s*\^\s*\{?\d\}?)?")
+_UNIT_WORDS = re.compile(r"(?<=[\d}.)])\s*(?!pi\b|e\b)(?:[A-Za-z]{2,}\.?)(?:\s+[A-Za-z]{2,}\.?)*(?:\^\s*\{?\d\}?)?$")
+_SPACES = re.compile(r"\\[,;:! ]|\\quad|\\qquad|~|\s+")
+_ASSIGN = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
+
+
+def normalise(text: str) -> tuple[str, bool]:
+    r"""Presentation noise off; (text, whether it ended in a percent sign).
+
+    >>> normalise(r"\$1{,}234.50"), normalise(r"x = \dfrac{3}{4}"), normalise(r"12.5 \%")
+    (('1234.50', False), ('\\frac{3}{4}', False), ('12.5', True))
+    """
+    t = text.strip().replace("\u2212", "-").replace("\u2013", "-").replace("{,}", ",")
+    t = re.sub(r"\\,(?=\d{3}\b)", "", t)  # 1\,000
+    t = t.replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    t = t.replace("\\displaystyle", "")
+    t = _ASSIGN.sub("", t.strip().strip("$").strip())
+    t = t.replace("\\$", "").replace("$", "").strip()
+    percent = False
+    for mark in ("\\%", "%", " percent"):
+        if t.endswith(mark):
+            t, percent = t[: -len(mark)].strip(), True
+            break
+    t = re.sub(r"\^\s*\{?\\circ\}?$|°$|\\degree$", "", t).strip()
+    for _ in range(2):
+        t = _UNIT_GROUP.sub("", t).strip()
+        t = _UNIT_WORDS.sub("", t).strip()
+    t = _SPACES.sub("", t)
+    if re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", t):  # thousands separators
+        t = t.replace(",", "")
+    return t, percent
+
+
+# --- a small recursive-descent evaluator --------------------------------------------------------
+
+_MIXED = re.compile(r"([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")
+_TOKEN = re.compile(r"\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\\[A-Za-z]+|\S")
+_FUNCTIONS = {"\\sqrt", "\\frac", "\\pi", "\\infty", "\\cdot", "\\times", "\\div", "\\e"}
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.tokens = _TOKEN.findall(text)
+        self.at = 0
+        self.decimal = False
+        self.depth = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        token = self.peek()
+        if token is None or (expected is not None and token != expected):
+            raise _Unreadable(f"expected {expected!r}, got {token!r}")
+        self.at += 1
+        return token
+
+    def parse(self):
+        value = self.sum()
+        if self.peek() is not None:
+            raise _Unreadable(f"unexpected {self.peek()!r}")
+        return value
+
+    def sum(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Unreadable("nested too deeply")
+        value = self.product()
+        while self.peek() in ("+", "-"):
+            sign = self.take()
+            right = self.product()
+            value = value + right if sign == "+" else value - right
+        self.depth -= 1
+        return value
+
+    def product(self):
+        value = self.unary()
+        while True:
+            token = self.peek()
+            if token in ("*", "\\cdot", "\\times", "/", "\\div"):
+                self.take()
+                right = self.unary()
+                value = _divide(value, right) if token in ("/", "\\div") else value * right
+            elif token is not None and (token[0].isdigit() or token in ("(", "{", "\\sqrt", "\\frac", "\\pi", "\\e")):
+                value = value * self.unary()  # implicit product: 2\sqrt{3}, 3\pi, 2(1+x)
+            else:
+                return value
+
+    def unary(self):
+        if self.peek() in ("+", "-"):
+            sign = self.take()
+            value = self.unary()
+            return -value if sign == "-" else value
+        return self.power()
+
+    def power(self):
+        base = self.atom()
+        if self.peek() == "^":
+            self.take()
+            exponent = self.group_or_atom()
+            return _power(base, exponent)
+        return base
+
+    def group_or_atom(self):
+        if self.peek() == "{":
+            return self.braced()
+        token = self.take()
+        if token.isdigit():  # 2^10: a one-digit exponent unless braced
+            self.tokens[self.at:self.at] = [token[1:]] if len(token) > 1 else []
+            return Fraction(int(token[0]))
+        if token == "-":
+            return -self.group_or_atom()
+        self.at -= 1
+        return self.atom()
+
+    def braced(self):
+        self.take("{")
+        value = self.sum()
+        self.take("}")
+        return value
+
+    def atom(self):
+        token = self.take()
+        if token[0].isdigit() or token[0] == ".":
+            if "." in token or "e" in token.lower():
+                self.decimal = True
+            return Fraction(token)
+        if token in ("(", "{"):
+            value = self.sum()
+            self.take(")" if token == "(" else "}")
+            return value
+        if token == "\\frac":
+            num = self.group_or_digit()
+            return _divide(num, self.group_or_digit())
+        if token == "\\sqrt":
+            index = Fraction(2)
+            if self.peek() == "[":
+                self.take("[")
+                index = self.sum()
+                self.take("]")
+            return _root(self.group_or_digit(), index)
+        if token == "\\pi":
+            return math.pi
+        if token in ("\\e", "e"):
+            return math.e
+        if token == "\\infty":
+            return math.inf
+        raise _Unreadable(f"cannot evaluate {token!r}")
+
+    def group_or_digit(self):
+        if self.peek() == "{":
+            return self.braced()
+        token = self.take()
+        if token.isdigit():  # \frac12 is \frac{1}{2}
+            self.tokens[self.at:self.at] = [token[1:]] if len(token) > 1 else []
+            return Fraction(int(token[0]))
+        self.at -= 1
+        return self.atom()
+
+
+def _divide(a, b):
+    if b == 0:
+        raise _Unreadable("division by zero")
+    return a / b
+
+
+def _power(base, exponent):
+    if isinstance(exponent, Fraction) and exponent.denominator == 1 and isinstance(base, Fraction):
+        if abs(exponent) > MAX_EXPONENT:
+            raise _Unreadable("exponent too large")
+        bits = max(base.numerator.bit_length(), base.denominator.bit_length()) * abs(int(exponent))
+        if bits > MAX_BITS:
+            raise _Unreadable("result too large")
+        if base == 0 and exponent < 0:
+            raise _Unreadable("division by zero")
+        return base ** int(exponent)
+    if isinstance(exponent, Fraction) and isinstance(base, Fraction) and base >= 0:
+        root = _root(base, Fraction(exponent.denominator))
+        return _power(root, Fraction(exponent.numerator)) if isinstance(root, Fraction) else float(root) ** float(exponent.numerator)
+    try:
+        result = float(base) ** float(exponent)
+    except (OverflowError, ZeroDivisionError) as e:
+        raise _Unreadable(str(e)) from e
+    if isinstance(result, complex) or math.isinf(result) and not (math.isinf(float(base)) or math.isinf(float(exponent))):
+        raise _Unreadable("not a real number")
+    return result
+
+
+def _root(x, index):
+    if isinstance(index, Fraction) and index.denominator == 1 and 2 <= index <= 64 and isinstance(x, Fraction) and x >= 0:
+        n = int(index)
+        num, den = _int_root(x.numerator, n), _int_root(x.denominator, n)
+        if num is not None and den is not None:
+            return Fraction(num, den)
+    if float(x) < 0:
+        raise _Unreadable("root of a negative number")
+    return float(x) ** (1.0 / float(index))
+
+
+def _int_root(n: int, k: int) -> int | None:
+    if n.bit_length() > MAX_BITS:
+        return None
+    r = round(n ** (1.0 / k)) if n.bit_length() < 1000 else math.isqrt(n) if k == 2 else None
+    if r is None:
+        return None
+    for c in (r - 1, r, r + 1):
+        if c >= 0 and c**k == n:
+            return c
+    return None
+
+
+def value_of(text: str) -> Value | None:
+    r"""The exact value of a closed-form number, or None if it is not one we can read.
+
+    >>> value_of(r"\frac{3}{4}").x, value_of(r"2\sqrt{3}").exact, value_of("1.5e3").x
+    (Fraction(3, 4), False, Fraction(1500, 1))
+    >>> value_of(r"1.5 \times 10^{-2}").x, value_of("x + 1")
+    (Fraction(3, 200), None)
+    """
+    t, percent = normalise(text)
+    if not t or len(t) > 300:
+        return None
+    if m := _MIXED.fullmatch(t):  # 3\frac{1}{2} is a mixed number, 7/2
+        whole, num, den = int(m.group(2)), int(m.group(3)), int(m.group(4))
+        if den and num < den:
+            value = whole + Fraction(num, den)
+            return Value(-value if m.group(1) == "-" else value, False, percent)
+    parser = _Parser(t)
+    try:
+        x = parser.parse()
+    except (_Unreadable, ValueError, ZeroDivisionError, OverflowError, RecursionError):
+        return None
+    if isinstance(x, Fraction) or (isinstance(x, float) and not math.isnan(x)):
+        return Value(x, parser.decimal, percent)
+    return None
+
+
+# --- comparing ------------------------------------------------------------------------------
+
+
+def values_equal(gold: Value, candidate: Value, *, tolerance: float | None = None, percent: bool = False) -> bool:
+    """Equality under the rules of the module docstring."""
+    golds = [gold.x] + ([gold.x / 100] if percent and gold.percent else [])
+    cands = [candidate.x] + ([candidate.x / 100] if percent and candidate.percent else [])
+    for g in golds:
+        for c in cands:
+            if _close(g, c, gold, candidate, tolerance):
+                return True
+    return False
+
+
+def _close(g, c, gold: Value, candidate: Value, tolerance: float | None) -> bool:
+    if tolerance is not None:
+        if math.isinf(float(g)) or math.isinf(float(c)):
+            return float(g) == float(c)
+        return abs(float(g) - float(c)) <= tolerance * max(1.0, abs(float(g)))
+    if isinstance(g, Fraction) and isinstance(c, Fraction):
+        return g == c
+    if math.isinf(float(g)) or math.isinf(float(c)):
+        return float(g) == float(c)
+    if isinstance(g, Fraction) != isinstance(c, Fraction):
+        # one side is irrational: a decimal (a rounded value) never matches; an exact
+        # rational expression cannot equal an irrational one either
+        return False
+    return abs(float(g) - float(c)) <= IRRATIONAL_RTOL * max(1.0, abs(float(g)))
+
+
+_BRACKETS = {"(": ")", "[": "]", "\\{": "\\}", "{": "}"}
+
+
+def split_structure(text: str) -> tuple[str, str, list[str]] | None:
+    r"""A tuple, interval, set or bare list: (open, close, elements); None for a single item.
+
+    >>> split_structure(r"\left( 1, \frac{\pi}{2} \right]"), split_structure("3, 4")
+    (('(', ']', ['1', '\\frac{\\pi}{2}']), ('', '', ['3', '4']))
+    """
+    t = text.strip().strip("$").replace("\\left", "").replace("\\right", "").strip()
+    opening = next((o for o in ("\\{", "(", "[") if t.startswith(o)), "")
+    closing = next((c for c in ("\\}", ")", "]") if t.endswith(c)), "") if opening else ""
+    inner = t[len(opening): len(t) - len(closing)] if opening and closing else t
+    if opening and not closing:
+        return None
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(inner):
+        ch = inner[i]
+        if ch == "\\" and inner[i + 1: i + 2] in ("{", "}"):
+            depth += 1 if inner[i + 1] == "{" else -1
+            i += 2
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(inner[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(inner[start:].strip())
+    if depth != 0 or len(parts) < 2 or not all(parts):
+        return None
+    if not opening and re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", inner.strip()):
+        return None  # 1,234 is a number, not a list
+    return opening, closing, parts
+
+
+def compare(gold: str, candidate: str, *, tolerance: float | None = None, percent: bool = False) -> bool | None:
+    r"""True/False when both sides are closed-form numbers or structures of them; None otherwise.
+
+    >>> compare(r"\frac{1}{3}", "0.333"), compare(r"\frac{\sqrt2}{2}", r"\frac{1}{\sqrt{2}}"), compare("x^2", "x^2")
+    (False, True, None)
+    >>> compare(r"\{1, -1\}", r"\{-1,1\}"), compare("(1, 2)", "(2, 1)"), compare("1500", r"1.5 \times 10^3")
+    (True, False, True)
+    """
+    g, c = value_of(gold), value_of(candidate)
+    if g is not None and c is not None:
+        return values_equal(g, c, tolerance=tolerance, percent=percent)
+    gs, cs = split_structure(gold), split_structure(candidate)
+    if gs is None or cs is None:
+        if (gs is None) != (cs is None) and (g is not None or c is not None):
+            return False  # a number against a list of several
+        return None
+    (go, gc, gparts), (co, cc, cparts) = gs, cs
+    if len(gparts) != len(cparts):
+        return False if all(value_of(p) for p in gparts + cparts) else None
+    gvals, cvals = [value_of(p) for p in gparts], [value_of(p) for p in cparts]
+    if any(v is None for v in gvals + cvals):
+        return None
+    unordered = go in ("\\{", "") and co in ("\\{", "")
+    if unordered:
+        left = list(cvals)
+        for gv in gvals:
+            match = next((i for i, cv in enumerate(left) if values_equal(gv, cv, tolerance=tolerance)), None)
+            if match is None:
+                return False
+            left.pop(match)
+        return True
+    if (go, gc) != (co, cc):
+        return False  # (1, 2] is not [1, 2]; a tuple is not a set
+    return all(values_equal(a, b, tolerance=tolerance) for a, b in zip(gvals, cvals))
