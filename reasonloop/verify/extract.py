@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _ANSWER_LINE = re.compile(
     r"^[ \t>*_#]*(?:final\s+)?answer[ \t*_]*[:：][ \t*_]*(.*?)\s*$", re.IGNORECASE | re.MULTILINE
@@ -53,14 +52,14 @@ class Extraction:
 
 
 def strip_reasoning(text: str) -> str:
-    """Remove `<think>` blocks; text before a lone closing `</think>` is reasoning too."""
-    text = _THINK_BLOCK.sub(" ", text)
+    """The text after the reasoning: everything up to the last `</think>` is reasoning, and an
+    unterminated `<think>` after it hides the rest. Linear time (no regex over nested tags)."""
     lower = text.lower()
-    if "</think>" in lower:
-        text = text[lower.rindex("</think>") + len("</think>"):]
-    elif "<think>" in lower:  # unterminated reasoning: nothing after it is an answer
-        text = text[: lower.index("<think>")]
-    return text
+    end = lower.rfind("</think>")
+    if end >= 0:
+        text, lower = text[end + len("</think>"):], lower[end + len("</think>"):]
+    start = lower.find("<think>")
+    return text[:start] if start >= 0 else text
 
 
 def extract_boxed(text: str) -> list[str]:
@@ -86,12 +85,25 @@ def extract_boxed(text: str) -> list[str]:
     return [content for _, content in sorted(found)]
 
 
+_MATH_THEN_PROSE = re.compile(r"^(\$\$?)([^$]+)\1[.,;:!]?(?:\s+[^$]*)?$", re.DOTALL)
+_PROSE_AFTER = re.compile(r"^([^$]*?[^\s$])\.\s+[A-Z].*$", re.DOTALL)
+
+
 def clean_candidate(candidate: str) -> str:
-    """Strip presentation noise around an answer: math delimiters, bold, a final period."""
+    r"""Strip presentation noise around an answer: math delimiters, bold, a final period, and a
+    sentence after it ("$\frac{3}{4}$. I hope it is correct." is `\frac{3}{4}`).
+
+    >>> clean_candidate("The final answer is $x = 3$. I hope it is correct."), clean_candidate("**42**. Done.")
+    ('x = 3', '42')
+    """
     c = candidate.strip()
     for _ in range(3):  # delimiters can nest: "**$42$**"
         before = c
         c = _LEADING_PHRASE.sub("", c).strip().strip("*").strip()  # markdown bold, paired or not
+        if m := _MATH_THEN_PROSE.match(c):
+            c = m.group(2).strip()
+        elif m := _PROSE_AFTER.match(c):
+            c = m.group(1).strip().strip("*").strip()
         if c.endswith("."):  # sentence end: "42." / "$x=3$."
             c = c[:-1].rstrip()
         for left, right in _MATH_DELIMITERS:

@@ -68,16 +68,28 @@ _NOISE = re.compile(r"\s+|\\left|\\right|\\[,;:! ]|\\displaystyle|\^\{?\\circ\}?
 
 
 def strip_outer_braces(text: str) -> str:
-    """`{{5}}` -> `5`: redundant grouping braces around a whole answer."""
+    """`{{5}}` -> `5`: redundant grouping braces around a whole answer (one linear pass).
+
+    >>> strip_outer_braces("{{5}}"), strip_outer_braces("{a}{b}"), strip_outer_braces("{ {x} }")
+    ('5', '{a}{b}', 'x')
+    """
     t = text.strip()
-    while len(t) >= 2 and t[0] == "{" and t[-1] == "}":
-        depth = 0
-        for i, ch in enumerate(t):
-            depth += {"{": 1, "}": -1}.get(ch, 0)
-            if depth == 0 and i < len(t) - 1:
-                return t  # the first brace closes early: "{a}{b}" is not one group
-        t = t[1:-1].strip()
-    return t
+    closes: dict[int, int] = {}
+    stack: list[int] = []
+    for i, ch in enumerate(t):
+        if ch == "{" and (i == 0 or t[i - 1] != "\\"):
+            stack.append(i)
+        elif ch == "}" and (i == 0 or t[i - 1] != "\\") and stack:
+            closes[stack.pop()] = i
+    start, end = 0, len(t) - 1
+    while start < end and t[start] == "{" and closes.get(start) == end:
+        start += 1
+        end -= 1
+        while start <= end and t[start].isspace():
+            start += 1
+        while end >= start and t[end].isspace():
+            end -= 1
+    return t[start: end + 1]
 
 
 def canonical_text(text: str) -> str:
@@ -165,7 +177,8 @@ _EXPLOSIVE = [
     re.compile(r"\^\s*\{[^{}]*\^"),  # an exponent that itself has an exponent: 10^{10^{...}}
     re.compile(r"\^\s*\{[^{}]*\{[^{}]*\^"),  # the same one brace deeper: 10^{\left(10^{...}\right)}
     re.compile(r"\*\*\s*\(?[^()]*\*\*"),  # Python-style towers 10**10**10
-    re.compile(r"(?:\^|\*\*)\s*\{?\s*\(?\s*\d{5,}"),  # a five-digit or longer exponent
+    re.compile(r"(?:\^|\*\*)\s*\{?\s*\(?\s*[+-]?\d{5,}"),  # a five-digit or longer exponent
+    re.compile(r"\d[eE][+-]?\d{5,}"),  # the same in E notation: 1e999999999
     re.compile(r"\d{4,}\s*!|!\s*!|\)\s*!|\}\s*!"),  # factorials of big numbers or expressions
 ]
 

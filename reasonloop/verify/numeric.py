@@ -33,6 +33,7 @@ from fractions import Fraction
 MAX_EXPONENT = 4096
 MAX_BITS = 20_000
 MAX_DEPTH = 60
+MAX_FACTORIAL = 300
 IRRATIONAL_RTOL = 1e-12
 
 
@@ -92,17 +93,21 @@ def normalise(text: str) -> tuple[str, bool]:
 
 # --- a small recursive-descent evaluator --------------------------------------------------------
 
+_BASE_N = re.compile(r"([0-9A-Za-z]+)_\{?(\d{1,2})\}?")
 _MIXED = re.compile(r"([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")
 _TOKEN = re.compile(r"\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\\[A-Za-z]+|\S")
+_VARIABLE = re.compile(r"(?<![\\A-Za-z])([a-df-hj-zA-Z])(?![A-Za-z])")
+"""single-letter variables: not e (Euler's number) or i (the imaginary unit)"""
 _FUNCTIONS = {"\\sqrt", "\\frac", "\\pi", "\\infty", "\\cdot", "\\times", "\\div", "\\e"}
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, variables: dict[str, Fraction] | None = None):
         self.tokens = _TOKEN.findall(text)
         self.at = 0
         self.decimal = False
         self.depth = 0
+        self.variables = variables
 
     def peek(self) -> str | None:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
@@ -140,7 +145,8 @@ class _Parser:
                 self.take()
                 right = self.unary()
                 value = _divide(value, right) if token in ("/", "\\div") else value * right
-            elif token is not None and (token[0].isdigit() or token in ("(", "{", "\\sqrt", "\\frac", "\\pi", "\\e")):
+            elif token is not None and (token[0].isdigit() or token.isalpha()
+                                        or token in ("(", "{", "\\sqrt", "\\frac", "\\pi", "\\e")):
                 value = value * self.unary()  # implicit product: 2\sqrt{3}, 3\pi, 2(1+x)
             else:
                 return value
@@ -154,6 +160,11 @@ class _Parser:
 
     def power(self):
         base = self.atom()
+        if self.peek() == "!":
+            self.take()
+            if not (isinstance(base, Fraction) and base.denominator == 1 and 0 <= base <= MAX_FACTORIAL):
+                raise _Unreadable("factorial of a large or non-integer value")
+            base = Fraction(math.factorial(int(base)))
         if self.peek() == "^":
             self.take()
             exponent = self.group_or_atom()
@@ -183,6 +194,9 @@ class _Parser:
         if token[0].isdigit() or token[0] == ".":
             if "." in token or "e" in token.lower():
                 self.decimal = True
+            mantissa, _, exponent = token.lower().partition("e")
+            if len(mantissa) > 4000 or exponent and abs(int(exponent)) > MAX_EXPONENT:
+                raise _Unreadable("number too large")
             return Fraction(token)
         if token in ("(", "{"):
             value = self.sum()
@@ -204,6 +218,8 @@ class _Parser:
             return math.e
         if token == "\\infty":
             return math.inf
+        if self.variables is not None and token in self.variables:
+            return self.variables[token]
         raise _Unreadable(f"cannot evaluate {token!r}")
 
     def group_or_digit(self):
@@ -268,7 +284,7 @@ def _int_root(n: int, k: int) -> int | None:
     return None
 
 
-def value_of(text: str) -> Value | None:
+def value_of(text: str, variables: dict[str, Fraction] | None = None) -> Value | None:
     r"""The exact value of a closed-form number, or None if it is not one we can read.
 
     >>> value_of(r"\frac{3}{4}").x, value_of(r"2\sqrt{3}").exact, value_of("1.5e3").x
@@ -284,7 +300,12 @@ def value_of(text: str) -> Value | None:
         if den and num < den:
             value = whole + Fraction(num, den)
             return Value(-value if m.group(1) == "-" else value, False, percent)
-    parser = _Parser(t)
+    if m := _BASE_N.fullmatch(t):  # 1011_2: a numeral in base 2
+        try:
+            return Value(Fraction(int(m.group(1), int(m.group(2)))), False, percent)
+        except ValueError:
+            return None
+    parser = _Parser(t, variables)
     try:
         x = parser.parse()
     except (_Unreadable, ValueError, ZeroDivisionError, OverflowError, RecursionError):
@@ -365,7 +386,7 @@ def split_structure(text: str) -> tuple[str, str, list[str]] | None:
 def compare(gold: str, candidate: str, *, tolerance: float | None = None, percent: bool = False) -> bool | None:
     r"""True/False when both sides are closed-form numbers or structures of them; None otherwise.
 
-    >>> compare(r"\frac{1}{3}", "0.333"), compare(r"\frac{\sqrt2}{2}", r"\frac{1}{\sqrt{2}}"), compare("x^2", "x^2")
+    >>> compare(r"\frac{1}{3}", "0.333"), compare(r"\frac{\sqrt2}{2}", r"\frac{1}{\sqrt{2}}"), compare("x^2", r"\sin x")
     (False, True, None)
     >>> compare(r"\{1, -1\}", r"\{-1,1\}"), compare("(1, 2)", "(2, 1)"), compare("1500", r"1.5 \times 10^3")
     (True, False, True)
@@ -373,6 +394,13 @@ def compare(gold: str, candidate: str, *, tolerance: float | None = None, percen
     g, c = value_of(gold), value_of(candidate)
     if g is not None and c is not None:
         return values_equal(g, c, tolerance=tolerance, percent=percent)
+    gold_choice, candidate_choice = choice_letter(gold), choice_letter(candidate)
+    if gold_choice is not None:
+        return candidate_choice == gold_choice if candidate_choice is not None else None
+    if g is None and c is None:
+        identity = polynomial_identity(gold, candidate)
+        if identity is not None:
+            return identity
     gs, cs = split_structure(gold), split_structure(candidate)
     if gs is None or cs is None:
         if (gs is None) != (cs is None) and (g is not None or c is not None):
@@ -396,3 +424,55 @@ def compare(gold: str, candidate: str, *, tolerance: float | None = None, percen
     if (go, gc) != (co, cc):
         return False  # (1, 2] is not [1, 2]; a tuple is not a set
     return all(values_equal(a, b, tolerance=tolerance) for a, b in zip(gvals, cvals))
+
+
+_CHOICE = re.compile(r"\(?([A-E])\)?")
+
+
+def choice_letter(text: str) -> str | None:
+    r"""The letter of a multiple-choice answer: `\text{(C)}`, `\textbf{(C)}`, `(C)`, `C`.
+
+    >>> choice_letter(r"\textbf{(C)}"), choice_letter("C"), choice_letter("CD")
+    ('C', 'C', None)
+    """
+    t = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1", text).replace("$", "").strip()
+    m = _CHOICE.fullmatch(t.strip())
+    return m.group(1) if m else None
+
+
+def polynomial_identity(gold: str, candidate: str, points: int = 3) -> bool | None:
+    r"""Are two rational expressions in the same single-letter variables identical?
+
+    Evaluated exactly (fractions) at `points` random rational points: polynomials of modest
+    degree that agree at random points from a large set are the same polynomial (Schwartz-
+    Zippel). None when either side is not a rational expression of those variables.
+
+    >>> polynomial_identity("x^2 + 2x + 1", "(x+1)^2"), polynomial_identity("2x - 3", "3 - 2x")
+    (True, False)
+    >>> polynomial_identity(r"\frac{a+b}{2}", r"\frac{a}{2}+\frac{b}{2}"), polynomial_identity("x^2", "y^2")
+    (True, None)
+    """
+    g, _ = normalise(gold)
+    c, _ = normalise(candidate)
+    names = set(_VARIABLE.findall(g))
+    if not names or names != set(_VARIABLE.findall(c)) or len(names) > 4:
+        return None
+    import random
+
+    rng = random.Random(0x5EED)
+    tried = 0
+    agree = 0
+    while agree < points and tried < 4 * points:
+        tried += 1
+        env = {name: Fraction(rng.randint(-997, 997), rng.randint(1, 97)) for name in names}
+        gv, cv = value_of(g, env), value_of(c, env)
+        if gv is None or cv is None:
+            if tried >= points and agree == 0:
+                return None
+            continue  # a pole at this point: try another
+        if not (gv.exact and cv.exact):
+            return None  # roots of variables: leave it to sympy
+        if gv.x != cv.x:
+            return False
+        agree += 1
+    return True if agree == points else None
