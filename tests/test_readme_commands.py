@@ -7,7 +7,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
 import torch
 from hf_models import build_chat_checkpoint
 
@@ -28,7 +27,7 @@ def readme_commands(section: str) -> list[list[str]]:
     text = (ROOT / "README.md").read_text()
     body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", body, flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", body, flags=re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
             if line.strip().startswith("reasonloop "):
                 commands.append(shlex.split(line)[1:])
