@@ -40,6 +40,7 @@ import os
 import resource
 import select
 import signal
+import socket
 import sys
 import time
 
@@ -245,8 +246,8 @@ def program_process(program, limits, name, stdin_fd, out_fd, err_fd, keep):
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 16)
-    if not PID_NAMESPACE:
-        os.setpgid(0, 0)  # its own group, so the job can kill it and what it started
+    if not PID_NAMESPACE and name == "__main__":
+        os.setpgid(0, 0)  # a stdio run: its own group, so the job can kill it and what it started
     become(PROGRAM_UID, limits, JOB_DIR, None)
     libc.prctl(PR_SET_DUMPABLE, 1)  # the worker is not dumpable; the program may read its own /proc entries
     import io
@@ -423,19 +424,36 @@ def run_tests_side(spec, link, results_fd):
     send(results_fd, {"done": True, "error": None})
 
 
-def functions_job(program_fd, tests_fd, results_fd, out_fd, err_fd, header):
-    program = read_memfd(program_fd)
-    limits = header["rlimits"]
-    calls_r, calls_w = os.pipe()
-    replies_r, replies_w = os.pipe()
-    if os.fork() == 0:
+def prefork_program(calls_r, replies_w):
+    """Fork the program process of the next job now, while idle: it waits for its program.
+
+    Forked before the job process has received anything, so it holds no tests."""
+    parent, child = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
         try:
-            serve_calls(program, limits, calls_r, replies_w, out_fd, err_fd)
+            parent.close()
+            message, fds, _, _ = socket.recv_fds(child, 1 << 16, 4)
+            child.close()
+            if not message:
+                os._exit(0)
+            program_fd, out_fd, err_fd = fds
+            program = read_memfd(program_fd)
+            os.close(program_fd)
+            serve_calls(program, json.loads(message), calls_r, replies_w, out_fd, err_fd)
         finally:
             os._exit(1)
-    for fd in (calls_r, replies_w, out_fd, err_fd):
+    child.close()
+    return pid, parent
+
+
+def functions_job(program_fd, tests_fd, results_fd, out_fd, err_fd, header, program_side):
+    limits = header["rlimits"]
+    (calls_w, replies_r), (_, handoff) = program_side
+    socket.send_fds(handoff, [json.dumps(limits).encode()], [program_fd, out_fd, err_fd])
+    handoff.close()
+    for fd in (program_fd, out_fd, err_fd):
         os.close(fd)
-    del program
     spec = json.loads(read_memfd(tests_fd))  # only now: the program's process never saw the tests
     os.close(tests_fd)
     null = os.open("/dev/null", os.O_RDWR)
@@ -600,6 +618,48 @@ def collect(results_r, results_fd, deadline):
     return timed_out
 
 
+def prefork_job():
+    """Fork the next job's process (and its program process) now, while idle.
+
+    It waits on a socket for the job: its header and files (sections, results, outputs)."""
+    parent, child = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            parent.close()
+            null = os.open("/dev/null", os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            if not PID_NAMESPACE:
+                os.setpgid(0, 0)
+            calls_r, calls_w = os.pipe()
+            replies_r, replies_w = os.pipe()
+            program = prefork_program(calls_r, replies_w)
+            os.close(calls_r)
+            os.close(replies_w)
+            message, fds, _, _ = socket.recv_fds(child, 1 << 16, 8)
+            child.close()
+            if not message:
+                os._exit(0)
+            header = json.loads(message)
+            program_fd, tests_fd, results_w, out_fd, err_fd = fds
+            if header["kind"] == "functions":
+                functions_job(program_fd, tests_fd, results_w, out_fd, err_fd, header,
+                                    ((calls_w, replies_r), program))
+            else:
+                program[1].close()  # the waiting program process ends unused
+                stdio_job(program_fd, tests_fd, results_w, out_fd, err_fd, header)
+        except BaseException as e:  # noqa: BLE001
+            try:
+                send(results_w, {"done": True, "error": f"sandbox job failed: {e!r}"})
+            except BaseException:  # noqa: BLE001, S110 -- nothing left to report through
+                pass
+        finally:
+            os._exit(0)
+    child.close()
+    return pid, parent
+
+
 def send_capped(dst, src, cap, tail):
     size = os.fstat(src).st_size
     offset, count = (max(0, size - cap), min(size, cap)) if tail else (0, min(size, cap))
@@ -611,7 +671,7 @@ def send_capped(dst, src, cap, tail):
 
 
 def serve():
-    null = os.open("/dev/null", os.O_RDWR)
+    job = prefork_job()
     while True:
         try:
             header = json.loads(read_exact(0, int.from_bytes(read_exact(0, 8), "big")))
@@ -624,37 +684,32 @@ def serve():
         if ROOT:
             os.chown(JOB_DIR, PROGRAM_UID, PROGRAM_UID)
         start = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            os.dup2(null, 0)
-            os.dup2(null, 1)
-            os.close(results_r)
-            if not PID_NAMESPACE:
-                os.setpgid(0, 0)
-            job = functions_job if header["kind"] == "functions" else stdio_job
-            try:
-                job(sections[0], sections[1], results_w, out_fd, err_fd, header)
-            except BaseException as e:  # noqa: BLE001
-                send(results_w, {"done": True, "error": f"sandbox job failed: {e!r}"})
-            os._exit(0)
+        pid, handoff = job
+        try:
+            socket.send_fds(handoff, [json.dumps(header).encode()], [*sections, results_w, out_fd, err_fd])
+        except OSError:
+            pass  # the waiting job died: no records, so the run fails
+        handoff.close()
         os.close(results_w)
-        timed_out = collect(results_r, results_fd, start + header["timeout"])
-        kill_others(pid)
-        seconds = time.monotonic() - start
-        os.close(results_r)
         for fd in sections:
             os.close(fd)
-        wipe()
+        timed_out = collect(results_r, results_fd, start + header["timeout"])
+        seconds = time.monotonic() - start
+        os.close(results_r)
         cap = header["max_output_bytes"]
         sizes = [os.fstat(results_fd).st_size] + [min(cap, os.fstat(fd).st_size) for fd in (out_fd, err_fd)]
         reply = json.dumps({"status": "timeout" if timed_out else "done", "seconds": seconds,
                             "sizes": sizes}).encode()
         write_all(1, len(reply).to_bytes(8, "big") + reply)
         send_capped(1, results_fd, sizes[0], False)
-        send_capped(1, out_fd, cap, False)
-        send_capped(1, err_fd, cap, True)
+        send_capped(1, out_fd, sizes[1], False)
+        send_capped(1, err_fd, sizes[2], True)
         for fd in (results_fd, out_fd, err_fd):
             os.close(fd)
+        # after the reply, before the next job: nothing of this job survives into the next
+        kill_others(pid)
+        wipe()
+        job = prefork_job()
 
 
 PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "typing", "random",
