@@ -90,7 +90,6 @@ from reasonloop.algorithms.rl_maths import (
     CLIPS,
     KL_ESTIMATORS,
     aggregate_loss,
-    masked_entropy,
 )
 from reasonloop.algorithms.sft import micro_batches
 from reasonloop.config import dump_config
@@ -320,11 +319,11 @@ def load_policy(cfg: GRPOConfig, checkpoint: Path | None):
 
 
 def policy_logprobs(cfg, model, rows: list[TrainRow], pad_id: int, sampled_context: bool = False,
-                    stats: dict | None = None):
-    """(logprobs (B, Tc), logits (B, Tc, V)) of the rows' completion tokens under `model`."""
+                    stats: dict | None = None, with_entropy: bool = False):
+    """(logprobs (B, Tc), entropy (B, Tc), zeros unless `with_entropy`) of the rows' completion tokens."""
     contexts = [r.sample_context if sampled_context else r.context for r in rows]
     return completion_logprobs(model, contexts, [r.completion for r in rows], pad_id,
-                               cfg.sampling.temperature, cfg.share_prefix, cfg.train_forward, stats)
+                               cfg.sampling.temperature, cfg.share_prefix, cfg.train_forward, stats, with_entropy)
 
 
 def reference_logprobs(cfg, model, ref_model, rows: list[TrainRow], pad_id: int) -> torch.Tensor:
@@ -656,7 +655,7 @@ def micro_batch_step(cfg, model, ref_model, chunk: list[TrainRow], totals: dict,
     """Forward and backward of one micro-batch (gradients accumulate); its token-weighted metric shares."""
     batch = make_batch(chunk, device)
     mask = batch.train_mask  # (b, Tc)
-    logp, logits = policy_logprobs(cfg, model, chunk, pad_id, stats=tree_stats)  # (b, Tc), (b, Tc, V)
+    logp, entropy = policy_logprobs(cfg, model, chunk, pad_id, stats=tree_stats, with_entropy=True)  # (b, Tc) x2
     per_token, clipped = CLIPS[cfg.clip](logp, batch.old_logprobs, batch.advantages,
                                          cfg.clip_eps_low, cfg.clip_eps_high, cfg.dual_clip_c)
     kl = torch.zeros_like(logp)
@@ -670,7 +669,7 @@ def micro_batch_step(cfg, model, ref_model, chunk: list[TrainRow], totals: dict,
     with torch.no_grad():
         n_tok = mask.sum().clamp(min=1)
         return {"loss": loss.item(),
-                "policy/entropy": share * masked_entropy(logits.detach(), mask).item(),
+                "policy/entropy": share * ((entropy * mask).sum() / n_tok).item(),
                 "policy/clip_frac": share * ((clipped * mask).sum() / n_tok).item(),
                 "policy/kl": share * ((kl * mask).sum() / n_tok).item(),
                 "policy/ratio_mean": share * (((logp - batch.old_logprobs).exp() * mask).sum() / n_tok).item()}

@@ -181,10 +181,3 @@ def pass_rate_in_band(correct: torch.Tensor, low: float, high: float) -> torch.T
 def has_reward_variance(rewards: torch.Tensor, tol: float = 1e-8) -> torch.Tensor:
     """rewards (P, G) -> (P,) bool: False for zero-variance groups (no GRPO signal; DAPO drops them)."""
     return (rewards.max(dim=1).values - rewards.min(dim=1).values) > tol
-
-
-def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean token entropy (nats) over masked positions. logits (B, T, V), mask (B, T)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    ent = -(logp.exp() * logp).sum(-1)  # (B, T)
-    return (ent * mask).sum() / mask.sum().clamp(min=1)

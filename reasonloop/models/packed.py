@@ -41,11 +41,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from reasonloop.models.llama import LlamaWeights, decoder_layer, final_norm, lm_head, rope, unsupported_reason
+from reasonloop.models.llama import LlamaWeights, decoder_layer, final_norm, rope, unsupported_reason
 
 
 def packed_unsupported_reason(model) -> str | None:
-    """Why `model` cannot use `packed_completion_logits`, or None when it can."""
+    """Why `model` cannot use `packed_completion_hidden`, or None when it can."""
     reason = unsupported_reason(model)
     if reason is None and model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0:
         reason = "attention dropout while training"
@@ -142,7 +142,7 @@ def packed_completion_hidden(model, contexts: list[list[int]], completions: list
     `stats`, if given, gains "tokens" (input tokens of all rows) and "nodes" (distinct prefixes run).
     """
     if any(len(c) == 0 for c in contexts) or any(len(x) == 0 for x in completions):
-        raise ValueError("packed_completion_logits needs non-empty contexts and completions")
+        raise ValueError("packed_completion_hidden needs non-empty contexts and completions")
     w = LlamaWeights.from_model(model, fuse=False)
     device = w.embed.device
     tree = build_token_tree(contexts, completions, share_prefix)
@@ -208,12 +208,3 @@ def packed_completion_hidden(model, contexts: list[list[int]], completions: list
     for r, nodes in enumerate(wanted):
         out_index[r, : len(nodes)] = torch.tensor([slot[node] for node in nodes])
     return PackedHidden(hidden, out_index.to(device))
-
-
-def packed_completion_logits(model, contexts: list[list[int]], completions: list[list[int]],
-                             share_prefix: bool = True, stats: dict | None = None) -> torch.Tensor:
-    """Logits (R, Tc, V) of `packed_completion_hidden`: entry [r, t] predicts completions[r][t]; entries
-    past a completion's length are 0. Holds all the logits at once: training goes through
-    `models/logprobs.py`, which applies `lm_head` in chunks."""
-    packed = packed_completion_hidden(model, contexts, completions, share_prefix, stats)
-    return packed.padded(lm_head(LlamaWeights.from_model(model, fuse=False), packed.hidden))  # (R, Tc, V)

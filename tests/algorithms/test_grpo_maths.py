@@ -11,7 +11,6 @@ from reasonloop.algorithms.rl_maths import (
     KL_ESTIMATORS,
     aggregate_loss,
     has_reward_variance,
-    masked_entropy,
     pass_rate_in_band,
 )
 from reasonloop.verify.rewards import soft_overlong_penalty
@@ -99,8 +98,3 @@ def test_soft_overlong_penalty_by_hand():
 def test_pass_rate_band():
     correct = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
     assert pass_rate_in_band(correct, 0.25, 0.75).tolist() == [False, True, True, False]
-
-
-def test_masked_entropy_uniform_is_log_v():
-    logits = torch.zeros(1, 2, 5)
-    assert masked_entropy(logits, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(math.log(5))

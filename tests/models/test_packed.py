@@ -7,7 +7,7 @@ from hf_models import MODELS  # tests/hf_models.py
 from reasonloop.models.logprobs import completion_logprobs, pad_completions
 from reasonloop.models.packed import (
     build_token_tree,
-    packed_completion_logits,
+    packed_completion_hidden,
     packed_unsupported_reason,
 )
 
@@ -29,13 +29,15 @@ def test_packed_logprobs_and_gradients_equal_the_hf_pass(name, share_prefix):
     results = []
     for forward in ("hf", "packed"):
         model.zero_grad()
-        logprobs, logits = completion_logprobs(model, CONTEXTS, COMPLETIONS, pad_id=0, temperature=0.7,
-                                               share_prefix=share_prefix, forward=forward)
-        assert logprobs.shape == mask.shape and logits.shape[:2] == mask.shape
+        logprobs, entropy = completion_logprobs(model, CONTEXTS, COMPLETIONS, pad_id=0, temperature=0.7,
+                                                share_prefix=share_prefix, forward=forward, with_entropy=True)
+        assert logprobs.shape == mask.shape and entropy.shape == mask.shape
         (logprobs * mask * weights).sum().backward()
-        results.append((logprobs.detach() * mask, {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (lp_hf, g_hf), (lp_packed, g_packed) = results
+        results.append((logprobs.detach() * mask, {n: p.grad.clone() for n, p in model.named_parameters()},
+                        entropy.detach() * mask))
+    (lp_hf, g_hf, ent_hf), (lp_packed, g_packed, ent_packed) = results
     assert torch.allclose(lp_hf, lp_packed, atol=1e-5)
+    assert torch.allclose(ent_hf, ent_packed, atol=1e-5) and ent_hf.sum() > 0
     for n, g in g_hf.items():
         assert g.abs().sum() > 0, n  # every parameter takes part
         # float32 rounding differs (fused RMSNorm, rolled rotary): 1e-5 of the gradient's own scale
@@ -44,7 +46,8 @@ def test_packed_logprobs_and_gradients_equal_the_hf_pass(name, share_prefix):
 
 def test_packed_padding_entries_are_zero_and_only_completions_count():
     model = MODELS["llama-gqa-tied"]()
-    logits = packed_completion_logits(model, CONTEXTS, COMPLETIONS)  # (R, Tc, V)
+    packed = packed_completion_hidden(model, CONTEXTS, COMPLETIONS)
+    logits = packed.padded(model.lm_head(packed.hidden))  # (R, Tc, V)
     assert logits.shape[:2] == (len(COMPLETIONS), 5)
     for r, x in enumerate(COMPLETIONS):
         assert logits[r, len(x):].abs().sum() == 0 and logits[r, : len(x)].abs().sum() > 0
@@ -59,7 +62,7 @@ def test_packed_forward_refuses_what_it_does_not_reproduce():
     with pytest.raises(ValueError, match="forward='packed' is not available.*hooks"):
         completion_logprobs(model, CONTEXTS, COMPLETIONS, pad_id=0, forward="packed")
     with pytest.raises(ValueError, match="non-empty"):
-        packed_completion_logits(MODELS["llama-gqa-tied"](), [A], [[]])
+        packed_completion_hidden(MODELS["llama-gqa-tied"](), [A], [[]])
 
 
 def test_token_tree_by_hand():
@@ -76,6 +79,6 @@ def test_token_tree_by_hand():
 
 def test_packed_forward_reports_how_much_ran():
     stats = {}
-    packed_completion_logits(MODELS["llama-gqa-tied"](), [[1, 2], [1, 2], [1, 3]], [[5, 6, 9], [5, 7, 9], [5, 6, 8]],
+    packed_completion_hidden(MODELS["llama-gqa-tied"](), [[1, 2], [1, 2], [1, 3]], [[5, 6, 9], [5, 7, 9], [5, 6, 8]],
                              stats=stats)
     assert stats == {"tokens": 12, "nodes": 8}
