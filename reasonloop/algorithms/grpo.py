@@ -96,10 +96,10 @@ from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.logprobs import completion_logprobs, pad_completions
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
-from reasonloop.models.policy import ModelConfig, load_model
+from reasonloop.models.policy import ModelConfig, encode_context, load_model
 from reasonloop.models.precision import autocast
-from reasonloop.rollout.engine import TorchEngine
-from reasonloop.rollout.sampler import SamplingParams
+from reasonloop.rollout.factory import SamplerConfig, make_sampler, sync_weights
+from reasonloop.rollout.sampler import Sampler, SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
 from reasonloop.store.trackers import LogConfig
@@ -183,6 +183,9 @@ class GRPOConfig:
     # --- everything else
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, schedule="constant", beta2=0.99))
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """who samples: "torch" (the policy module itself) or "vllm" (its own engine, weights copied in after every
+    optimizer step); GRPO trains the sampled weights, so a served "openai" model cannot be used"""
     health: HealthConfig = field(default_factory=HealthConfig)
     eval_problems: int = 200
     eval_every: int = 0
@@ -233,6 +236,14 @@ class GRPOConfig:
             get_reward(name)  # KeyError naming the bad reward at config load, not at step 1
         if self.process_aggregate not in AGGREGATIONS:
             raise ValueError(f"process_aggregate {self.process_aggregate!r} not in {AGGREGATIONS}")
+        if self.sampler.kind == "openai":
+            raise ValueError("sampler.kind=openai: GRPO trains the weights it samples from; use torch or vllm")
+        if self.sampler.kind == "vllm" and self.old_logprobs != "recompute":
+            raise ValueError("sampler.kind=vllm needs old_logprobs=recompute: vLLM's log-probs come from other "
+                             "kernels (and precision) than the trainer's, so they are not pi_old to the trainer")
+        if self.sampler.kind == "vllm" and self.overlap_sampling:
+            raise ValueError("overlap_sampling copies the policy into a second sampler; with sampler.kind=vllm that "
+                             "is a second vLLM engine: turn one of them off")
         if self.overlap_sampling and self.old_logprobs != "sampler":
             raise ValueError("overlap_sampling needs old_logprobs='sampler': the batch comes from the weights before "
                              "the last update, and only the sampler's logprobs are that behaviour policy's")
@@ -295,15 +306,15 @@ def make_batch(rows: list[TrainRow], device) -> TrainTensors:
     return TrainTensors(old_logprobs.to(device), loss_mask.to(device), train_mask.to(device), advantages.to(device))
 
 
-def rows_from_rollouts(rollouts: Rollouts, encode_context, overlong_filter: bool) -> list[TrainRow]:
+def rows_from_rollouts(rollouts: Rollouts, encode, overlong_filter: bool) -> list[TrainRow]:
     """One `TrainRow` per sample of the kept groups, groups contiguous (the advantage maths relies on it)."""
     rows = []
     for arm, g in zip(rollouts.arms, rollouts.groups):
-        context = encode_context(g.problem.prompt)
+        context = encode(g.problem.prompt)
         for s in g.samples:
             hint = s.meta.get("hint_prompt")
             rows.append(TrainRow(arm=arm, context=context,
-                                 sample_context=encode_context(hint) if hint else context,
+                                 sample_context=encode(hint) if hint else context,
                                  completion=list(s.token_ids), old_logprobs=list(s.logprobs),
                                  reward=s.rewards["total"], masked=overlong_filter and s.finish_reason == "length"))
     return rows
@@ -391,7 +402,7 @@ class Trainer:
     model: torch.nn.Module
     tokenizer: object
     ref_model: torch.nn.Module | None
-    sampler: TorchEngine
+    sampler: Sampler
     optimizer: torch.optim.Optimizer
     scheduler: object
     sources: RewardSources
@@ -402,6 +413,12 @@ class Trainer:
     batches: BatchSource
     state: dict
     """step, cursors (one per category), train_seconds: what a checkpoint restores"""
+    model_config: ModelConfig
+
+    def encode(self, prompt: str) -> list[int]:
+        """A prompt's token ids as the sampler formats them (the one encoding, `models.policy.encode_context`)."""
+        return encode_context(self.tokenizer, prompt, use_chat_template=self.model_config.use_chat_template,
+                              system_prompt=self.model_config.system_prompt)
 
     def evaluate(self, cfg: GRPOConfig) -> dict:
         return held_out_accuracy(self.sampler, self.eval_task, cfg.eval_max_new_tokens)
@@ -418,11 +435,10 @@ def setup(cfg: GRPOConfig) -> Trainer:
     if cfg.kl_coef > 0 and cfg.lora.r == 0:  # always the *base* weights, also when resuming
         ref_model, _ = load_model(cfg.model, for_training=False)
 
-    def make_sampler(policy) -> TorchEngine:
-        return TorchEngine(policy, tokenizer, model_id=cfg.model.path, use_chat_template=cfg.model.use_chat_template,
-                           system_prompt=cfg.model.system_prompt)
+    def sampler_over(policy) -> Sampler:
+        return make_sampler(cfg.sampler, cfg.model, policy=policy, tokenizer=tokenizer)
 
-    sampler = make_sampler(model)
+    sampler = sampler_over(model)
     sources = RewardSources.load(cfg, device=str(device))
     optimizer = make_optimizer(model.parameters(), cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.optimizer_steps)
@@ -438,8 +454,8 @@ def setup(cfg: GRPOConfig) -> Trainer:
         bandit=SelfEvolvingCurriculum(len(tasks), cfg.curriculum.alpha, cfg.curriculum.temperature),
         monitor=HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg)),
         eval_task=cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None,
-        batches=make_batch_source(cfg, recipe, sampler, model, make_sampler),
-        state={"step": 0, "cursors": recipe.start_cursors()})
+        batches=make_batch_source(cfg, recipe, sampler, model, sampler_over),
+        state={"step": 0, "cursors": recipe.start_cursors()}, model_config=cfg.model)
     if latest is not None:
         trainer.state = load_trainer_state(latest, optimizer, scheduler)
         trainer.bandit.load_state_dict(trainer.state.pop("bandit"))
@@ -465,7 +481,7 @@ def main(cfg: GRPOConfig) -> dict:
         # --- draw, sample, score, filter (or take the batch sampled during the last step)
         rollouts, waited = t.batches.next(step, t.bandit, t.state["cursors"], rng, t.model)
         t.state["cursors"] = rollouts.cursors
-        rows = rows_from_rollouts(rollouts, t.sampler.encode_context, cfg.overlong_filter)
+        rows = rows_from_rollouts(rollouts, t.encode, cfg.overlong_filter)
         metrics: dict = {"step": step}
         if rows:
             # --- pi_old, KL-shaped rewards, advantages
@@ -484,6 +500,7 @@ def main(cfg: GRPOConfig) -> dict:
                 metrics.update(update_policy(cfg, t.model, t.ref_model, t.optimizer, t.scheduler, rows,
                                              len(rollouts.groups), pad_id, device, rng))
             metrics["time/train"] = time.perf_counter() - t_train
+            sync_weights(t.sampler, t.model)  # a sampler with its own copy (vLLM) takes the new weights
         else:
             console.print(f"[yellow]grpo step {step}: no usable group after filtering; no update[/yellow]")
 
