@@ -112,7 +112,7 @@ def evaluate_protocol(sampler, task, problems, *, protocol: str, temperature: fl
         oks = [task.verify(p, s.text) == 1.0 for s in group]
         chosen = majority_vote(answers)
         records.append(EvalRecord(
-            problem_id=p.id, task=task.name, strategy=protocol, answer=p.answer, selected=chosen,
+            problem_id=p.id, task=task.name, strategy=f"{protocol}@{k}", answer=p.answer, selected=chosen,
             correct=chosen is not None and any(a == chosen and ok for a, ok in zip(answers, oks)),
             predictions=answers, sample_correct=oks, tokens=sum(s.num_tokens for s in group), model_calls=k,
             model_id=group[0].model_id if group else "",

@@ -161,7 +161,7 @@ def test_benchmark_metrics_use_the_fewest_samples_common_to_all_problems():
     assert "pass@2" in got and "pass@4" not in got and got["avg@2"]["value"] == pytest.approx((0.75 + 0.5) / 2)
 
 
-def test_a_dataset_task_goes_through_the_same_protocol():
+def test_a_dataset_task_goes_through_the_same_protocol(tmp_path):
     from pathlib import Path
 
     task = make_task("gsm8k", source=str(Path(__file__).parents[1] / "fixtures" / "gsm8k.jsonl"))
@@ -171,4 +171,9 @@ def test_a_dataset_task_goes_through_the_same_protocol():
                                          temperature=0.0, top_p=1.0, k=1, max_new_tokens=16)
     assert results["benchmark"] == "gsm8k" and [r.sample_correct for r in records] == [[i % 2 == 0] for i in
                                                                                      range(len(ids))]
+    assert {r.strategy for r in records} == {"greedy@1"}  # not the default eval's "greedy": compare scores avg@1
+    for run in ("a", "b"):
+        write_jsonl(tmp_path / run / "benchmarks" / "gsm8k.records.jsonl", records)
+    same = compare(CompareConfig(runs=[str(tmp_path / "a"), str(tmp_path / "b")], reps=200))
+    assert same["benchmarks"][0]["a"] == results["metrics"]["avg@1"]["value"] and "mcnemar" in same["benchmarks"][0]
     assert results["metrics"]["avg@1"]["value"] == pytest.approx(sum(i % 2 == 0 for i in range(len(ids))) / len(ids))
