@@ -71,14 +71,14 @@ class Tracker(Protocol):
 
 
 def numeric_metrics(row: dict[str, Any]) -> dict[str, float]:
-    """The trackable part of a metrics row: finite numbers (bools as 0/1), minus bookkeeping keys.
+    """The trackable part of a metrics row: finite numbers (bools as 0/1), minus the step keys and wall time.
 
     >>> numeric_metrics({"step": 3, "time": 1.5, "loss": 0.5, "ok": True, "name": "x", "bad": float("nan")})
     {'loss': 0.5, 'ok': 1.0}
     """
     out = {}
     for key, value in row.items():
-        if key in ("step", "time") or not isinstance(value, (int, float)):
+        if key in ("step", "iteration", "time") or not isinstance(value, (int, float)):
             continue
         if math.isfinite(value):
             out[key] = float(value)

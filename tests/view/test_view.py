@@ -25,6 +25,19 @@ def test_collect_flags_samples_and_finds_steps_trees_and_config(tmp_path):
     assert len(collect(tmp_path / "r", samples_per_step=1)["steps"][0]["samples"]) == 1
 
 
+
+def test_selftrain_iterations_are_steps_too_but_not_their_training_subsets(tmp_path):
+    from reasonloop.store.jsonl import read_jsonl, write_jsonl
+    from reasonloop.types import Sample
+
+    run = make_run(tmp_path / "r")
+    samples = read_jsonl(run.rollouts_path(1), Sample)
+    write_jsonl(run.samples_dir / "iter_001.jsonl", samples)
+    write_jsonl(run.samples_dir / "iter_001_train.jsonl", samples[:1])
+    labels = [s["label"] for s in collect(run.root)["steps"]]
+    assert labels == ["step 1", "step 2", "step 3", "iteration 1"]
+
+
 def test_the_page_is_one_file_that_fetches_nothing_and_embeds_its_data_safely(tmp_path):
     make_run(tmp_path / "r")
     out = main(ViewConfig(run=str(tmp_path / "r")))
