@@ -132,6 +132,13 @@ def bisection_probes(num_steps: int, first_error: int) -> int:
     return probes
 
 
+def error_step(row: dict) -> int:
+    """A wrong-answer row's first error; when every step passes `check_step` (the answer line or the
+    end is what is wrong, e.g. a truncated solution), the last step, which is what a search concludes."""
+    error = row["true_first_error"]
+    return len(row["completions"]) - 1 if error is None else error
+
+
 def adaptive_probes(truth: list[dict]) -> int:
     """Estimates `AdaptiveSearch` makes on the rows in order when every estimate is exact (its counts then
     hold the true first errors of the rows before)."""
@@ -141,7 +148,7 @@ def adaptive_probes(truth: list[dict]) -> int:
     for r in truth:
         if r["outcome"]:
             continue
-        size, error = len(r["completions"]), r["true_first_error"]
+        size, error = len(r["completions"]), error_step(r)
         plan, lo, hi = search_plan(labeler.weights(size)), 0, size
         while hi - lo > 1:
             mid = plan[(lo, hi)]
@@ -156,10 +163,10 @@ def oracle_estimates(truth: list[dict]) -> dict[str, int]:
     wrong = [r for r in truth if not r["outcome"]]
     return {
         "adaptive_search": adaptive_probes(truth),
-        "binary_search": sum(bisection_probes(len(r["completions"]), r["true_first_error"]) for r in wrong),
+        "binary_search": sum(bisection_probes(len(r["completions"]), error_step(r)) for r in wrong),
         "mc": sum(len(r["completions"]) - 1 for r in truth),
         "mc_outcome": sum(len(r["completions"]) - 1 for r in wrong),
-        "mc_sequential": sum(min(r["true_first_error"] + 1, len(r["completions"]) - 1) for r in wrong),
+        "mc_sequential": sum(min(error_step(r) + 1, len(r["completions"]) - 1) for r in wrong),
     }
 
 

@@ -14,6 +14,7 @@ libraries, nothing fetched):
 - search trees of beam / MCTS records (`records.jsonl`, `cells/*.jsonl`: `meta["tree"]`),
   nodes coloured by score;
 - the resolved config.
+`view.html?step=5&show=wrong` opens a step with a filter set (show: all, correct, wrong, flagged).
 
 Hand-written because no maintained library renders these artifacts offline in one file:
 TensorBoard / W&B need a server or an account, and a plotting library would either load from a
@@ -260,6 +261,11 @@ ul.tree { list-style: none; padding-left: 1.2em; border-left: 1px dotted #bbb; m
   var stepSel = document.getElementById("step");
   D.steps.forEach(function (s, i) { stepSel.appendChild(el("option", {value: i}, s.label + " (" + s.samples.length + ")")); });
   if (D.steps.length) stepSel.value = D.steps.length - 1;
+  // links can choose what opens: view.html?step=5&show=wrong
+  var query = {};
+  location.search.slice(1).split("&").forEach(function (kv) { var p = kv.split("="); if (p[0]) query[p[0]] = decodeURIComponent(p[1] || ""); });
+  D.steps.forEach(function (s, i) { if (query.step && s.label.split(" ")[1] === query.step) stepSel.value = i; });
+  if (query.show) { var radio = document.querySelector("input[name=show][value='" + query.show + "']"); if (radio) radio.checked = true; }
   function show() { return document.querySelector("input[name=show]:checked").value; }
   function keep(s) {
     var m = show(), q = document.getElementById("search").value.toLowerCase();
@@ -313,6 +319,7 @@ ul.tree { list-style: none; padding-left: 1.2em; border-left: 1px dotted #bbb; m
     });
     document.getElementById("count").textContent = shown + " shown";
     document.body.setAttribute("data-rows", String(shown));
+    document.body.setAttribute("data-step", step ? step.label : "");
   }
   [stepSel, document.getElementById("search")].forEach(function (e) { e.addEventListener("input", drawTable); });
   document.querySelectorAll("input[name=show]").forEach(function (e) { e.addEventListener("change", drawTable); });

@@ -45,6 +45,9 @@ def test_oracle_estimates_by_hand():
     # probes prefix 1 (good), then 2 (good): 2 probes
     assert oracle_estimates(truth) == {"adaptive_search": 4, "binary_search": 4, "mc": 7, "mc_outcome": 5,
                                        "mc_sequential": 3}
+    # a wrong answer whose steps all pass check_step (a truncated solution): its last step is the error
+    cut = {"completions": ["a", "b", "c"], "outcome": False, "true_first_error": None}
+    assert oracle_estimates([cut])["binary_search"] == 2 and oracle_estimates([cut])["mc_sequential"] == 2
 
 
 def test_score_variants_adds_soft_and_free_hnc_rows():

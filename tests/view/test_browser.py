@@ -36,7 +36,18 @@ def body_attributes(page) -> dict:
 def test_chromium_renders_the_page_without_script_errors(tmp_path):
     make_run(tmp_path / "r")
     attrs = body_attributes(main(ViewConfig(run=str(tmp_path / "r"))))
-    assert attrs == {"errors": "0", "rows": "3", "rendered": "1"}
+    assert attrs == {"errors": "0", "rows": "3", "step": "step 3", "rendered": "1"}
+
+
+def test_a_link_opens_a_step_with_a_filter(tmp_path):
+    make_run(tmp_path / "r")
+    page = main(ViewConfig(run=str(tmp_path / "r")))
+    dom = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          page.as_uri() + "?step=1&show=correct"], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert 'data-step="step 1"' in body and 'data-rows="2"' in body  # not the default (last) step
+    assert dom.count('class="sample"') == 2  # the two right answers of step 1
 
 
 def test_the_error_sink_catches_a_failing_script(tmp_path):
