@@ -83,9 +83,10 @@ class RunDir:
     # --- metrics ---
     def log(self, metrics: dict[str, Any]) -> None:
         """Append one metrics row, with the process's peak memory so far (`utils.peak_memory`)."""
-        append_jsonl(self.metrics_path, [{"time": round(time.time(), 3), **metrics, **peak_memory()}])
+        row = {**metrics, **peak_memory()}
+        append_jsonl(self.metrics_path, [{"time": round(time.time(), 3), **row}])
         if self.trackers is not None:
-            self.trackers.log(metrics)
+            self.trackers.log(row)  # the very row of metrics.jsonl: the same names in every tracker
 
     def close(self) -> None:
         """Finish the trackers' runs (W&B, MLflow); also done at interpreter exit."""

@@ -61,6 +61,7 @@ def test_tensorboard_gets_every_number_under_its_own_name(tmp_path):
     pytest.importorskip("tensorboard")
     run = log_rows(tmp_path, ["jsonl", "tensorboard"])
     got, acc = scalars(run.root / "tensorboard")
+    assert [step for step, _ in got.pop("mem/peak_rss_gb")] == [0, 1, 2]  # what RunDir.log adds, here too
     assert got == {"eval/greedy_accuracy": [(0, 0.25)], "loss": [(1, 1.0), (2, 0.5)],
                    "pass@2": [(1, 0.5), (2, 0.75)], "health/kl_blowup": [(2, 0.0)]}
     assert "config/text_summary" in acc.Tags()["tensors"]  # the config as a text summary
@@ -76,6 +77,7 @@ def test_tensorboard_resume_drops_the_steps_that_are_run_again(tmp_path):
     resumed.close()
     got, _ = scalars(run.root / "tensorboard")
     assert got["loss"] == [(1, 1.0), (2, 0.4), (3, 0.3)]
+    assert [step for step, _ in got["mem/peak_rss_gb"]] == [0, 1, 2, 3]
     assert [r["step"] for r in resumed.read_metrics()] == [0, 1, 2, 3]
 
 
@@ -111,6 +113,7 @@ def test_wandb_offline_run_holds_the_same_metrics_and_the_config(tmp_path, monke
         kind = record.WhichOneof("record_type")
         if kind == "history":
             items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            assert items.pop("mem/peak_rss_gb") > 0  # what RunDir.log adds to every row, here too
             history.append({k: v for k, v in items.items() if not k.startswith("_")})
         elif kind == "run":
             config = {i.key: json.loads(i.value_json) for i in record.run.config.update}
@@ -131,7 +134,8 @@ def test_mlflow_file_store_holds_the_same_metrics_and_resume_continues_the_run(t
     (found,) = client.search_runs([experiment.experiment_id])
     assert found.info.run_name == "r" and found.info.status == "FINISHED"
     history = {k: [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, k)]
-               for k in ("loss", mlflow_name("pass@2"), "eval/greedy_accuracy")}
+               for k in ("loss", mlflow_name("pass@2"), "eval/greedy_accuracy", "mem/peak_rss_gb")}
+    assert [step for step, _ in history.pop("mem/peak_rss_gb")] == [0, 1, 2]
     assert history == {"loss": [(1, 1.0), (2, 0.5)], "pass_at_2": [(1, 0.5), (2, 0.75)],
                        "eval/greedy_accuracy": [(0, 0.25)]}
     resumed = RunDir.create(run.root, resume=True, log=LogConfig(to=["mlflow"], project="proj"))
