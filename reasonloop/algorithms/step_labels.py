@@ -17,9 +17,12 @@ Labelers (each is one function below, registered in `LABELERS`):
 - `AdaptiveSearch` (ours): the same search for the first zero-value prefix, probing in the order that
   minimises the expected number of probes under the first-error positions found so far in this
   run (`search_plan`, an optimal alphabetic search tree): bisection when errors are spread out,
-  prefix by prefix when they come early. Cost: N x its probes; under the counted distribution its
-  expected probes are at most bisection's and sequential probing's (both are search trees the
-  plan optimises over). Stateful, so not in `LABELERS`: `make_labeler` builds one per run.
+  prefix by prefix when they come early; a good probe also jumps past every step that one of its
+  successful continuations wrote again word for word (such a continuation is a successful
+  continuation of the deeper prefix too: a witness, at no rollout). Cost: N x its probes; under
+  the counted distribution its expected probes without witnesses are at most bisection's and
+  sequential probing's (both are search trees the plan optimises over). Stateful, so not in
+  `LABELERS`: `make_labeler` builds one per run.
 - `outcome_gated_mc_labels`: per-step Monte-Carlo that first grades the final answer and
   labels a verified solution all-good at zero cost (binary search's shortcut, given to MC,
   so a comparison isolates what bisection itself saves).
@@ -214,14 +217,38 @@ def binary_search_labels(
                          "binary_search")
 
 
+def probe_with_witnesses(sampler: Sampler, task: Task, problem: Problem, steps: list[str], k: int, n: int,
+                         params: SamplingParams, separator: str) -> tuple[float, int, int, int]:
+    """Monte-Carlo value of prefix k, plus the deepest prefix a successful continuation *witnesses*.
+
+    A continuation of prefix k whose first m lines are the solution's own steps k .. k+m-1 and
+    which reaches the gold answer is also a successful continuation of prefix k+m: that prefix has
+    value > 0, with no rollout of its own. (A policy labelling its own samples often rewrites the
+    same right steps.) Returns (value, rollouts, tokens, witnessed prefix >= k; k when none).
+    """
+    prefix = prefix_text(steps, k, separator)
+    (group,) = sampler.generate([problem.prompt], n, params, prefixes=[prefix])
+    scores = [task.verify(problem, prefix + s.text) for s in group]
+    deepest = k
+    for s, score in zip(group, scores):
+        if score == 1.0:
+            lines, m = split_steps(s.text, separator), 0
+            while k + m < len(steps) - 1 and m < len(lines) and lines[m] == steps[k + m].strip():
+                m += 1
+            deepest = max(deepest, k + m)
+    return sum(scores) / len(group), len(group), sum(x.num_tokens for x in group), deepest
+
+
 def search_labels(
     sampler: Sampler, task: Task, problem: Problem, steps: list[str], n: int, params: SamplingParams,
-    separator: str, probe: Callable[[int, int], int], method: str,
+    separator: str, probe: Callable[[int, int], int], method: str, witnesses: bool = False,
 ) -> LabeledSolution:
     """Search for the first prefix whose Monte-Carlo value is 0, probing prefix `probe(lo, hi)` next.
 
     Invariant: prefix `lo` is good (value > 0; the empty prefix is assumed good) and prefix
-    `hi` is bad (value 0); the first error is step hi - 1 once hi = lo + 1.
+    `hi` is bad (value 0); the first error is step hi - 1 once hi = lo + 1. With `witnesses`,
+    a good probe moves `lo` to the deepest prefix its successful continuations witness
+    (`probe_with_witnesses`), which then keeps the probe's value as its soft label.
     """
     (outcome,), _, _ = estimate_values(sampler, task, problem, steps, [len(steps)], n, params, separator)
     if outcome == 1.0:  # a correct final answer: every step is labelled good, no rollouts
@@ -233,9 +260,17 @@ def search_labels(
         mid = probe(lo, hi)
         if not lo < mid < hi:
             raise ValueError(f"probe({lo}, {hi}) = {mid} is not strictly between them")
-        (value,), r, t = estimate_values(sampler, task, problem, steps, [mid], n, params, separator)
+        if witnesses:
+            value, r, t, deepest = probe_with_witnesses(sampler, task, problem, steps, mid, n, params, separator)
+        else:
+            (value,), r, t = estimate_values(sampler, task, problem, steps, [mid], n, params, separator)
+            deepest = mid
         probed[mid], rollouts, tokens = value, rollouts + r, tokens + t
-        lo, hi = (mid, hi) if value > 0 else (lo, mid)
+        if value > 0:
+            lo = min(deepest, hi - 1)  # a witness deeper than a measured zero: that zero was a miss
+            probed.setdefault(lo, value)
+        else:
+            hi = mid
     hard = [k <= lo for k in range(1, len(steps) + 1)]  # step i ends prefix k = i + 1
     # unprobed good steps: the value of the nearest probed good prefix after them (there is one: lo)
     soft = [probed.get(k, probed.get(lo, 1.0)) if k <= lo else 0.0 for k in range(1, len(steps) + 1)]
@@ -281,12 +316,16 @@ class AdaptiveSearch:
     with the `search_plan` that minimises the expected number of probes under those counts
     (+1 smoothing: with no history it is bisection). When errors come early, as they do for
     small policies, it probes the first prefixes first, like sequential MC; when they are spread
-    out, it bisects. The counts come from the labels themselves, never from the ground truth.
+    out, it bisects. The counts come from the labels themselves, never from the ground truth. And a
+    good probe jumps past the solution's steps that its successful continuations wrote again
+    (witnesses: those deeper prefixes are good at no extra rollout).
     """
 
-    def __init__(self):
+    def __init__(self, witnesses: bool = True):
         self.by_length: dict[int, list[int]] = {}
         self.pooled: list[int] = []
+        self.witnesses = witnesses
+        """a good probe jumps past the steps its successful continuations rewrote (`probe_with_witnesses`)"""
 
     def weights(self, size: int) -> list[float]:
         own = self.by_length.get(size, [0] * size)
@@ -308,7 +347,7 @@ class AdaptiveSearch:
                  params: SamplingParams, separator: str = "\n") -> LabeledSolution:
         plan = search_plan(self.weights(len(steps)))
         labeled = search_labels(sampler, task, problem, steps, n, params, separator,
-                                lambda lo, hi: plan[(lo, hi)], "adaptive_search")
+                                lambda lo, hi: plan[(lo, hi)], "adaptive_search", self.witnesses)
         self.observe(labeled.hard)
         return labeled
 

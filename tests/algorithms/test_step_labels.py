@@ -336,3 +336,21 @@ def test_adaptive_search_learns_where_errors_are_and_probes_there_first():
     assert resumed.weights(5) == uninterrupted.weights(5)
     assert make_labeler("adaptive_search", rows)(ContinuingSampler(), TASK, PROBLEM, planted(0), 4,
                                                  PARAMS).rollouts == 4
+
+
+def test_a_successful_continuation_that_rewrites_the_solutions_steps_witnesses_deeper_prefixes():
+    from reasonloop.algorithms.step_labels import AdaptiveSearch, probe_with_witnesses
+
+    steps = planted(3)  # steps 0-2 right, 3 wrong; the sampler continues right steps exactly as written
+    value, rollouts, _, deepest = probe_with_witnesses(ContinuingSampler(), TASK, PROBLEM, steps, 1, 4, PARAMS, "\n")
+    assert (value, rollouts, deepest) == (1.0, 4, 3)  # rewrites steps 1, 2 (right), not 3 (wrong)
+    value, _, _, deepest = probe_with_witnesses(ContinuingSampler(wrong_per_prefix=4), TASK, PROBLEM, steps, 1, 4,
+                                                PARAMS, "\n")
+    assert (value, deepest) == (0.0, 1)  # no success, no witness
+    # bisection probes prefixes 2, 3 (good) and 4 (bad); with witnesses prefix 2's continuations prove
+    # prefix 3 good, so only prefix 4 is left: 2 probes
+    plain, witnessed = ContinuingSampler(), ContinuingSampler()
+    a = AdaptiveSearch(witnesses=False)(plain, TASK, PROBLEM, steps, n=4, params=PARAMS)
+    b = AdaptiveSearch()(witnessed, TASK, PROBLEM, steps, n=4, params=PARAMS)
+    assert a.hard == b.hard == [True, True, True, False, False]
+    assert (a.rollouts, b.rollouts) == (12, 8) == (plain.rollouts, witnessed.rollouts)
