@@ -188,6 +188,18 @@ def equal_f1_cost(table: list[dict], ours: str, peer: str, tolerance: float) -> 
     }
 
 
+def same_n(table: list[dict], ours: str, peer: str) -> list[dict]:
+    """Both methods at each N: the cost ratio and the F1 of each (the equal-F1 rule picks one N per method,
+    so a 0.005 F1 difference at a threshold can move a method to the next N; this shows what it moved)."""
+    rows = {(r["method"], r["n"]): r for r in table}
+    return [{"n": n, "ours": round(rows[(ours, n)]["rollouts_per_located_error"], 2),
+             "peer": round(rows[(peer, n)]["rollouts_per_located_error"], 2),
+             "ratio": round(rows[(peer, n)]["rollouts_per_located_error"]
+                            / rows[(ours, n)]["rollouts_per_located_error"], 3),
+             "ours_f1": round(rows[(ours, n)]["f1"], 3), "peer_f1": round(rows[(peer, n)]["f1"], 3)}
+            for n in sorted({n for m, n in rows if m == ours}) if (peer, n) in rows]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--policy", default="", help="pretrained policy directory (default: build one)")
@@ -278,6 +290,7 @@ def main() -> None:
                   "(lower is better)",
         **versus["adaptive_search"][strongest],
         "beats_every_mc_variant": {ours: all(v["ratio"] > 1 for v in versus[ours].values()) for ours in OURS},
+        "same_n_vs_strongest": same_n(table, "adaptive_search", strongest),
         **{f"{ours}_vs_{peer}": versus[ours][peer] for ours in OURS for peer in PEERS},
         "oracle_estimates": oracle,
         "oracle_ratio": {ours: {peer: round(oracle[peer] / max(1, oracle[ours]), 3) for peer in PEERS}

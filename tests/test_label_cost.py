@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.label_cost import bisection_probes, equal_f1_cost, oracle_estimates, score_variants
+from bench.label_cost import bisection_probes, equal_f1_cost, oracle_estimates, same_n, score_variants
 
 
 def entry(method, n, f1, rollouts, located, tokens=0):
@@ -27,6 +27,14 @@ def test_equal_f1_cost_picks_each_methods_cheapest_n_reaching_the_common_target(
     assert (got["ours_n"], got["peer_n"], got["target_f1"]) == (2, 2, 0.86)
     assert got["ours"] == round(20 / 9, 2) and got["peer"] == 7.5
     assert got["ratio"] == round(7.5 / (20 / 9), 3) and got["token_ratio"] == round(75 / (200 / 9), 3)
+
+
+def test_same_n_lines_both_methods_up_at_every_n():
+    table = [entry("adaptive_search", 1, 0.73, 18, 10), entry("mc_sequential", 1, 0.725, 19, 10),
+             entry("adaptive_search", 2, 0.75, 40, 10), entry("mc_sequential", 2, 0.751, 41, 10)]
+    assert same_n(table, "adaptive_search", "mc_sequential") == [
+        {"n": 1, "ours": 1.8, "peer": 1.9, "ratio": round(1.9 / 1.8, 3), "ours_f1": 0.73, "peer_f1": 0.725},
+        {"n": 2, "ours": 4.0, "peer": 4.1, "ratio": 1.025, "ours_f1": 0.75, "peer_f1": 0.751}]
 
 
 @pytest.mark.parametrize("error, probes", [(0, 2), (1, 2), (2, 2), (3, 3), (4, 3)])
@@ -76,6 +84,7 @@ def test_bench_end_to_end_on_a_tiny_policy(tiny_model_dir, tmp_path):
     peers = ("mc", "mc_outcome", "mc_sequential")
     assert result["ratio"] == min(result[f"adaptive_search_vs_{p}"]["ratio"] for p in peers)  # the strongest peer
     assert result["peer_name"] in peers and result["ours_name"] == "adaptive_search"
+    assert [r["n"] for r in result["same_n_vs_strongest"]] == [1, 2]
     table = json.loads((tmp_path / "rows" / "table.json").read_text())
     methods = {r["method"] for r in table}
     assert methods == {"adaptive_search", "binary_search", "binary_search + HNC", "mc", "mc soft", "mc + HNC", "mc_outcome",
