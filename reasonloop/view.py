@@ -341,8 +341,10 @@ ul.tree { list-style: none; padding-left: 1.2em; border-left: 1px dotted #bbb; m
   }
   var trees = document.getElementById("tree-list");
   if (!D.trees.length) trees.appendChild(el("p", {}, "no search trees in this run (beam / MCTS records keep one per problem)"));
-  D.trees.forEach(function (t) {
-    var d = el("details"); d.appendChild(el("summary", {}, t.source + ": " + t.problem_id + " (" + t.strategy + ", " + (t.correct ? "correct" : "wrong") + ")"));
+  D.trees.forEach(function (t, i) {
+    var d = el("details");
+    if (i === 0) d.open = true;  // the first tree shown unfolded
+    d.appendChild(el("summary", {}, t.source + ": " + t.problem_id + " (" + t.strategy + ", " + (t.correct ? "correct" : "wrong") + ")"));
     var ul = el("ul", {"class": "tree"}); ul.appendChild(node(t.tree)); d.appendChild(ul); trees.appendChild(d);
   });
   document.getElementById("config-text").textContent = D.config || "(no config.yaml)";

@@ -35,8 +35,11 @@ def body_attributes(page) -> dict:
 
 def test_chromium_renders_the_page_without_script_errors(tmp_path):
     make_run(tmp_path / "r")
-    attrs = body_attributes(main(ViewConfig(run=str(tmp_path / "r"))))
-    assert attrs == {"errors": "0", "rows": "3", "step": "step 3", "rendered": "1"}
+    page = main(ViewConfig(run=str(tmp_path / "r")))
+    assert body_attributes(page) == {"errors": "0", "rows": "3", "step": "step 3", "rendered": "1"}
+    dom = browse(page, "--dump-dom").stdout
+    assert "<summary>records.jsonl: p1 (mcts, correct)</summary>" in dom  # the search tree, unfolded
+    assert "Answer: 3   [score 0.950, finished, chosen]" in dom
 
 
 def test_a_link_opens_a_step_with_a_filter(tmp_path):
