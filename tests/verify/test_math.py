@@ -241,3 +241,33 @@ def test_fast_path_pieces():
 def test_math_reward_not_applicable_without_gold():
     assert math_reward(Problem("p", "?"), r"\boxed{1}") is None
     assert grade_math("1", r"\boxed{1}") == 1.0
+
+
+def test_answer_rules_of_docs_verifiers():
+    from reasonloop.verify.math import answers_equal, grade_math
+
+    # competing final answers are a hedge; one value in two spellings is not
+    assert grade_math("72", "So \\boxed{70}.\n#### 72") == 0.0
+    assert grade_math("0.5", r"\boxed{\frac{1}{2}}, that is \boxed{0.5}") == 1.0
+    assert grade_math("13", r"$\boxed{12 \text{ or } 13}$") == 0.0 and grade_math("13", "The answer is 12 or 13.") == 0.0
+    assert grade_math(r"\frac{3}{4}", "Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.") == 1.0
+    # rounded decimals are not exact values unless the task gives a tolerance
+    assert not answers_equal(r"\frac{\sqrt{2}}{2}", "0.7071068") and not answers_equal(r"\pi", "3.14159")
+    assert answers_equal(r"\pi", "3.1416", tolerance=1e-4) and not answers_equal(r"\pi", "3.2", tolerance=1e-3)
+    assert answers_equal(r"\frac{3\sqrt{3}}{2}", r"1.5\sqrt{3}")  # an exact decimal factor is fine
+    # percent: a unit, and /100 only where the task says so
+    assert answers_equal("25", r"25\%") and not answers_equal("0.25", r"25\%")
+    assert answers_equal("0.25", r"25\%", percent=True) and not answers_equal("0.4", "4%", percent=True)
+    # equivalent forms
+    assert answers_equal("1500", r"1.5 \times 10^{3}") and answers_equal("3000000", "3e6")
+    assert answers_equal("5", r"\left(5\right)") and answers_equal("5", "{(5)}")
+    assert answers_equal("x^2 + 2x + 1", "(x+1)^2") and not answers_equal("2x - 3", "3 - 2x")
+    assert answers_equal(r"\text{(C)}", "C") and not answers_equal(r"\text{(C)}", "(B)")
+
+
+def test_the_exact_evaluator_refuses_to_build_huge_numbers():
+    from reasonloop.verify.numeric import value_of
+
+    for text in ("1e999999999", "2^{99999}", "10^{10^{10}}", "5000!", "(" * 500 + "1" + ")" * 500):
+        assert value_of(text) is None, text
+    assert value_of("2^{100}").x == 2**100 and value_of("20!").x == 2432902008176640000
