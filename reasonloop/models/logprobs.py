@@ -38,6 +38,7 @@ scaling after the head), checked against `model(...).logits` in the tests"""
 
 
 def chunk_rows(vocab: int, chunk: int | None = None) -> int:
+    """Rows per chunk: `chunk` if given, else as many as `CHUNK_ELEMENTS` logits hold."""
     return chunk or max(1, CHUNK_ELEMENTS // vocab)
 
 

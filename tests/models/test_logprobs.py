@@ -137,7 +137,8 @@ def test_entropy_of_uniform_logits_is_log_v_and_logprob_is_minus_log_v():
     assert lp.tolist() == pytest.approx([-math.log(5)] * 3) and ent.tolist() == pytest.approx([math.log(5)] * 3)
 
 
-@pytest.mark.parametrize("name", ["llama-gqa-tied", "gpt2"])
+@pytest.mark.parametrize("name", ["llama-gqa-tied", "qwen2-gqa-qkv-bias", "llama3-rope", "qwen3-qk-norm",
+                                  "mistral-window-64", "gpt2"])
 def test_token_logprobs_through_the_chunked_head_equal_the_models_logits(name):
     """`hidden_head`'s claim for each PLAIN_HEAD family tested: the decoder's hidden states through
     `lm_head` in chunks give the log-probs, entropies and gradients of `model(...).logits`."""
