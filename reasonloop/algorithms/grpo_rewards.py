@@ -129,6 +129,8 @@ def score_samples(cfg: RewardSettings, task, problems: list[Problem], samples: l
         cache = min(cfg.overlong_cache, cfg.sampling.max_new_tokens)  # logged even when its weight is 0
         length = soft_overlong_penalty(s.num_tokens, cfg.sampling.max_new_tokens, cache)
         extra = {name: scores[name][i] or 0.0 for name in sources.extra}
+        if scores.tests[i] is not None:
+            s.tests = scores.tests[i]  # code: the per-test verdicts behind "correct"
         s.rewards.update(correct=ok, format=fmt, length=length, **extra,
                          total=ok + cfg.format_weight * fmt + cfg.overlong_weight * length
                          + sum(cfg.rewards[name] * v for name, v in extra.items()))

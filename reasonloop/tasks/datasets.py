@@ -286,6 +286,15 @@ class DatasetTask:
     def __getitem__(self, index: int) -> Problem:
         return self.problems[index]
 
+    def verify_details(self, problem: Problem, completion: str) -> tuple[float, list[dict] | None]:
+        """`verify` and, for code, the per-test records behind it (what `Sample.tests` keeps)."""
+        if problem.meta.get("answer_kind", self.answer_kind) != "code":
+            return self.verify(problem, completion), None
+        from reasonloop.verify.code import code_reward_details
+
+        score, records = code_reward_details(problem, completion)
+        return score or 0.0, records
+
     def verify(self, problem: Problem, completion: str) -> float:
         kind = problem.meta.get("answer_kind", self.answer_kind)
         if kind == "code":
@@ -299,25 +308,12 @@ class DatasetTask:
 
 
 def verify_code(problem: Problem, completion: str) -> float:
-    """1.0 iff the completion's last ```python block passes the problem's tests in the sandbox.
+    """1.0 iff the completion's last ```python block passes every test of the problem in the code sandbox
+    (`verify.code.code_reward`: per-test evidence the program cannot forge; HumanEval's prompt goes before
+    the program, so a completion may give the function's body or the whole function)."""
+    from reasonloop.verify.code import code_reward
 
-    HumanEval: a block that does not define the entry point is taken as the function's body
-    and appended to the prompt (the usual completion protocol); the prompt's imports are
-    always prepended, since models often drop them when they rewrite the whole function.
-    """
-    from reasonloop.verify.code import SandboxLimits, extract_code, run_tests
-
-    program = extract_code(completion)
-    if program is None:
-        return 0.0
-    prefix, entry = problem.meta.get("code_prefix"), problem.meta.get("entry_point")
-    if prefix and entry:
-        if re.search(rf"^\s*def\s+{re.escape(entry)}\s*\(", program, re.MULTILINE):
-            imports = [line for line in prefix.splitlines() if line.startswith(("import ", "from "))]
-            program = "\n".join(imports + [program])
-        else:
-            program = prefix + program
-    return float(run_tests(program, problem.meta["tests"], limits=SandboxLimits(**problem.meta.get("limits", {}))).passed)
+    return code_reward(problem, completion) or 0.0
 
 
 def choice_letter(completion: str, choices: list[str]) -> str | None:

@@ -133,8 +133,8 @@ class HumanEvalTask(DatasetTask):
         if f"def {entry_point}" not in stub:
             raise row.error("prompt", f"does not define the entry point {entry_point!r}")
         return Problem(self.problem_id(row, "task_id"), self.prompt({"prompt": stub}, row),
-                       meta={"source": row.where, "tests": [test, f"check({entry_point})"], "code_prefix": stub,
-                             "entry_point": entry_point, "answer_kind": "code",
+                       meta={"source": row.where, "test": test, "entry_point": entry_point, "prompt_code": stub,
+                             "answer_kind": "code",
                              "solution": _fenced(stub + (row.text("canonical_solution", required=False) or ""))})
 
 
@@ -153,7 +153,7 @@ class MBPPTask(DatasetTask):
         setup = row.text("test_setup_code", required=False)
         code = row.text("code", required=False)
         return Problem(self.problem_id(row, "task_id"), self.prompt({"text": text, "tests": "\n".join(tests)}, row),
-                       meta={"source": row.where, "tests": ([setup] if setup else []) + tests,
+                       meta={"source": row.where, "tests": tests, **({"test_setup": setup} if setup else {}),
                              "answer_kind": "code", **({"solution": _fenced(code)} if code else {})})
 
 

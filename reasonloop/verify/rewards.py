@@ -47,6 +47,8 @@ def correctness_reward(task) -> Reward:
         return float(task.verify(problem, completion))
 
     correct.__name__ = f"correct[{task.name}]"
+    if hasattr(task, "verify_details"):  # code tasks: per-test records for `Sample.tests`
+        correct.details = task.verify_details
     return correct
 
 

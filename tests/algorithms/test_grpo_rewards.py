@@ -190,3 +190,19 @@ def test_exact_process_reward_needs_a_step_task(tmp_path, tiny_model_dir):
         output_dir=str(tmp_path), run_name="run", eval_problems=0)
     with pytest.raises(ValueError, match="check_step"):
         main(cfg)
+
+
+def test_code_samples_keep_their_per_test_verdicts():
+    """On a code task, each scored sample carries the sandbox's per-test records (`Sample.tests`)."""
+    from pathlib import Path
+
+    from reasonloop.tasks.spec import TaskSpec
+
+    source = Path(__file__).resolve().parents[1] / "fixtures" / "mbpp.jsonl"
+    task = TaskSpec(name="mbpp", source=str(source), split="test").build(split="test", size=None, seed=0)
+    p = task[1]
+    right = Sample(p.id, p.prompt, p.reference_solution, token_ids=[1, 2])
+    wrong = Sample(p.id, p.prompt, "```python\ndef is_not_prime(n):\n    return True\n```", token_ids=[1, 2])
+    score_samples(GRPOConfig(), task, [p, p], [right, wrong])
+    assert right.rewards["correct"] == 1.0 and len(right.tests) == 3 and all(t["passed"] for t in right.tests)
+    assert wrong.rewards["correct"] == 0.0 and len(wrong.tests) == 3 and not all(t["passed"] for t in wrong.tests)

@@ -107,7 +107,7 @@ def test_humaneval_runs_the_tests_in_the_sandbox():
     t = task("humaneval", fixture("humaneval.jsonl"))
     p = t[0]
     assert p.id == "humaneval/HumanEval/0" and "def has_close_elements" in p.prompt and "```python" in p.prompt
-    assert p.meta["tests"][-1] == "check(has_close_elements)"
+    assert p.meta["entry_point"] == "has_close_elements" and "def check(candidate)" in p.meta["test"]
     assert t.verify(p, p.reference_solution) == 1.0  # prompt + canonical solution
     body_only = "```python\n" + rows("humaneval.jsonl")[0]["canonical_solution"] + "```"
     assert t.verify(p, body_only) == 1.0  # the usual completion protocol: appended to the prompt
@@ -117,6 +117,10 @@ def test_humaneval_runs_the_tests_in_the_sandbox():
     assert t.verify(p, whole) == 1.0
     assert t.verify(p, "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```") == 0.0
     assert t.verify(p, "no code at all") == 0.0
+    # the verdict needs per-test evidence: a program that ends the process early passes nothing
+    assert t.verify(p, "```python\nimport sys\nsys.exit(0)\n```") == 0.0
+    score, records = t.verify_details(p, p.reference_solution)
+    assert score == 1.0 and records and all(r["passed"] for r in records)
 
 
 def test_mbpp_tests_and_reference_code():
