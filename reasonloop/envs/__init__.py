@@ -1,0 +1,118 @@
+"""Multi-turn environments and tools (layer 5: no torch, no transformers at import).
+
+`ENVS` is the registry: name -> builder `(spec options) -> (task, EnvFactory)`. Any registered
+single-turn task name also works (the one-turn `TaskEnv`), and `tools=[python, calculator]` on
+it gives a `ToolEnv` over that task.
+
+    spec = EnvSpec("long_arithmetic", {"tools": ["python"]})
+    task, make_env = spec.build(split="test", size=50, seed=0)
+    env = make_env(); messages = env.reset(task[0]); step = env.step("...")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from reasonloop.envs.base import (
+    EnvFactory,
+    Environment,
+    Limits,
+    Message,
+    Step,
+    TaskEnv,
+    Trajectory,
+    add_counts,
+    summarize,
+    task_env,
+)
+from reasonloop.envs.code_repair import CodeRepairConfig, CodeRepairEnv, CodeRepairTask
+from reasonloop.envs.game import PerfectOpponent, RandomOpponent, TicTacToeConfig, TicTacToeEnv, TicTacToeTask
+from reasonloop.envs.tool_env import LongArithmeticConfig, LongArithmeticTask, ToolEnv
+from reasonloop.envs.tools import PythonTool, Tool, calculator_tool, parse_tool_calls, run_call, tool_from_function
+
+BUILTIN_TOOLS = {"python": lambda: PythonTool().as_tool(), "calculator": calculator_tool}
+"""tool name -> a fresh tool (a PythonTool keeps per-trajectory state, so one per environment)"""
+
+OPPONENTS = {"random": RandomOpponent, "perfect": PerfectOpponent}
+
+
+def _split_options(options: dict[str, Any], config_cls: type, env_keys: set[str], name: str):
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(options) - known - env_keys)
+    if unknown:
+        raise ValueError(f"env {name!r} has no option(s) {unknown}; valid: {sorted(known | env_keys)}")
+    return ({k: v for k, v in options.items() if k in known}, {k: v for k, v in options.items() if k in env_keys})
+
+
+def _tools(names: list[str]) -> list[Tool]:
+    unknown = sorted(set(names) - set(BUILTIN_TOOLS))
+    if unknown:
+        raise ValueError(f"unknown tool(s) {unknown}; built-in tools: {sorted(BUILTIN_TOOLS)}")
+    return [BUILTIN_TOOLS[n]() for n in names]
+
+
+def _tool_env_factory(task, opts: dict[str, Any]) -> EnvFactory:
+    names = list(opts.get("tools", []))
+    _tools(names)  # validate now, not in the first rollout
+    rest = {k: v for k, v in opts.items() if k != "tools"}
+    if not names:
+        return task_env(task, rest.get("system", ""))
+    return lambda: ToolEnv(task, _tools(names), **rest)
+
+
+def _long_arithmetic(options):
+    config, opts = _split_options(options, LongArithmeticConfig, {"tools", "python_blocks", "max_tool_calls",
+                                                                 "system", "call_reward", "error_penalty"},
+                                  "long_arithmetic")
+    task = LongArithmeticTask(LongArithmeticConfig(**config))
+    return task, _tool_env_factory(task, opts)
+
+
+def _code_repair(options):
+    config, opts = _split_options(options, CodeRepairConfig, {"max_attempts", "system"}, "code_repair")
+    task = CodeRepairTask(CodeRepairConfig(**config))
+    return task, lambda: CodeRepairEnv(task, **opts)
+
+
+def _tictactoe(options):
+    config, opts = _split_options(options, TicTacToeConfig, {"opponent", "opponent_seed", "max_illegal", "system"},
+                                  "tictactoe")
+    kind = opts.pop("opponent", "random")
+    if kind not in OPPONENTS:
+        raise ValueError(f"unknown opponent {kind!r}; choose from {sorted(OPPONENTS)} "
+                         f"(a frozen policy copy is built in code: rollout.multiturn.PolicyOpponent)")
+    seed = opts.pop("opponent_seed", 0)
+    task = TicTacToeTask(TicTacToeConfig(**config))
+    counter = iter(range(1 << 62))  # each environment's random opponent gets its own stream
+    return task, lambda: TicTacToeEnv(RandomOpponent(seed + next(counter)) if kind == "random"
+                                      else PerfectOpponent(), **opts)
+
+
+ENVS = {"long_arithmetic": _long_arithmetic, "code_repair": _code_repair, "tictactoe": _tictactoe}
+
+
+@dataclass
+class EnvSpec:
+    name: str = "long_arithmetic"
+    """an environment from `ENVS`, or any task name (single-turn; with `tools` a ToolEnv)"""
+    options: dict[str, Any] = field(default_factory=dict)
+    """the task's config fields plus the environment's (tools, max_attempts, opponent, ...)"""
+
+    def build(self, split: str, size: int, seed: int):
+        """(task, EnvFactory) for `size` problems of `split`."""
+        options = {**self.options, "split": split, "size": size, "seed": seed}
+        if self.name in ENVS:
+            return ENVS[self.name](options)
+        from reasonloop.tasks import make_task
+
+        env_keys = {"tools", "python_blocks", "max_tool_calls", "system", "call_reward", "error_penalty"}
+        task = make_task(self.name, **{k: v for k, v in options.items() if k not in env_keys})
+        return task, _tool_env_factory(task, {k: v for k, v in options.items() if k in env_keys})
+
+
+__all__ = ["BUILTIN_TOOLS", "ENVS", "CodeRepairEnv", "CodeRepairTask", "EnvFactory", "EnvSpec", "Environment",
+           "Limits", "LongArithmeticTask", "Message", "PerfectOpponent", "PythonTool", "RandomOpponent", "Step",
+           "TaskEnv", "TicTacToeEnv", "TicTacToeTask", "Tool", "ToolEnv", "Trajectory", "add_counts",
+           "calculator_tool", "parse_tool_calls", "run_call", "summarize", "task_env", "tool_from_function"]
