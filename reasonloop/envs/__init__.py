@@ -30,7 +30,7 @@ from reasonloop.envs.base import (
 from reasonloop.envs.code_repair import CodeRepairConfig, CodeRepairEnv, CodeRepairTask
 from reasonloop.envs.game import PerfectOpponent, RandomOpponent, TicTacToeConfig, TicTacToeEnv, TicTacToeTask
 from reasonloop.envs.tool_env import LongArithmeticConfig, LongArithmeticTask, ToolEnv
-from reasonloop.envs.tools import PythonTool, Tool, calculator_tool, parse_tool_calls, run_call, tool_from_function
+from reasonloop.envs.tools import PythonTool, Tool, calculator_tool, parse_tool_calls, run_call
 
 BUILTIN_TOOLS = {"python": lambda: PythonTool().as_tool(), "calculator": calculator_tool}
 """tool name -> a fresh tool (a PythonTool keeps per-trajectory state, so one per environment)"""
@@ -115,4 +115,4 @@ class EnvSpec:
 __all__ = ["BUILTIN_TOOLS", "ENVS", "CodeRepairEnv", "CodeRepairTask", "EnvFactory", "EnvSpec", "Environment",
            "Limits", "LongArithmeticTask", "Message", "PerfectOpponent", "PythonTool", "RandomOpponent", "Step",
            "TaskEnv", "TicTacToeEnv", "TicTacToeTask", "Tool", "ToolEnv", "Trajectory", "add_counts",
-           "calculator_tool", "parse_tool_calls", "run_call", "summarize", "task_env", "tool_from_function"]
+           "calculator_tool", "parse_tool_calls", "run_call", "summarize", "task_env"]

@@ -84,12 +84,13 @@ class Limits:
     """assistant turns; a trajectory still running after this many ends with "max_turns\""""
     max_tokens: int = 1024
     """tokens after the prompt (sampled + inserted); the trajectory ends with "max_tokens\""""
-    max_turn_tokens: int = 256
-    """tokens one assistant turn may draw (a turn cut here ends with finish "length")"""
+    last_turn_notice: str = "This is your last turn: give your final answer now."
+    """appended to the observation before the last allowed turn (counted as `last_turn_notice`);
+    "" sends none. One assistant turn draws at most `SamplingParams.max_new_tokens`."""
 
     def __post_init__(self):
-        if self.max_turns < 1 or self.max_tokens < 1 or self.max_turn_tokens < 1:
-            raise ValueError("Limits: max_turns, max_tokens and max_turn_tokens must be >= 1")
+        if self.max_turns < 1 or self.max_tokens < 1:
+            raise ValueError("Limits: max_turns and max_tokens must be >= 1")
 
 
 Ending = Literal["done", "max_turns", "max_tokens"]
@@ -119,6 +120,9 @@ class Trajectory:
     counts: dict[str, int] = field(default_factory=dict)
     """tool_calls and error counts summed over turns (see `Step.info`)"""
     model_id: str = ""
+    token_exact: bool = True
+    """False when a backend could not return the exact ids (an API server without token ids):
+    then only `messages` and `turn_rewards` are filled, and the trajectory cannot be trained on"""
 
     @property
     def reward(self) -> float:
@@ -126,7 +130,7 @@ class Trajectory:
 
     @property
     def num_turns(self) -> int:
-        return len(self.turns)
+        return len(self.turn_rewards)
 
     @property
     def sampled_tokens(self) -> int:

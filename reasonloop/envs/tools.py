@@ -1,11 +1,13 @@
 """Tools a model can call, and parsing the calls out of its text.
 
-    tools = {t.name: t for t in (calculator_tool(), PythonTool().as_tool(), tool_from_function(my_fn))}
+    tools = {t.name: t for t in (calculator_tool(), PythonTool().as_tool())}
     calls, errors = parse_tool_calls(text, python_blocks=True)
     result = run_call(tools, calls[0])          # ToolResult(content, error kind or None)
 
-A user's tool is a plain function with type hints and a Google-style docstring; its JSON
-schema comes from `transformers.utils.get_json_schema` (the schema chat templates expect).
+A user's tool is a plain function with type hints and a Google-style docstring:
+`reasonloop.rollout.multiturn.tool_from_function` builds its `Tool`, with the JSON schema
+from `transformers.utils.get_json_schema` (the schema chat templates expect; it lives in the
+rollout layer because this layer imports no transformers).
 
 Call formats parsed (`parse_tool_calls`):
 - Qwen/Hermes: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (any number);
@@ -67,29 +69,6 @@ class Tool:
     fn: Callable[..., Any]
     schema: dict = field(default_factory=dict)
     """{"type": "function", "function": {"name", "description", "parameters"}}"""
-
-
-def tool_from_function(fn: Callable[..., Any], name: str | None = None) -> Tool:
-    """A `Tool` from a plain function with type hints and a Google-style docstring.
-
-    >>> def add(a: int, b: int) -> int:
-    ...     '''Add two integers.
-    ...
-    ...     Args:
-    ...         a: the first
-    ...         b: the second
-    ...     '''
-    ...     return a + b
-    >>> tool = tool_from_function(add)
-    >>> tool.schema["function"]["parameters"]["required"], tool.fn(a=2, b=3)
-    (['a', 'b'], 5)
-    """
-    from transformers.utils import get_json_schema  # lazy: no transformers at import time
-
-    schema = get_json_schema(fn)
-    if name is not None:
-        schema["function"]["name"] = name
-    return Tool(schema["function"]["name"], fn, schema)
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from reasonloop.envs import (
     calculator_tool,
     parse_tool_calls,
     summarize,
-    tool_from_function,
 )
 from reasonloop.envs.code_repair import BANK, CodeRepairTask
 from reasonloop.envs.game import legal_moves, play, winner
@@ -68,6 +67,8 @@ def test_calculator_is_exact_and_refuses_code():
 
 
 def test_user_function_tool_schema_and_calls():
+    from reasonloop.rollout.multiturn import tool_from_function
+
     def lookup(city: str, units: str = "metric") -> str:
         """Look up the weather.
 
