@@ -7,7 +7,8 @@
     # tests pass -> reward 1.0, done
 
 Each turn's last ```python block is run against the problem's tests in the code sandbox
-(`reasonloop.verify.code.run_tests`); the model reads which test failed and how, and tries
+(`reasonloop.verify.code.run_tests`, one record per test); the model reads the first failing
+test and its error, and tries
 again, up to `max_attempts` (then reward 0, done). A turn without a code block is told so.
 This is CoSC's generate-execute-verify loop with execution feedback the model reads, not an
 external check followed by resampling.
@@ -121,12 +122,13 @@ class CodeRepairTask:
         program = extract_code(completion)
         if program is None:
             return False, "No ```python block found: write the whole corrected function in one."
-        for test in problem.meta["tests"]:
-            result = run_tests(program, [test], limits=self.limits())
-            if not result.passed:
-                error = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.verdict
-                return False, f"Test failed: {test}\n{error}"
-        return True, "All tests passed."
+        result = run_tests(program, problem.meta["tests"], limits=self.limits())
+        if result.passed:
+            return True, "All tests passed."
+        failed = next((t for t in result.tests if not t.passed), None)
+        if failed is None:  # the run as a whole failed (timeout, a crash before any test)
+            return False, f"The tests could not run: {result.error or result.verdict}"
+        return False, f"Test failed: {failed.name}\n{failed.error or 'failed'}"
 
     def verify(self, problem: Problem, completion: str) -> float:
         r"""1.0 iff the completion's last ```python block passes every test.

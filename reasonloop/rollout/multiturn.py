@@ -296,6 +296,8 @@ class MultiTurnEngine:
     def _end_turns(self, ended: list[tuple[_Row, str]], limits: Limits, pool) -> list[_Row]:
         """Record the ended turns (row, finish reason), step their environments; returns the rows
         that go on (with their observation ids pending)."""
+        if not ended:
+            return []
         texts = [self.tok.decode(r.turn_ids, skip_special_tokens=True) for r, _ in ended]
         steps: list[Step] = list(pool.map(lambda rt: rt[0].env.step(rt[1]), zip([r for r, _ in ended], texts)))
         going_on = []
