@@ -17,9 +17,9 @@ its whole life. A trajectory whose turn ends has its last token and its observat
 appended to its own cache (one "extend" forward over only those rows), then decodes on; the
 others keep decoding in the same step, so the batch mixes trajectories at different turns,
 and a finished trajectory's slot is taken by a waiting one. Each row has its own cache
-length, so this file has its own forward over ragged rows (`extend`, `decode_rows`) built
-from `llama_decode`'s pieces; `llama_decode.forward`/`decode_step` assume one shared column
-for all rows, which holds for a single prompt batch but not across turns.
+length, so this file has its own attention over ragged rows (`extend`, `decode_rows`) around
+the one Llama layer of `models/llama.py`; `models.decode.forward`/`decode_step` assume one
+shared cache column for all rows, which holds for one prompt batch but not across turns.
 `kv="reprefill"`: each turn is one `TorchEngine` batch over the whole history so far (the
 way a single-turn engine does multi-turn, and the fallback for models the bare forward does
 not cover). Both modes draw the same random numbers (row key mixed with the turn, the token
@@ -41,10 +41,11 @@ import torch.nn.functional as F
 
 from reasonloop.envs.base import EnvFactory, Environment, Limits, Message, Step, Trajectory, add_counts
 from reasonloop.envs.tools import Tool
+from reasonloop.models import llama
+from reasonloop.models.decode import decode_attention, keep_rows_in_place
+from reasonloop.models.llama import LlamaWeights
 from reasonloop.models.policy import encode_prompt
-from reasonloop.rollout import llama_decode
 from reasonloop.rollout.engine import TorchEngine, _StopChecker, compact_order, pick_tokens, row_uniforms
-from reasonloop.rollout.llama_decode import LlamaWeights, keep_rows_in_place
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.types import Problem
 
@@ -133,80 +134,64 @@ class ChatRenderer:
 
 
 # ---------------------------------------------------------------------------------------
-# Forward passes over rows with their own cache lengths (bare Llama maths)
-
-def _linear3(h, parts, sizes):
-    if len(parts) == 1:
-        return list(F.linear(h, *parts[0]).split(sizes, dim=-1))
-    return [F.linear(h, w, b) for w, b in parts]
-
+# Forward passes over rows with their own cache lengths (the bare Llama layer of models/llama.py)
 
 def extend(w: LlamaWeights, keys: list[torch.Tensor], values: list[torch.Tensor], slots: torch.Tensor,
            ids: torch.Tensor, lengths: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Append `ids` (R, S), right-padded, `counts` (R,) real, to cache rows `slots` (R,) whose first
     `lengths` (R,) columns are filled. Returns the logits after each row's last real token (R, V).
 
-    keys/values: per layer (B, H_kv, C, D), written in place at columns lengths[r] + s.
+    keys/values: per layer (B, H_kv, C, D), written in place at columns lengths[r] + s (the
+    position of the token: rows are not padded, each starts at column 0).
     """
     r_n, s_n = ids.shape
-    heads, kv_heads, d = w.heads, w.kv_heads, w.head_dim
     steps = torch.arange(s_n, device=ids.device)
-    pos = lengths[:, None] + steps  # (R, S) cache column = position
-    real = steps[None] < counts[:, None]  # (R, S)
-    r_idx, s_idx = real.nonzero(as_tuple=True)
-    dst_slot, dst_col = slots[r_idx], pos[r_idx, s_idx]  # (N,) where the real tokens go
+    pos = lengths[:, None] + steps  # (R, S)
+    r_idx, s_idx = (steps[None] < counts[:, None]).nonzero(as_tuple=True)  # the real tokens
+    dst_slot, dst_col = slots[r_idx], pos[r_idx, s_idx]  # (N,) where their K/V go
     end = int((lengths + counts).max())
-    mask = torch.arange(end, device=ids.device)[None, None, :] <= pos[:, :, None]  # (R, S, L)
+    mask = torch.arange(end, device=ids.device)[None, None, :] <= pos[:, :, None]  # (R, S, L) causal
     x = F.embedding(ids, w.embed)  # (R, S, E)
-    cos, sin = llama_decode.rope_cos_sin(pos, w.inv_freq, x.dtype)  # (R, 1, S, D)
+    cos, sin = llama.rope(w, pos, x.dtype)  # (R, S, 1, D)
     for i, layer in enumerate(w.layers):
-        h = llama_decode.rms_norm(x, layer.input_norm, w.eps)
-        q, k, v = _linear3(h, layer.qkv, [heads * d, kv_heads * d, kv_heads * d])
-        q = llama_decode.apply_rope(q.view(r_n, s_n, heads, d).transpose(1, 2), cos, sin)  # (R, H, S, D)
-        k = llama_decode.apply_rope(k.view(r_n, s_n, kv_heads, d).transpose(1, 2), cos, sin)  # (R, Hkv, S, D)
-        v = v.view(r_n, s_n, kv_heads, d).transpose(1, 2)
-        keys[i][dst_slot, :, dst_col] = k.transpose(1, 2)[r_idx, s_idx]  # (N, Hkv, D)
-        values[i][dst_slot, :, dst_col] = v.transpose(1, 2)[r_idx, s_idx]
-        attn = F.scaled_dot_product_attention(q, keys[i][slots, :, :end], values[i][slots, :, :end],
-                                              attn_mask=mask[:, None], enable_gqa=heads != kv_heads)
-        x = x + F.linear(attn.transpose(1, 2).reshape(r_n, s_n, heads * d), *layer.o)
-        h = llama_decode.rms_norm(x, layer.post_norm, w.eps)
-        gate, up = _linear3(h, layer.gate_up, [layer.down[0].shape[1]] * 2)
-        x = x + F.linear(F.silu(gate) * up, *layer.down)
+
+        def attend(q, k, v, i=i):  # (R, S, H, D), (R, S, H_kv, D) x2
+            keys[i][dst_slot, :, dst_col] = k[r_idx, s_idx]  # (N, H_kv, D)
+            values[i][dst_slot, :, dst_col] = v[r_idx, s_idx]
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), keys[i][slots, :, :end],
+                                                 values[i][slots, :, :end], attn_mask=mask[:, None],
+                                                 enable_gqa=w.heads != w.kv_heads)  # (R, H, S, D)
+            return out.transpose(1, 2)
+
+        x = llama.decoder_layer(w, layer, x, cos, sin, attend)
     last = x[torch.arange(r_n, device=ids.device), counts - 1]  # (R, E)
-    return F.linear(llama_decode.rms_norm(last, w.norm, w.eps), *w.lm_head)  # (R, V)
+    return llama.lm_head(w, llama.final_norm(w, last))  # (R, V)
 
 
 def decode_rows(w: LlamaWeights, keys: list[torch.Tensor], values: list[torch.Tensor], tokens: torch.Tensor,
                 lengths: torch.Tensor) -> torch.Tensor:
     """One token per cache row b (all B rows), written at its own column lengths[b]. Returns (B, V).
 
-    `llama_decode.decode_step`'s maths with a per-row write column and key mask.
+    `models.decode.decode_step`'s maths with a per-row write column and key mask.
     """
     b_n = tokens.shape[0]
-    heads, kv_heads, d = w.heads, w.kv_heads, w.head_dim
     rows = torch.arange(b_n, device=tokens.device)
     end = int(lengths.max()) + 1
-    bias = torch.zeros((b_n, end), device=tokens.device).masked_fill_(
-        torch.arange(end, device=tokens.device)[None] > lengths[:, None], float("-inf"))[:, None, None]
+    cols = torch.arange(end, device=tokens.device)
+    bias = torch.zeros((b_n, end), device=tokens.device).masked_fill_(cols[None] > lengths[:, None],
+                                                                       float("-inf"))[:, None, None]
+    scale = 1.0 / w.head_dim**0.5
     x = F.embedding(tokens, w.embed)  # (B, E)
-    cos, sin = llama_decode.rope_cos_sin(lengths[:, None], w.inv_freq, x.dtype)
-    cos, signed_sin = llama_decode.rope_signed_sin(cos[:, 0], sin[:, 0])  # (B, 1, D)
+    cos, sin = llama.rope(w, lengths, x.dtype)  # (B, 1, D)
     for i, layer in enumerate(w.layers):
-        h = llama_decode.rms_norm_fused(x, layer.input_norm, w.eps)
-        q, k, v = _linear3(h, layer.qkv, [heads * d, kv_heads * d, kv_heads * d])
-        q = llama_decode.apply_rope_rolled(q.view(b_n, heads, d), cos, signed_sin)
-        keys[i][rows, :, lengths] = llama_decode.apply_rope_rolled(k.view(b_n, kv_heads, d), cos, signed_sin)
-        values[i][rows, :, lengths] = v.view(b_n, kv_heads, d)
-        k_all, v_all = keys[i][:b_n, :, :end], values[i][:b_n, :, :end]  # (B, Hkv, L, D)
-        scores = torch.add(bias, torch.matmul(q.view(b_n, kv_heads, heads // kv_heads, d), k_all.transpose(-1, -2)),
-                           alpha=1.0 / d**0.5)
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v_all.dtype)
-        x = x + F.linear(torch.matmul(probs, v_all).view(b_n, heads * d), *layer.o)
-        h = llama_decode.rms_norm_fused(x, layer.post_norm, w.eps)
-        gate, up = _linear3(h, layer.gate_up, [layer.down[0].shape[1]] * 2)
-        x = x + F.linear(F.silu(gate) * up, *layer.down)
-    return F.linear(llama_decode.rms_norm_fused(x, w.norm, w.eps), *w.lm_head)
+
+        def attend(q, k, v, i=i):  # (B, H, D), (B, H_kv, D) x2
+            keys[i][rows, :, lengths] = k
+            values[i][rows, :, lengths] = v
+            return decode_attention(q, keys[i][:b_n, :, :end], values[i][:b_n, :, :end], bias, scale)
+
+        x = llama.decoder_layer(w, layer, x, cos, sin, attend)
+    return llama.lm_head(w, llama.final_norm(w, x))  # (B, V)
 
 
 # ---------------------------------------------------------------------------------------
@@ -231,69 +216,49 @@ class _Row:
     turn_logps: list[float] = field(default_factory=list)
 
 
-class MultiTurnEngine:
-    """Multi-turn sampling over a `TorchEngine`'s model; see the module docstring.
+class TurnLoop:
+    """What every token-in/token-out multi-turn sampler shares: the opening of each trajectory,
+    recording a finished turn, stepping the environments, rendering their observations."""
 
-    Args:
-        engine: the model, tokenizer, EOS ids, batch size and decode-path choice come from it.
-        kv: "cache" keeps each trajectory's KV cache across turns (Llama-family models, the bare
-            forward); "reprefill" re-runs the whole history each turn; "auto" picks "cache"
-            when the bare forward supports the model.
-        env_workers: threads stepping environments (sandboxed tools) in parallel.
-    """
+    def __init__(self, tokenizer, eos_ids: list[int], use_chat_template: bool = True, system_prompt: str = "",
+                 model_id: str = "", env_workers: int = 8):
+        self.tok, self.eos_ids = tokenizer, set(eos_ids)
+        self.renderer = ChatRenderer(tokenizer, eos_ids, use_chat_template)
+        self.system_prompt, self.model_id, self.env_workers = system_prompt, model_id, env_workers
 
-    def __init__(self, engine: TorchEngine, kv: Literal["auto", "cache", "reprefill"] = "auto",
-                 env_workers: int = 8):
-        if kv not in ("auto", "cache", "reprefill"):
-            raise ValueError(f"kv must be 'auto', 'cache' or 'reprefill', got {kv!r}")
-        reason = llama_decode.unsupported_reason(engine.model) if engine.decode != "hf" else "decode='hf'"
-        if kv == "cache" and reason:
-            raise ValueError(f"kv='cache' needs the bare Llama forward: {reason}")
-        self.engine, self.kv = engine, ("reprefill" if reason else "cache") if kv == "auto" else kv
-        self.tok = engine.tokenizer
-        self.renderer = ChatRenderer(self.tok, engine.eos_ids(), engine.use_chat_template)
-        self.env_workers = env_workers
-
-    @torch.inference_mode()
-    def run(self, problems: list[Problem], make_env: EnvFactory, samples_per_problem: int = 1,
-            params: SamplingParams | None = None, limits: Limits | None = None) -> list[list[Trajectory]]:
-        params, limits = params or SamplingParams(), limits or Limits()
+    def start(self, problems: list[Problem], make_env: EnvFactory, samples_per_problem: int,
+              params: SamplingParams) -> list[_Row]:
+        """One row per trajectory (problem-major), its environment reset and its prompt rendered."""
         if params.stop and not params.include_stop_str:
             raise ValueError("multi-turn sampling keeps the stop string in the turn (include_stop_str=True): "
                              "every drawn token stays in the trajectory")
-        seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, ()).item())
         rows: list[_Row] = []
         for i, problem in enumerate(problems):
             for j in range(samples_per_problem):
                 env = make_env()
                 opening = env.reset(problem)
-                if self.engine.system_prompt and not (opening and opening[0]["role"] == "system"):
-                    opening = [{"role": "system", "content": self.engine.system_prompt}, *opening]
+                if self.system_prompt and not (opening and opening[0]["role"] == "system"):
+                    opening = [{"role": "system", "content": self.system_prompt}, *opening]
                 prompt_ids = self.renderer.opening(opening, env.tools)
                 traj = Trajectory(problem.id, problem.prompt, prompt_ids=prompt_ids, messages=list(opening),
-                                  model_id=self.engine.model_id)
+                                  model_id=self.model_id)
                 rows.append(_Row(traj, env, key=i * samples_per_problem + j, pending=list(prompt_ids)))
-        model = self.engine.model
-        was_training = model.training
-        model.eval()
-        try:
-            with ThreadPoolExecutor(self.env_workers) as pool:
-                if self.kv == "cache":
-                    self._run_cached(rows, params, limits, seed, pool)
-                else:
-                    self._run_reprefill(rows, params, limits, seed, pool)
-        finally:
-            model.train(was_training)
+        return rows
+
+    def turn_budget(self, row: _Row, params: SamplingParams, limits: Limits) -> int:
+        """Tokens the row's current turn may draw: the turn's limit, or what the trajectory has left."""
+        return max(1, min(params.max_new_tokens, limits.max_tokens - len(row.traj.token_ids)))
+
+    @staticmethod
+    def collect(rows: list[_Row], n_problems: int, samples_per_problem: int) -> list[list[Trajectory]]:
         out = [[rows[i * samples_per_problem + j].traj for j in range(samples_per_problem)]
-               for i in range(len(problems))]
+               for i in range(n_problems)]
         for group in out:
             for t in group:
                 t.check()
         return out
 
-    # --- turn bookkeeping shared by both modes
-
-    def _end_turns(self, ended: list[tuple[_Row, str]], limits: Limits, pool) -> list[_Row]:
+    def end_turns(self, ended: list[tuple[_Row, str]], limits: Limits, pool) -> list[_Row]:
         """Record the ended turns (row, finish reason), step their environments; returns the rows
         that go on (with their observation ids pending)."""
         if not ended:
@@ -324,7 +289,7 @@ class MultiTurnEngine:
             if t.num_turns == limits.max_turns - 1 and limits.last_turn_notice:
                 observation.append({"role": "user", "content": limits.last_turn_notice})
                 t.counts["last_turn_notice"] = t.counts.get("last_turn_notice", 0) + 1
-            obs_ids = self.renderer.observation(observation, row.env.tools, reason == "eos")
+            obs_ids = self.renderer.observation(observation, row.env.tools, bool(last) and last[0] in self.eos_ids)
             if len(t.token_ids) + len(obs_ids) >= limits.max_tokens:
                 t.ending = "max_tokens"
                 t.counts["token_limit"] = t.counts.get("token_limit", 0) + 1
@@ -337,8 +302,49 @@ class MultiTurnEngine:
             going_on.append(row)
         return going_on
 
-    def _turn_budget(self, row: _Row, params: SamplingParams, limits: Limits) -> int:
-        return max(1, min(params.max_new_tokens, limits.max_tokens - len(row.traj.token_ids)))
+class MultiTurnEngine(TurnLoop):
+    """Multi-turn sampling over a `TorchEngine`'s model; see the module docstring.
+
+    Args:
+        engine: the model, tokenizer, EOS ids, chat-template and system-prompt settings, batch
+            size and decode-path choice come from it.
+        kv: "cache" keeps each trajectory's KV cache across turns (Llama-family models, the bare
+            forward); "reprefill" re-runs the whole history each turn; "auto" picks "cache"
+            when the bare forward supports the model.
+        env_workers: threads stepping environments (sandboxed tools) in parallel.
+    """
+
+    def __init__(self, engine: TorchEngine, kv: Literal["auto", "cache", "reprefill"] = "auto",
+                 env_workers: int = 8):
+        if kv not in ("auto", "cache", "reprefill"):
+            raise ValueError(f"kv must be 'auto', 'cache' or 'reprefill', got {kv!r}")
+        reason = llama.unsupported_reason(engine.model) if engine.decode != "hf" else "decode='hf'"
+        if reason is None and llama.window(engine.model.config) is not None:
+            reason = "sliding-window attention (the ragged cache attention here has no window)"
+        if kv == "cache" and reason:
+            raise ValueError(f"kv='cache' needs the bare Llama forward: {reason}")
+        super().__init__(engine.tokenizer, engine.eos_ids(), engine.use_chat_template, engine.system_prompt,
+                         engine.model_id, env_workers)
+        self.engine, self.kv = engine, ("reprefill" if reason else "cache") if kv == "auto" else kv
+
+    @torch.inference_mode()
+    def run(self, problems: list[Problem], make_env: EnvFactory, samples_per_problem: int = 1,
+            params: SamplingParams | None = None, limits: Limits | None = None) -> list[list[Trajectory]]:
+        params, limits = params or SamplingParams(), limits or Limits()
+        rows = self.start(problems, make_env, samples_per_problem, params)
+        seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, ()).item())
+        model = self.engine.model
+        was_training = model.training
+        model.eval()
+        try:
+            with ThreadPoolExecutor(self.env_workers) as pool:
+                if self.kv == "cache":
+                    self._run_cached(rows, params, limits, seed, pool)
+                else:
+                    self._run_reprefill(rows, params, limits, seed, pool)
+        finally:
+            model.train(was_training)
+        return self.collect(rows, len(problems), samples_per_problem)
 
     # --- kv="reprefill": one TorchEngine batch per turn over the whole history
 
@@ -355,17 +361,17 @@ class MultiTurnEngine:
                 # identical contexts (a problem's samples at turn 0) share one prefill
                 first = {tuple(c): n for n, c in reversed(list(enumerate(contexts)))}
                 context_ids = [first[tuple(c)] for c in contexts]
-                budget = max(self._turn_budget(r, params, limits) for r in chunk)
+                budget = max(self.turn_budget(r, params, limits) for r in chunk)
                 turn_params = SamplingParams(**{**vars(params), "max_new_tokens": budget})
                 keys = [turn_key(r.key, r.traj.num_turns) for r in chunk]
                 outs = engine._generate_batch(contexts, context_ids, keys, turn_params, seed, weights)
                 for row, (ids_, lps, reason, _) in zip(chunk, outs):
-                    cap = self._turn_budget(row, params, limits)
+                    cap = self.turn_budget(row, params, limits)
                     if len(ids_) > cap:  # the shared batch budget ran past this row's own
                         ids_, lps, reason = ids_[:cap], lps[:cap], "length"
                     row.turn_ids, row.turn_logps = list(ids_), list(lps)
                     ended.append((row, reason))
-            live = self._end_turns(ended, limits, pool)
+            live = self.end_turns(ended, limits, pool)
 
     # --- kv="cache": one KV cache row per live trajectory, kept across turns
 
@@ -407,9 +413,9 @@ class MultiTurnEngine:
                     ended.append((row, "eos"))
                 elif checker is not None and checker.step([row.key], [token]):
                     ended.append((row, "stop"))
-                elif len(row.turn_ids) >= self._turn_budget(row, params, limits):
+                elif len(row.turn_ids) >= self.turn_budget(row, params, limits):
                     ended.append((row, "length"))
-            going_on = {id(r) for r in self._end_turns(ended, limits, pool)}
+            going_on = {id(r) for r in self.end_turns(ended, limits, pool)}
             for row, _ in ended:
                 if id(row) not in going_on:  # finished: its slot takes a waiting trajectory
                     new = waiting.pop() if waiting else None
