@@ -93,6 +93,7 @@ from reasonloop.algorithms.rl_maths import (
 )
 from reasonloop.algorithms.sft import micro_batches
 from reasonloop.config import dump_config
+from reasonloop.envs import EnvSpec, Limits
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.logprobs import completion_logprobs, pad_completions
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
@@ -100,6 +101,8 @@ from reasonloop.models.policy import ModelConfig, encode_context, load_model
 from reasonloop.models.precision import autocast
 from reasonloop.rollout.factory import SamplerConfig, make_sampler, sync_weights
 from reasonloop.rollout.sampler import Sampler, SamplingParams
+from reasonloop.rollout.multiturn import evaluate_env
+from reasonloop.rollout.multiturn_api import multiturn_runner
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
 from reasonloop.store.trackers import LogConfig
@@ -178,6 +181,15 @@ class GRPOConfig:
     max_refill_rounds: int = 4
     guide: bool = False
     """Guide: hinted regeneration for all-wrong groups"""
+    # --- multi-turn environments (`reasonloop.envs`)
+    env: EnvSpec = field(default_factory=lambda: EnvSpec(name=""))
+    """a multi-turn environment (name from `envs.ENVS`, or a task name with options.tools); "": the
+    single-turn `task`. Rewards are the environment's; tokens it inserts get no loss"""
+    turn_limits: Limits = field(default_factory=Limits)
+    """per-trajectory limits (turns, tokens); `sampling.max_new_tokens` bounds each turn"""
+    turn_reward_weight: float = 0.0
+    """MatchTIR-style turn-level credit: + weight x the group-normalised return of each turn's rewards
+    (that turn's and later ones) on the turn's tokens, over the trajectory's outcome advantage"""
     guide_hint_steps: int = 1
     guide_fraction: float = 0.5
     # --- everything else
@@ -222,6 +234,12 @@ class GRPOConfig:
         if self.difficulty_band and (len(self.difficulty_band) != 2
                                      or not 0 <= self.difficulty_band[0] <= self.difficulty_band[1] <= 1):
             raise ValueError(f"difficulty_band must be [low, high] with 0 <= low <= high <= 1, got {self.difficulty_band}")
+        if self.env.name and (self.guide or self.process_reward or self.rewards or self.format_weight
+                              or self.overlong_weight or self.curriculum.categories):
+            raise ValueError("env: rewards come from the environment; guide, process_reward, rewards, format_weight, "
+                             "overlong_weight and curriculum.categories do not apply")
+        if self.turn_reward_weight < 0 or (self.turn_reward_weight and not self.env.name):
+            raise ValueError("turn_reward_weight must be >= 0 and needs env.name (turns come from an environment)")
         if self.guide and (self.guide_hint_steps < 1 or not 0 < self.guide_fraction <= 1):
             raise ValueError("guide needs guide_hint_steps >= 1 and 0 < guide_fraction <= 1")
         if self.max_refill_rounds >= 999:
@@ -278,6 +296,11 @@ class TrainRow:
     advantage: float = 0.0
     token_advantages: list[float] | None = None
     """per-token advantages (process supervision, `process_mode="step"`); None: `advantage` on every token"""
+    token_mask: list[int] | None = None
+    """1 on completion tokens the policy drew, 0 on tokens an environment inserted (no loss); None: all 1"""
+    turns: list[tuple[int, int]] | None = None
+    """(start, end) of each assistant turn in `completion`, and their rewards (multi-turn rows only)"""
+    turn_rewards: list[float] | None = None
 
 
 @dataclass
@@ -302,6 +325,10 @@ def make_batch(rows: list[TrainRow], device) -> TrainTensors:
                                          else [r.advantage] * len(r.completion) for r in rows])  # (B, Tc)
     else:
         advantages = torch.tensor([r.advantage for r in rows])[:, None]  # (B, 1)
+    if any(r.token_mask is not None for r in rows):  # environment tokens: in the context, never trained
+        drawn, _ = pad_completions([[float(m) for m in r.token_mask] if r.token_mask is not None
+                                    else [1.0] * len(r.completion) for r in rows])  # (B, Tc)
+        loss_mask = loss_mask * drawn
     train_mask = loss_mask * torch.tensor([0.0 if r.masked else 1.0 for r in rows])[:, None]  # (B, Tc)
     return TrainTensors(old_logprobs.to(device), loss_mask.to(device), train_mask.to(device), advantages.to(device))
 
@@ -310,9 +337,18 @@ def rows_from_rollouts(rollouts: Rollouts, encode, overlong_filter: bool) -> lis
     """One `TrainRow` per sample of the kept groups, groups contiguous (the advantage maths relies on it)."""
     rows = []
     for arm, g in zip(rollouts.arms, rollouts.groups):
-        context = encode(g.problem.prompt)
+        context = None if all("loss_mask" in s.meta for s in g.samples) else encode(g.problem.prompt)
         for s in g.samples:
             hint = s.meta.get("hint_prompt")
+            if "loss_mask" in s.meta:  # a multi-turn trajectory: its own prompt ids, never re-tokenized
+                own = list(s.meta["prompt_ids"])
+                rows.append(TrainRow(arm=arm, context=own, sample_context=own, completion=list(s.token_ids),
+                                     old_logprobs=list(s.logprobs), reward=s.rewards["total"],
+                                     masked=overlong_filter and s.finish_reason == "length",
+                                     token_mask=list(s.meta["loss_mask"]),
+                                     turns=[tuple(t) for t in s.meta["turns"]],
+                                     turn_rewards=list(s.meta["turn_rewards"])))
+                continue
             rows.append(TrainRow(arm=arm, context=context,
                                  sample_context=encode(hint) if hint else context,
                                  completion=list(s.token_ids), old_logprobs=list(s.logprobs),
@@ -372,6 +408,36 @@ def sequence_kl(cfg, model, ref_model, rows: list[TrainRow], pad_id, device) -> 
 # Advantages
 
 
+def turn_token_advantages(rows: list[TrainRow], weight: float) -> list[list[float]]:
+    """Per-token advantages of one group's multi-turn rows: the row's outcome advantage, plus on each
+    assistant turn's tokens `weight` x that turn's return (its reward and every later turn's),
+    normalised over all turns of the group (mean 0, std 1; std 0 -> only the mean removed).
+
+    MatchTIR (turn-level credit for tool-integrated reasoning) assigns rewards per turn; this is the
+    group-relative form of it. Tokens outside turns (environment tokens) get the outcome advantage,
+    which the token mask then zeroes.
+
+    >>> rows = [TrainRow(0, [], [], [1, 2, 3], [0.0] * 3, 1.0, advantage=0.5, token_mask=[1, 0, 1],
+    ...                  turns=[(0, 1), (2, 3)], turn_rewards=[0.0, 1.0]),
+    ...         TrainRow(0, [], [], [4], [0.0], 0.0, advantage=-0.5, token_mask=[1], turns=[(0, 1)],
+    ...                  turn_rewards=[0.0])]
+    >>> [[round(a, 3) for a in r] for r in turn_token_advantages(rows, 1.0)]  # returns 1, 1 | 0: mean 2/3, std 0.471
+    [[1.207, 0.5, 1.207], [-1.914]]
+    """
+    returns = [[sum(r.turn_rewards[k:]) for k in range(len(r.turns))] for r in rows]
+    flat = [x for xs in returns for x in xs]
+    mean = sum(flat) / max(1, len(flat))
+    std = (sum((x - mean) ** 2 for x in flat) / max(1, len(flat))) ** 0.5
+    out = []
+    for r, rets in zip(rows, returns):
+        values = [r.advantage] * len(r.completion)
+        for (a, b), ret in zip(r.turns, rets):
+            bonus = weight * (ret - mean) / (std if std > 0 else 1.0)
+            values[a:b] = [r.advantage + bonus] * (b - a)
+        out.append(values)
+    return out
+
+
 def assign_advantages(cfg: GRPOConfig, rows: list[TrainRow], rollouts: Rollouts, sources: RewardSources,
                       decode) -> torch.Tensor:
     """Group advantages into each row (and per-token process advantages in "step" mode); returns (P, G)."""
@@ -379,6 +445,12 @@ def assign_advantages(cfg: GRPOConfig, rows: list[TrainRow], rollouts: Rollouts,
     advantages = ADVANTAGES[cfg.advantage](group_rewards)  # (P, G)
     for r, a in zip(rows, advantages.flatten().tolist()):
         r.advantage = a
+    if cfg.turn_reward_weight > 0:
+        G = cfg.samples_per_prompt
+        for g in range(len(rollouts.groups)):
+            for r, values in zip(rows[g * G: (g + 1) * G], turn_token_advantages(rows[g * G: (g + 1) * G],
+                                                                                cfg.turn_reward_weight)):
+                r.token_advantages = values
     if sources.has_process and cfg.process_mode == "step":
         G = cfg.samples_per_prompt
         for g, group in enumerate(rollouts.groups):
@@ -420,7 +492,13 @@ class Trainer:
         return encode_context(self.tokenizer, prompt, use_chat_template=self.model_config.use_chat_template,
                               system_prompt=self.model_config.system_prompt)
 
+    eval_env: object = None
+    """the environment factory of `eval_task` (multi-turn runs), else None"""
+
     def evaluate(self, cfg: GRPOConfig) -> dict:
+        if self.eval_env is not None:  # greedy trajectories: accuracy, turns and tool calls per problem
+            return evaluate_env(multiturn_runner(self.sampler), list(self.eval_task), self.eval_env, cfg.turn_limits,
+                                cfg.eval_max_new_tokens)[0]
         return held_out_accuracy(self.sampler, self.eval_task, cfg.eval_max_new_tokens)
 
 
@@ -444,18 +522,27 @@ def setup(cfg: GRPOConfig) -> Trainer:
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.optimizer_steps)
     specs = [parse_category(c) for c in cfg.curriculum.categories] or [cfg.task]
     # size=None: a dataset task whole (walked by epochs), a procedural task as an unbounded stream
-    tasks = [spec.build(split="train", size=None, seed=cfg.seed + k) for k, spec in enumerate(specs)]
+    tasks = [spec.build(split="train", size=None, seed=cfg.seed + k) for k, spec in enumerate(specs)] \
+        if not cfg.env.name else []
+    make_env = eval_task = eval_env = None
+    if cfg.env.name:
+        task, make_env = cfg.env.build(split="train", size=None, seed=cfg.seed)
+        tasks = [task]
+        if cfg.eval_problems:
+            eval_task, eval_env = cfg.env.build(split="test", size=cfg.eval_problems, seed=cfg.seed)
+    elif cfg.eval_problems:
+        eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed)
     if sources.exact_steps and not all(isinstance(t, StepTask) for t in tasks):
         raise ValueError(f"process_reward={EXACT_PROCESS_REWARD!r} needs tasks that check steps (check_step); "
                          f"{[s.name for s, t in zip(specs, tasks) if not isinstance(t, StepTask)]} cannot")
-    recipe = BatchRecipe.from_config(cfg, tasks, sources)
+    recipe = BatchRecipe.from_config(cfg, tasks, sources, make_env)
     trainer = Trainer(
         run, model, tokenizer, ref_model, sampler, optimizer, scheduler, sources, tasks,
         bandit=SelfEvolvingCurriculum(len(tasks), cfg.curriculum.alpha, cfg.curriculum.temperature),
         monitor=HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg)),
-        eval_task=cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None,
+        eval_task=eval_task,
         batches=make_batch_source(cfg, recipe, sampler, model, sampler_over),
-        state={"step": 0, "cursors": recipe.start_cursors()}, model_config=cfg.model)
+        state={"step": 0, "cursors": recipe.start_cursors()}, model_config=cfg.model, eval_env=eval_env)
     if latest is not None:
         trainer.state = load_trainer_state(latest, optimizer, scheduler)
         trainer.bandit.load_state_dict(trainer.state.pop("bandit"))
@@ -567,8 +654,21 @@ def step_metrics(cfg: GRPOConfig, rollouts: Rollouts, t: Trainer) -> dict:
         **epochs_drawn(rollouts.cursors, t.tasks),
         **step_validity_metrics(samples),
         "time/sample": rollouts.seconds,  # sampling + rewards, on the overlap thread when overlapping
+        **(env_metrics(samples) if cfg.env.name else {}),
     }
     return metrics
+
+
+def env_metrics(samples: list) -> dict[str, float]:
+    """Multi-turn batches: turns, environment tokens and each count (tool calls, errors, limits) per trajectory."""
+    n = max(1, len(samples))
+    counts: dict[str, int] = {}
+    for s in samples:
+        for k, v in s.meta["counts"].items():
+            counts[k] = counts.get(k, 0) + v
+    return {"env/turns": sum(len(s.meta["turns"]) for s in samples) / n,
+            "env/inserted_tokens": sum(s.meta["loss_mask"].count(0) for s in samples) / n,
+            **{f"env/{k}": v / n for k, v in sorted(counts.items())}}
 
 
 def epochs_drawn(cursors: list[dict], tasks: list) -> dict[str, float]:
@@ -637,7 +737,8 @@ def update_policy(cfg, model, ref_model, optimizer, scheduler, rows: list[TrainR
             mini = [rows[g * group + j] for g in chosen for j in range(group)]
             # a group's rows stay together (they share a prefix pass), shortest completions first (less padding)
             mini.sort(key=lambda r: (len(r.context), r.context, len(r.completion)))
-            totals = {"total_tokens": float(sum(len(r.completion) for r in mini if not r.masked) or 1),
+            totals = {"total_tokens": float(sum(sum(r.token_mask) if r.token_mask is not None else len(r.completion)
+                                                for r in mini if not r.masked) or 1),
                       "total_seqs": float(len(mini)), "constant": float(cfg.sampling.max_new_tokens)}
             # rows that add exactly zero to the loss (advantage 0 without a KL term, or fully masked)
             # are not run at all; they still count in the normalisers above, and zeroed (not None)

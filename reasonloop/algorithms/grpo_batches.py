@@ -7,7 +7,8 @@ One step's batch is made by four named parts, each chosen once at config load
   uniformly or by the SEC bandit, and the next problem of that category (a `ProblemCursor` per
   category: epochs with a seeded shuffle over a finite dataset, in order over a procedural
   task; its state is checkpointed, so a resumed run draws the same problems);
-- **sample and score** (`rollout.sample_groups` with `grpo_rewards.score_samples` as the score);
+- **sample and score** (`rollout.sample_groups` with `grpo_rewards.score_samples` as the score; with
+  an environment, `rollout.multiturn.sample_env_groups`: trajectories scored by the environment);
 - **repair** (`GROUP_REPAIRS`): `none`, or `guide` (Nath et al. 2025, arXiv:2506.13923):
   all-wrong groups get `guide_fraction` of their samples regenerated with the reference
   solution's first `guide_hint_steps` steps appended to the prompt; those samples are trained
@@ -40,6 +41,8 @@ from reasonloop.algorithms.overlap import OverlappedSampling
 from reasonloop.algorithms.rl_maths import has_reward_variance, pass_rate_in_band
 from reasonloop.evaluate.verdicts import annotate_steps
 from reasonloop.rollout.groups import flatten, sample_groups
+from reasonloop.rollout.multiturn import sample_env_groups
+from reasonloop.rollout.multiturn_api import multiturn_runner
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.tasks.cursor import ProblemCursor
 from reasonloop.types import Group, Problem, Sample
@@ -167,9 +170,13 @@ class BatchRecipe:
     filters: list[GroupFilter] = field(default_factory=list)
     repair: GroupRepair = no_repair
     refill_rounds: int = 0
+    make_env: Callable | None = None
+    """a multi-turn environment factory: groups are its trajectories, scored by the environment"""
+    limits: object = None
+    """the trajectories' `envs.Limits`"""
 
     @classmethod
-    def from_config(cls, cfg, tasks: list, sources: RewardSources) -> BatchRecipe:
+    def from_config(cls, cfg, tasks: list, sources: RewardSources, make_env: Callable | None = None) -> BatchRecipe:
         filters: list[GroupFilter] = []
         if cfg.dynamic_sampling:
             filters.append(has_variance)
@@ -178,7 +185,8 @@ class BatchRecipe:
         repair = GuideHints(cfg.guide_hint_steps, cfg.guide_fraction, cfg.samples_per_prompt) if cfg.guide \
             else no_repair
         return cls(tasks, cfg, sources, cfg.sampling, cfg.prompts_per_step, cfg.samples_per_prompt,
-                   cfg.curriculum.strategy, cfg.seed, filters, repair, cfg.max_refill_rounds if filters else 0)
+                   cfg.curriculum.strategy, cfg.seed, filters, repair, cfg.max_refill_rounds if filters else 0,
+                   make_env, getattr(cfg, "turn_limits", None))
 
     def start_cursors(self) -> list[dict]:
         """Each category's cursor state before the first draw."""
@@ -226,7 +234,11 @@ def sample_batch(recipe: BatchRecipe, sampler, bandit: SelfEvolvingCurriculum, c
         score = recipe.score_for(list(zip(problems, arms)))
         params = SamplingParams(**{**vars(recipe.sampling),
                                    "seed": ((recipe.seed * 1_000_003 + step) * 1000 + rnd) * 2})
-        groups = sample_groups(sampler, problems, recipe.samples_per_prompt, params, score=score)
+        if recipe.make_env is not None:  # multi-turn: the environment scores its trajectories
+            groups = sample_env_groups(multiturn_runner(sampler), problems, recipe.samples_per_prompt, params,
+                                       recipe.make_env, recipe.limits)
+        else:
+            groups = sample_groups(sampler, problems, recipe.samples_per_prompt, params, score=score)
         stats.guided += recipe.repair(sampler, groups, params, score)
         for arm, g in zip(arms, groups):  # diagnostics: right answers through wrong steps
             for s in g.samples:

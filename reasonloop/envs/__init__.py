@@ -100,16 +100,17 @@ class EnvSpec:
     options: dict[str, Any] = field(default_factory=dict)
     """the task's config fields plus the environment's (tools, max_attempts, opponent, ...)"""
 
-    def build(self, split: str, size: int, seed: int):
-        """(task, EnvFactory) for `size` problems of `split`."""
-        options = {**self.options, "split": split, "size": size, "seed": seed}
-        if self.name in ENVS:
-            return ENVS[self.name](options)
-        from reasonloop.tasks import make_task
+    def build(self, split: str, size: int | None, seed: int):
+        """(task, EnvFactory) for `size` problems of `split` (None: a procedural stream, a dataset whole)."""
+        from reasonloop.tasks.spec import UNBOUNDED, TaskSpec
 
+        if self.name in ENVS:
+            return ENVS[self.name]({**self.options, "split": split, "size": UNBOUNDED if size is None else size,
+                                    "seed": seed})
         env_keys = {"tools", "python_blocks", "max_tool_calls", "system", "call_reward", "error_penalty"}
-        task = make_task(self.name, **{k: v for k, v in options.items() if k not in env_keys})
-        return task, _tool_env_factory(task, {k: v for k, v in options.items() if k in env_keys})
+        task = TaskSpec(name=self.name, options={k: v for k, v in self.options.items() if k not in env_keys}).build(
+            split=split, size=size, seed=seed)
+        return task, _tool_env_factory(task, {k: v for k, v in self.options.items() if k in env_keys})
 
 
 __all__ = ["BUILTIN_TOOLS", "ENVS", "CodeRepairEnv", "CodeRepairTask", "EnvFactory", "EnvSpec", "Environment",

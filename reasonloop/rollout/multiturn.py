@@ -39,7 +39,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from reasonloop.envs.base import EnvFactory, Environment, Limits, Message, Step, Trajectory, add_counts
+from reasonloop.envs.base import EnvFactory, Environment, Limits, Message, Step, Trajectory, add_counts, summarize
 from reasonloop.envs.tools import Tool
 from reasonloop.models import llama
 from reasonloop.models.decode import decode_attention, keep_rows_in_place
@@ -47,7 +47,7 @@ from reasonloop.models.llama import LlamaWeights
 from reasonloop.models.policy import encode_prompt
 from reasonloop.rollout.engine import TorchEngine, _StopChecker, compact_order, pick_tokens, row_uniforms
 from reasonloop.rollout.sampler import SamplingParams
-from reasonloop.types import Problem
+from reasonloop.types import Group, Problem
 
 
 def tool_from_function(fn: Callable[..., Any], name: str | None = None) -> Tool:
@@ -516,3 +516,39 @@ class PolicyOpponent:
             return found[-1]
         self.fallbacks += 1
         return legal[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Groups for the training loops, and evaluation
+
+def sample_env_groups(runner, problems: list[Problem], k: int, params: SamplingParams, make_env: EnvFactory,
+                      limits: Limits) -> list[Group]:
+    """`k` trajectories per problem as `Group`s of `Sample`s (`Trajectory.to_sample`), the loops' unit.
+
+    The environment's reward is the sample's "total" (the sum of its turn rewards) and "correct"
+    is reward >= 1; "format" and "length" are 0 (no shaping terms on environment rewards).
+    """
+    groups = []
+    for problem, trajectories in zip(problems, runner.run(problems, make_env, k, params, limits), strict=True):
+        samples = []
+        for t in trajectories:
+            if not t.token_exact:
+                raise ValueError("training on trajectories needs their exact token ids: sample them with the torch "
+                                 "engine or vLLM, not an OpenAI-compatible server")
+            s = t.to_sample(params.step_separator)
+            s.rewards.update(total=t.reward, format=0.0, length=0.0)
+            samples.append(s)
+        groups.append(Group(problem, samples))
+    return groups
+
+
+def evaluate_env(runner, problems: list[Problem], make_env: EnvFactory, limits: Limits,
+                 max_new_tokens: int) -> tuple[dict[str, float], list[Trajectory]]:
+    """Greedy, one trajectory per problem: accuracy (reward >= 1), mean reward, and per problem the
+    turns, tool calls and error counts (`envs.summarize`). Returns (metrics, trajectories)."""
+    params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    trajectories = [g[0] for g in runner.run(problems, make_env, 1, params, limits)] if problems else []
+    stats = summarize(trajectories)
+    metrics = {"eval/greedy_accuracy": sum(t.reward >= 1.0 for t in trajectories) / max(1, len(trajectories)),
+               **{f"eval/{k}": v for k, v in stats.items() if k != "trajectories"}}
+    return metrics, trajectories

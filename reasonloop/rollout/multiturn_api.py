@@ -160,3 +160,19 @@ class OpenAIMultiTurn:
                         out["tool_call_id"] = call_id
                 api.append(out)
             traj.messages += observation
+
+
+def multiturn_runner(sampler):
+    """The multi-turn sampler over a single-turn one: `TorchEngine` -> `MultiTurnEngine`, `VLLMEngine` ->
+    `VLLMMultiTurn`, a chat `OpenAISampler` -> `OpenAIMultiTurn` (not token-exact: evaluation only)."""
+    from reasonloop.rollout.engine import TorchEngine
+    from reasonloop.rollout.multiturn import MultiTurnEngine
+    from reasonloop.rollout.vllm_backend import VLLMEngine
+
+    if isinstance(sampler, TorchEngine):
+        return MultiTurnEngine(sampler)
+    if isinstance(sampler, VLLMEngine):
+        return VLLMMultiTurn(sampler)
+    if isinstance(sampler, OpenAISampler):
+        return OpenAIMultiTurn(sampler)
+    raise TypeError(f"no multi-turn runner for a {type(sampler).__name__}")
