@@ -38,7 +38,8 @@ class QuickstartConfig:
     flaw: Literal["slip", "misconception"] = "misconception"
     """see `reasonloop.algorithms.pretrain`: the base model learns to drop carries most of the time"""
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(
-        batch_size=32, micro_batch_size=32, optim=OptimConfig(lr=1e-3, warmup_steps=20, min_lr_ratio=0.05)))
+        batch_size=32, micro_batch_size=32, max_length=512,
+        optim=OptimConfig(lr=1e-3, warmup_steps=20, min_lr_ratio=0.05)))
     """lr 1e-3: at 3e-3 and above this 0.9 M model never learns to copy digits from the prompt (docs/results.md)"""
     eval_problems: int = 200
     eval_samples_per_prompt: int = 4
@@ -46,7 +47,7 @@ class QuickstartConfig:
     selftrain_problems: int = 384
     selftrain_samples_per_prompt: int = 4
     selftrain_train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=2, batch_size=32, micro_batch_size=32, optim=OptimConfig(lr=2e-4, schedule="constant")))
+        epochs=2, batch_size=32, micro_batch_size=32, max_length=512, optim=OptimConfig(lr=2e-4, schedule="constant")))
     grpo_steps: int = 30
     """GRPO from the same base for comparison; 0 skips the stage"""
     grpo_prompts_per_step: int = 8
@@ -54,6 +55,7 @@ class QuickstartConfig:
     grpo_lr: float = 1e-4
     """chosen by the lr sweep in docs/grpo.md (higher rates collapsed the policy)"""
     grpo_max_new_tokens: int = 64
+    grpo_micro_batch_size: int = 64
     max_new_tokens: int = 96
     seed: int = 0
 
@@ -138,7 +140,8 @@ def run(cfg: QuickstartConfig) -> dict:
             model=ModelConfig(path=str(base_dir)), task=cfg.task, steps=cfg.grpo_steps,
             prompts_per_step=cfg.grpo_prompts_per_step, samples_per_prompt=cfg.grpo_samples_per_prompt,
             sampling=SamplingParams(temperature=1.0, max_new_tokens=cfg.grpo_max_new_tokens),
-            optim=OptimConfig(lr=cfg.grpo_lr, schedule="constant", beta2=0.99), eval_problems=0, save_every=0,
+            optim=OptimConfig(lr=cfg.grpo_lr, schedule="constant", beta2=0.99), micro_batch_size=cfg.grpo_micro_batch_size,
+            eval_problems=0, save_every=0,
             run_name="grpo", output_dir=str(root), seed=cfg.seed))
         stages.append({"stage": "grpo", "steps": g["steps"], "reward_first": g["reward_first"],
                        "reward_last10": g["reward_last10"], "seconds": time.perf_counter() - start})

@@ -21,7 +21,8 @@ from reasonloop.models.policy import encode_context
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-3
+    lr: float = 1e-5
+    """full fine-tuning of a 0.5-7B model; each command sets its own (the tiny quickstart models use ~1e-3)"""
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.95

@@ -53,14 +53,14 @@ class DistillConfig:
     task: TaskSpec = field(default_factory=TaskSpec)
     problems: int = 512
     samples_per_prompt: int = 4
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=256))
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=1024))
     max_kept_per_problem: int = 2
     """distinct verified rationales kept per problem"""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=16, micro_batch_size=16))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=16, micro_batch_size=4))
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     """lora.r > 0: the student trains LoRA adapters; the final model is merged"""
     eval_problems: int = 200
-    eval_max_new_tokens: int = 256
+    eval_max_new_tokens: int = 1024
     run_name: str = "distill"
     log: LogConfig = field(default_factory=LogConfig)
     """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from reasonloop.algorithms.common import make_optimizer, make_scheduler
+from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler
 from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
@@ -70,17 +70,19 @@ class DPOConfig:
     iterations: int = 1
     problems_per_iteration: int = 256
     samples_per_prompt: int = 4
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=128))
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=1024))
     pairs_per_problem: int = 2
     beta: float = 0.1
     sft_weight: float = 0.0
     """alpha of RPO: weight of the length-normalised NLL of the chosen rationale (0: plain DPO)"""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=16, micro_batch_size=16))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=16, micro_batch_size=2,
+                                                                   optim=OptimConfig(lr=5e-7)))
+    """micro_batch_size counts pairs (each runs chosen and rejected); lr 5e-7: DPO on a 0.5-7B model"""
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     keep_last: int = 2
     """iteration checkpoints kept (the newest, always including the latest); 0 keeps all"""
     eval_problems: int = 200
-    eval_max_new_tokens: int = 128
+    eval_max_new_tokens: int = 1024
     run_name: str = "dpo"
     log: LogConfig = field(default_factory=LogConfig)
     """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""

@@ -122,7 +122,7 @@ class GRPOConfig:
     prompts_per_step: int = 8
     samples_per_prompt: int = 8
     """group size G"""
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=64))
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=1024))
     # --- the objective
     advantage: Literal["grpo", "drgrpo", "rloo", "reinforce_pp"] = "grpo"
     clip: Literal["ppo", "dual_clip", "gppo"] = "ppo"
@@ -140,7 +140,7 @@ class GRPOConfig:
     """passes over each batch (PPO epochs, GRPO's mu)"""
     minibatches: int = 1
     """optimizer steps per pass (the batch is split into this many mini-batches of groups)"""
-    micro_batch_size: int = 64
+    micro_batch_size: int = 8
     """rows per forward/backward (gradients accumulate to the mini-batch)"""
     micro_batch_tokens: int = 0
     """> 0: a micro-batch also stops before rows x longest (context + completion) exceeds this many tokens"""
@@ -193,7 +193,7 @@ class GRPOConfig:
     guide_hint_steps: int = 1
     guide_fraction: float = 0.5
     # --- everything else
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, schedule="constant", beta2=0.99))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6, schedule="constant", beta2=0.99))
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """who samples: "torch" (the policy module itself) or "vllm" (its own engine, weights copied in after every
@@ -202,7 +202,7 @@ class GRPOConfig:
     eval_problems: int = 200
     eval_every: int = 0
     """held-out greedy eval every N steps (0: before training and at the end only)"""
-    eval_max_new_tokens: int = 64
+    eval_max_new_tokens: int = 1024
     save_every: int = 10
     keep_last: int = 2
     """checkpoints kept (the newest, always including the latest); 0 keeps all"""

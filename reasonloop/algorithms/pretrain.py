@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.sft import TrainConfig, fit
 from reasonloop.config import dump_config
 from reasonloop.models.policy import ModelConfig, load_model
@@ -49,7 +50,9 @@ class PretrainConfig:
     """fraction of training solutions that are flawed"""
     flaw: Literal["slip", "misconception"] = "slip"
     """"slip": one random wrong step; "misconception": a systematic error (see module docstring)"""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=64, micro_batch_size=64))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=64, micro_batch_size=64, max_length=512,
+                                                                   optim=OptimConfig(lr=1e-3)))
+    """from-scratch pretraining of the tiny quickstart models: their settings, not a 0.5-7B model's"""
     run_name: str = "pretrain"
     log: LogConfig = field(default_factory=LogConfig)
     """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""

@@ -73,8 +73,8 @@ class PRMConfig:
     use_chat_template: bool = True
     epochs: float = 3.0
     batch_size: int = 32
-    max_length: int = 512
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=10))
+    max_length: int = 2048
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-6, warmup_steps=10))
     threshold: float = 0.5
     """a step is predicted bad when its score is below this (first-error F1)"""
     run_name: str = "prm"

@@ -127,7 +127,7 @@ class SelfTrainConfig:
     iterations: int = 3
     problems_per_iteration: int = 256
     samples_per_prompt: int = 4
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=128))
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=1024))
     max_kept_per_problem: int = 4
     """distinct correct rationales kept per problem"""
     keep: Literal["answer", "steps"] = "answer"
@@ -146,7 +146,7 @@ class SelfTrainConfig:
     adapt: Literal["none", "bstar"] = "none"
     """"bstar": choose temperature and k each iteration by the balance score on a probe set"""
     bstar: BStarConfig = field(default_factory=BStarConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=32, micro_batch_size=32))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=32, micro_batch_size=4))
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     """lora.r > 0: train LoRA adapters (checkpoints hold the adapter; the final model is merged)"""
     keep_last: int = 2
@@ -156,7 +156,7 @@ class SelfTrainConfig:
     mid-training (0: only at iteration ends). Each holds weights and optimizer state: mind the disk on large models"""
     eval_problems: int = 200
     """held-out problems scored (greedy) after every iteration; 0 disables"""
-    eval_max_new_tokens: int = 128
+    eval_max_new_tokens: int = 1024
     run_name: str = "selftrain"
     log: LogConfig = field(default_factory=LogConfig)
     """trackers (jsonl always; tensorboard, wandb, mlflow) and whether rollouts are kept"""

@@ -62,12 +62,13 @@ class TrainConfig:
     """optimizer steps; 0 means derive from `epochs`"""
     batch_size: int = 32
     """sequences (packed rows when packing) per optimizer step (global)"""
-    micro_batch_size: int = 32
-    """sequences per forward/backward pass (per device); gradients accumulate up to batch_size"""
+    micro_batch_size: int = 4
+    """sequences per forward/backward pass (per device); gradients accumulate up to batch_size (the last
+    micro-batch of a step may be smaller: the loss is weighted by tokens either way)"""
     micro_batch_tokens: int = 0
     """> 0: a micro-batch also stops before rows x padded length exceeds this many tokens (a row longer
     than the budget runs alone), so long sequences run in smaller micro-batches; 0: rows only"""
-    max_length: int = 512
+    max_length: int = 2048
     packing: bool = False
     """pack several examples per row (block-diagonal attention, exact maths, less padding)"""
     forward: Literal["auto", "packed", "hf"] = "auto"
@@ -78,10 +79,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) must be a positive multiple of micro_batch_size ({self.micro_batch_size})"
-            )
+        if self.batch_size < 1 or self.micro_batch_size < 1:
+            raise ValueError(f"batch_size ({self.batch_size}) and micro_batch_size ({self.micro_batch_size}) must be >= 1")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("set epochs > 0 or max_steps > 0")
         if self.max_length < 2:

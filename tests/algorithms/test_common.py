@@ -31,5 +31,6 @@ def test_data_order_is_deterministic_and_covers_epochs():
     assert order == data_order(5, total_steps=4, batch_size=3, seed=1)
     assert len(order) == 12 and sorted(order[:5]) == [0, 1, 2, 3, 4] and sorted(order[5:10]) == [0, 1, 2, 3, 4]
     assert TrainConfig(epochs=2, batch_size=4, micro_batch_size=2).total_steps(10) == 5
-    with pytest.raises(ValueError, match="multiple of micro_batch_size"):
-        TrainConfig(batch_size=6, micro_batch_size=4)
+    TrainConfig(batch_size=6, micro_batch_size=4)  # the step's last micro-batch holds the 2 left over
+    with pytest.raises(ValueError, match="must be >= 1"):
+        TrainConfig(batch_size=6, micro_batch_size=0)
