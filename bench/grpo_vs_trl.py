@@ -3,8 +3,11 @@
     .venv/bin/python bench/grpo_vs_trl.py --base runs/grpo_work/pretrain/final --steps 8
 
 What is the same for both (and how):
-- weights: both load `--base` (a pretrained tiny char-level Llama; built here with
-  `init-model` + `pretrain` when `--base` is not given);
+- weights: both load `--base`, by default the quickstart's pretrained base built here exactly as
+  `make quickstart` builds it (`QuickstartConfig`'s model, 40,000 pretraining examples with the
+  carry misconception, its pretraining settings): a base at ~0.1 held-out accuracy that GRPO
+  lifts to ~0.9 in 30 steps, so the comparison measures learning, not skipping (from the weaker
+  6,000-example base used before, neither side improved and 96% of our groups had zero variance);
 - prompts: problems 0..steps*P-1 of `arithmetic` (train split, seed 0, max_ops=3), in that
   order (`shuffle_dataset=False` for TRL; reasonloop draws exactly these from its cursor);
   the raw prompt text, no chat template, BOS added by the tokenizer in both
@@ -27,8 +30,11 @@ Speed: median seconds per training step over the same `--steps` steps (TRL: a ca
 each optimizer step; reasonloop: `time/step` of its first `--steps` steps, which covers sampling,
 rewards and the update, not evaluation; the median over all its steps is reported too).
 Accuracy: held-out greedy accuracy (same evaluator for both: `evaluate_model` with the
-TorchEngine, 100 test problems) after equal wall time: TRL runs `--steps` steps, and
-reasonloop runs until it has spent the training seconds of TRL's fastest run (`time_budget_s`).
+TorchEngine, 100 test problems) at equal steps (reasonloop's checkpoint after `--steps` steps
+against TRL's final model) and after equal wall time: TRL runs `--steps` steps, and reasonloop
+runs until it has spent the training seconds of TRL's fastest run (`time_budget_s`). Skipped
+rows: the share of reasonloop's rows with exactly zero loss (zero-variance groups) that it did not
+run (`skip_zero_advantage`), beside TRL's own share of zero-std groups (`frac_reward_zero_std`).
 
 The two run one after the other in this process, TRL first, and the pair is repeated `--reps`
 times (each from the base): on a shared machine the load drifts over minutes, and two single
@@ -43,8 +49,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -57,15 +61,19 @@ TASK_OPTIONS = {"min_ops": 2, "max_ops": 3, "ops": ["+"]}
 
 
 def build_base(out: Path, num_examples: int) -> Path:
-    """init-model + pretrain, the quickstart's way of getting an imperfect base reasoner."""
-    py = [sys.executable, "-m", "reasonloop"]
-    env = {**os.environ, "REASONLOOP_QUIET": "1"}
-    subprocess.run(py + ["init-model", str(out / "init"), "hidden_size=128", "intermediate_size=384"], check=True,
-                   env=env)
-    subprocess.run(py + ["pretrain", f"model.path={out / 'init'}", f"output_dir={out}", "run_name=pretrain",
-                         f"num_examples={num_examples}", f"task.options={json.dumps(TASK_OPTIONS)}",
-                         "flaw=misconception", "wrong_step_fraction=0.6", "train.optim.lr=1e-3"],
-                   check=True, env=env)
+    """init-model + pretrain with the quickstart's settings (`QuickstartConfig`): its imperfect base reasoner."""
+    from reasonloop.algorithms.pretrain import PretrainConfig
+    from reasonloop.algorithms.pretrain import main as pretrain
+    from reasonloop.models.policy import ModelConfig
+    from reasonloop.models.tiny import TinyModelConfig, init_model
+    from reasonloop.quickstart import QuickstartConfig
+
+    qs = QuickstartConfig()
+    assert qs.task.options == TASK_OPTIONS
+    init = init_model(TinyModelConfig(**{**vars(qs.model), "path": str(out / "init")}))
+    pretrain(PretrainConfig(model=ModelConfig(path=str(init)), task=qs.task, num_examples=num_examples,
+                            wrong_step_fraction=qs.wrong_step_fraction, flaw=qs.flaw, train=qs.pretrain,
+                            run_name="pretrain", output_dir=str(out), seed=qs.seed))
     return out / "pretrain" / "final"
 
 
@@ -123,10 +131,11 @@ def run_trl(base: Path, train_problems, task, args, out: Path, threads: int) -> 
                           callbacks=[StepTimer()])
     trainer.train()
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    zero_std = [h["frac_reward_zero_std"] for h in trainer.state.log_history if "frac_reward_zero_std" in h]
     trainer.save_model(str(out / "final"))
     tok.save_pretrained(str(out / "final"))
     return {"step_seconds": times, "train_seconds": sum(times), "rewards": rewards, "final": out / "final",
-            "threads": threads,
+            "threads": threads, "zero_std_frac": zero_std,
             "completion_length": [h.get("completions/mean_length") for h in trainer.state.log_history
                                   if "completions/mean_length" in h]}
 
@@ -147,7 +156,7 @@ def run_ours(base: Path, args, out: Path, budget: float) -> dict:
         sampling=SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens),
         advantage="grpo", clip="ppo", clip_eps_low=0.2, clip_eps_high=0.2, loss_agg="token_mean", kl_coef=0.0,
         optim=OptimConfig(lr=args.lr, schedule="constant", beta1=0.9, beta2=0.999, weight_decay=0.0, grad_clip=1.0),
-        micro_batch_size=P * G, eval_problems=0, save_every=0, time_budget_s=budget,
+        micro_batch_size=P * G, eval_problems=0, save_every=args.steps, keep_last=0, time_budget_s=budget,
         output_dir=str(out), run_name="ours", seed=0, skip_zero_advantage=args.skip_zero_advantage,
         share_prefix=args.share_prefix, overlap_sampling=args.overlap,
     )
@@ -160,7 +169,9 @@ def run_ours(base: Path, args, out: Path, budget: float) -> dict:
             "time_wait": [r["time/sample_wait"] for r in steps],
             "completion_length": [r["len/mean"] for r in steps],
             "zero_variance_frac": [r["groups/zero_variance_frac"] for r in steps],
-            "rows_trained_frac": [r.get("policy/rows_trained_frac", 0.0) for r in steps]}
+            "rows_trained_frac": [r.get("policy/rows_trained_frac", 0.0) for r in steps],
+            # the model after exactly as many steps as TRL ran: the equal-steps comparison
+            "at_equal_steps": out / "ours" / "checkpoints" / f"step-{args.steps:06d}"}
 
 
 def main() -> None:
@@ -181,7 +192,7 @@ def main() -> None:
                         help="torch thread counts TRL runs at, comma-separated; the fastest is the peer figure")
     parser.add_argument("--reps", type=int, default=3,
                         help="TRL-then-reasonloop repetitions (medians over all steps of all reps)")
-    parser.add_argument("--pretrain-examples", type=int, default=6000)
+    parser.add_argument("--pretrain-examples", type=int, default=40_000, help="the quickstart's 40,000")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_grpo_vs_trl")
     args = parser.parse_args()
     os.environ.setdefault("REASONLOOP_QUIET", "1")
@@ -223,6 +234,11 @@ def main() -> None:
                                                for r in trl_runs},
                      "acc": {"trl": evaluate(trl["final"], test_problems, test_task),
                              "ours": evaluate(out / "ours" / "final", test_problems, test_task)}})
+        # equal steps: TRL's final model (it ran --steps) against our checkpoint after --steps steps
+        # (absent only if reasonloop ran fewer steps than TRL in TRL's time)
+        equal = ours["at_equal_steps"]
+        reps[-1]["acc_equal_steps"] = {"trl": reps[-1]["acc"]["trl"], "ours": evaluate(equal, test_problems, test_task)
+                                       if equal.exists() else None}
     torch.set_num_threads(args.threads)
     base_acc = evaluate(base, test_problems, test_task)
     # speed over the same steps TRL ran (the first --steps of each rep): later steps of a run that
@@ -239,7 +255,8 @@ def main() -> None:
               f"{r['ours']['steps']} steps, median {statistics.median(r['ours']['step_seconds'][: args.steps]):.3f} "
               f"s/step over the first {args.steps} ({statistics.median(r['ours']['step_seconds']):.3f} over all) "
               f"(sample+reward {statistics.median(r['ours']['time_sample']):.2f}, update "
-              f"{statistics.median(r['ours']['time_train']):.2f}), acc {r['acc']['ours']:.3f}")
+              f"{statistics.median(r['ours']['time_train']):.2f}), acc {r['acc']['ours']:.3f} "
+              f"(after {args.steps} steps: {r['acc_equal_steps']['ours']})")
     print(f"base greedy acc {base_acc:.3f}; load average before and after each run: {load}")
     print(json.dumps({
         "metric": "median_seconds_per_step", "ours": round(ours_s, 4), "peer": round(trl_s, 4),
@@ -249,6 +266,10 @@ def main() -> None:
                                 / statistics.median(r["ours"]["step_seconds"][: args.steps]), 3) for r in reps],
         "ours_median_all_steps": round(statistics.median(ours_all_steps), 4),
         "accuracy_equal_wall_time": {k: round(v, 4) for k, v in acc.items()},
+        "accuracy_equal_steps": {"base": round(base_acc, 4),
+                                 **{k: round(statistics.mean(r["acc_equal_steps"][k] for r in reps), 4)
+                                    if all(r["acc_equal_steps"][k] is not None for r in reps) else None
+                                    for k in ("trl", "ours")}},
         "accuracy_per_rep": [{k: round(v, 4) for k, v in r["acc"].items()} for r in reps],
         "steps_per_rep": [{"ours": r["ours"]["steps"], "trl": len(r["trl"]["step_seconds"])} for r in reps],
         "train_seconds_per_rep": [{"ours": round(r["ours"]["train_seconds"], 2),
@@ -260,6 +281,9 @@ def main() -> None:
         # does not run them (skip_zero_advantage); a learning run has fewer of them than a weak base
         "zero_variance_frac_ours": round(statistics.mean(x for r in reps for x in r["ours"]["zero_variance_frac"]), 3),
         "rows_trained_frac_ours": round(statistics.mean(x for r in reps for x in r["ours"]["rows_trained_frac"]), 3),
+        "skipped_rows_frac_ours": round(1 - statistics.mean(x for r in reps for x in r["ours"]["rows_trained_frac"]), 3),
+        "zero_std_frac_trl": round(statistics.mean(x for r in reps for x in r["trl"]["zero_std_frac"]), 3)
+        if all(r["trl"]["zero_std_frac"] for r in reps) else None,
         "median_split_ours": {
             "sample_and_reward": round(statistics.median(x for r in reps for x in r["ours"]["time_sample"]), 3),
             "update": round(statistics.median(x for r in reps for x in r["ours"]["time_train"]), 3),

@@ -42,14 +42,30 @@ def progress() -> Progress:
     )
 
 
-def peak_memory() -> dict[str, float]:
-    """This process's peak memory so far, in GiB: resident set (`mem/peak_rss_gb`, from getrusage) and, when
-    CUDA is in use, the caching allocator's maximum allocated (`mem/cuda_max_allocated_gb`)."""
+def peak_rss_gb() -> float:
+    """This process's peak resident set size in GiB: Linux's VmHWM (the high-water mark of this program's
+    own memory; getrusage's ru_maxrss would also count a large parent's memory at fork, which survives exec),
+    else getrusage."""
     import resource
     import sys
 
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    out = {"mem/peak_rss_gb": round(peak / (2**30 if sys.platform == "darwin" else 2**20), 4)}
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def peak_memory() -> dict[str, float]:
+    """This process's peak memory so far, in GiB: resident set (`mem/peak_rss_gb`, `peak_rss_gb`) and, when
+    CUDA is in use, the caching allocator's maximum allocated (`mem/cuda_max_allocated_gb`)."""
+    import sys
+
+    out = {"mem/peak_rss_gb": round(peak_rss_gb(), 4)}
     torch = sys.modules.get("torch")  # never imports torch itself: the CLI start-up stays light
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         out["mem/cuda_max_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 4)

@@ -24,8 +24,12 @@ with RMSNorm, rotary embeddings whose frequencies do not depend on the sequence 
 optional grouped-query attention, optional biases on any projection, tied or untied
 `lm_head`. A sliding window is accepted: it changes nothing while every sequence fits in it,
 and the forward-path choice sends longer sequences to the HF modules (`window_reason`). Modules
-must be the plain classes: a LoRA-wrapped or quantised linear layer, or any registered
-forward hook, would be skipped by reading `.weight` directly, so those models fall back too.
+must be the plain classes: a quantised linear layer, or any registered forward hook, would be
+skipped by reading `.weight` directly, so those models fall back too. peft LoRA layers are read
+(`models/lora.py`: one active plain adapter over an nn.Linear, no dropout while training): the
+decode uses merged weights W + scaling B A, the packed training forward runs the adapter as two
+extra low-rank matmuls (`linear`), so gradients reach lora_A and lora_B; adapters switched off
+(`disable_adapter()`) are seen as off.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from reasonloop.models.lora import is_lora_layer, lora_layer_reason, lora_linear, unwrap
 
 FAMILIES = {
     "llama": ("LlamaForCausalLM", "LlamaRMSNorm"),  # Llama 2/3.x (3.x: the "llama3" rotary type)
@@ -79,6 +85,7 @@ def window_reason(cfg, length: int) -> str | None:
 def unsupported_reason(model) -> str | None:
     """Why `model` cannot run through this file's maths, or None when it can (sequence lengths
     aside: see `window_reason`)."""
+    model = unwrap(model)  # a peft model: its LoRA layers are checked below
     cfg = model.config
     model_type = getattr(cfg, "model_type", None)
     if model_type not in FAMILIES:
@@ -94,7 +101,17 @@ def unsupported_reason(model) -> str | None:
         return f"hidden_act {getattr(cfg, 'hidden_act', None)!r} is not 'silu'"
     if getattr(model.get_output_embeddings(), "weight", None) is None:
         return "no lm_head weight"
+    lora_parts = ()
     for name, module in model.named_modules():
+        if is_lora_layer(module):
+            reason = lora_layer_reason(module)
+            if reason is not None:
+                return f"{name}: {reason}"
+            lora_parts = (f"{name}.base_layer", f"{name}.lora_A", f"{name}.lora_B", f"{name}.lora_dropout",
+                          f"{name}.lora_embedding", f"{name}.lora_magnitude")
+            continue
+        if name.startswith(lora_parts):  # the adapter's own modules (plain Linears and dropouts), read above
+            continue
         if module._forward_hooks or module._forward_pre_hooks:
             return f"forward hooks on {name or 'the model'} (the bare forward would skip them)"
         if (isinstance(module, nn.Linear) or "Linear" in type(module).__name__) and type(module) is not nn.Linear:
@@ -109,8 +126,17 @@ def unsupported_reason(model) -> str | None:
 # ---------------------------------------------------------------------------------------
 # Weights: references to the HF parameters (plus fused copies, rebuilt per call)
 
-Linear = tuple[torch.Tensor, "torch.Tensor | None"]
-"""(weight (out, in), bias (out,) or None), as F.linear takes them"""
+Linear = tuple
+"""(weight (out, in), bias (out,) or None), as F.linear takes them; or, for a LoRA layer in training,
+(weight, bias, lora_A (r, in), lora_B (out, r), scaling): see `linear`"""
+
+
+def linear(x: torch.Tensor, lin: Linear) -> torch.Tensor:
+    """x (..., in) -> (..., out): F.linear, plus a LoRA adapter's scaling * B (A x) when `lin` carries one."""
+    if len(lin) == 2:
+        return F.linear(x, *lin)
+    weight, bias, lora_a, lora_b, scaling = lin
+    return F.linear(x, weight, bias) + scaling * F.linear(F.linear(x, lora_a), lora_b)
 
 
 @dataclass
@@ -141,16 +167,18 @@ class LlamaWeights:
     @classmethod
     def from_model(cls, model, fuse: bool = True) -> LlamaWeights:
         """Views of `model`'s parameters; with `fuse`, q/k/v and gate/up concatenated (copies)."""
+        model = unwrap(model)
         cfg, base = model.config, model.model
 
-        def lin(m: nn.Linear) -> Linear:
-            return m.weight, m.bias
+        def lin(m: nn.Module) -> Linear:  # fused (decode): LoRA merged; unfused (training): low-rank kept
+            return lora_linear(m, merge=fuse) if is_lora_layer(m) else (m.weight, m.bias)
 
-        def group(*ms: nn.Linear) -> list[Linear]:
+        def group(*ms: nn.Module) -> list[Linear]:
             if not fuse:
                 return [lin(m) for m in ms]
-            bias = None if ms[0].bias is None else torch.cat([m.bias for m in ms])
-            return [(torch.cat([m.weight for m in ms]), bias)]
+            parts = [lin(m) for m in ms]
+            bias = None if parts[0][1] is None else torch.cat([b for _, b in parts])
+            return [(torch.cat([w for w, _ in parts]), bias)]
 
         def norm_of(attn, name: str) -> torch.Tensor | None:
             return getattr(attn, name).weight if hasattr(attn, name) else None
@@ -224,15 +252,15 @@ def attention_inputs(w: LlamaWeights, layer: LayerWeights, x: torch.Tensor, cos:
     lead, heads, kv_heads, d = x.shape[:-1], w.heads, w.kv_heads, w.head_dim
     h = rms_norm_fused(x, layer.input_norm, w.eps)
     if len(layer.qkv) == 1:
-        qkv = F.linear(h, *layer.qkv[0])  # (..., (H + 2 H_kv) D)
+        qkv = linear(h, layer.qkv[0])  # (..., (H + 2 H_kv) D)
         v = qkv[..., (heads + kv_heads) * d:].view(*lead, kv_heads, d)
         if layer.q_norm is None:  # rotate q and k in one go
             qk = apply_rope(qkv[..., : (heads + kv_heads) * d].view(*lead, heads + kv_heads, d), cos, sin)
             return qk[..., :heads, :], qk[..., heads:, :], v
         q, k = qkv[..., : heads * d], qkv[..., heads * d: (heads + kv_heads) * d]
     else:
-        (wq, bq), (wk, bk), (wv, bv) = layer.qkv
-        q, k, v = F.linear(h, wq, bq), F.linear(h, wk, bk), F.linear(h, wv, bv).view(*lead, kv_heads, d)
+        q, k, v = (linear(h, lin) for lin in layer.qkv)
+        v = v.view(*lead, kv_heads, d)
     q, k = q.view(*lead, heads, d), k.view(*lead, kv_heads, d)
     if layer.q_norm is not None:
         q, k = rms_norm_fused(q, layer.q_norm, w.eps), rms_norm_fused(k, layer.k_norm, w.eps)
@@ -241,13 +269,13 @@ def attention_inputs(w: LlamaWeights, layer: LayerWeights, x: torch.Tensor, cos:
 
 def attention_output_and_mlp(w: LlamaWeights, layer: LayerWeights, x: torch.Tensor, attn: torch.Tensor):
     """The rest of a layer: x (..., E) + o(attn (..., H * D)), then + SwiGLU MLP of its RMSNorm."""
-    x = x + F.linear(attn, *layer.o)
+    x = x + linear(attn, layer.o)
     h = rms_norm_fused(x, layer.post_norm, w.eps)
     if len(layer.gate_up) == 1:
-        gate, up = F.linear(h, *layer.gate_up[0]).chunk(2, dim=-1)  # (..., I) x2
+        gate, up = linear(h, layer.gate_up[0]).chunk(2, dim=-1)  # (..., I) x2
     else:
-        gate, up = (F.linear(h, wt, b) for wt, b in layer.gate_up)
-    return x + F.linear(F.silu(gate) * up, *layer.down)
+        gate, up = (linear(h, lin) for lin in layer.gate_up)
+    return x + linear(F.silu(gate) * up, layer.down)
 
 
 def decoder_layer(w: LlamaWeights, layer: LayerWeights, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -265,4 +293,4 @@ def final_norm(w: LlamaWeights, x: torch.Tensor) -> torch.Tensor:
 
 def lm_head(w: LlamaWeights, hidden: torch.Tensor) -> torch.Tensor:
     """Logits (..., V) of final-normed hidden states (..., E)."""
-    return F.linear(hidden, *w.lm_head)
+    return linear(hidden, w.lm_head)

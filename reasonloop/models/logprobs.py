@@ -28,6 +28,7 @@ from torch import nn
 from reasonloop.models.forward import training_path
 from reasonloop.models.llama import FAMILIES
 from reasonloop.models.packed import packed_completion_hidden
+from reasonloop.models.policy import checkpointing_layers
 
 CHUNK_ELEMENTS = 1 << 23
 """logits per chunk (rows x V): 32 MB of float32; at V = 151,936, 55 rows"""
@@ -285,8 +286,7 @@ def completion_logprobs(
         logprobs, entropy = head_logprobs(packed.hidden, model.get_output_embeddings(), nodes, targets,
                                           temperature, chunk, with_entropy)
         return padded(logprobs), packed.padded(entropy)
-    if share_prefix and getattr(model, "is_gradient_checkpointing", False) and model.training \
-            and torch.is_grad_enabled():
+    if share_prefix and checkpointing_layers(model):
         share_prefix = False  # HF's checkpointed layers hand back no KV cache: one pass per row, same values
     if not share_prefix:
         batch = {k: v.to(device) for k, v in collate(list(zip(contexts, completions)), pad_id).items()}

@@ -72,3 +72,52 @@ def merged(model):
     """The plain HF model behind `model`: adapters merged into the base weights (the peft wrapper is
     consumed), or `model` itself when it has no adapters."""
     return model.merge_and_unload() if is_lora(model) else model
+
+
+# --- LoRA on the bare forwards (`models/llama.py`) ----------------------------------------------
+
+
+def unwrap(model):
+    """The Hugging Face model inside a peft wrapper (the model itself when there is none)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) and is_lora(model) else model
+
+
+def is_lora_layer(module) -> bool:
+    return hasattr(module, "base_layer") and hasattr(module, "lora_A") and hasattr(module, "lora_B")
+
+
+def lora_layer_reason(module) -> str | None:
+    """Why the bare forward cannot reproduce this peft LoRA layer, or None when it can: one active plain LoRA
+    adapter (no DoRA or other variant, no dropout while training) over a plain nn.Linear."""
+    from torch import nn
+
+    if type(module.base_layer) is not nn.Linear:
+        return f"its base layer is a {type(module.base_layer).__name__}, not a plain nn.Linear"
+    if module.disable_adapters or module.merged:
+        return None  # the base weight alone is (or already holds) the layer
+    active = [a for a in module.active_adapters if a in module.lora_A]
+    if len(active) > 1:
+        return f"{len(active)} active adapters"
+    for name in active:
+        if getattr(module, "use_dora", {}).get(name) or getattr(module, "lora_variant", {}).get(name) is not None:
+            return "a LoRA variant (DoRA, ...)"
+        dropout = module.lora_dropout[name]
+        if module.training and isinstance(dropout, nn.Dropout) and dropout.p > 0:
+            return "LoRA dropout while training"
+    return None
+
+
+def lora_linear(module, merge: bool) -> tuple:
+    """A peft LoRA layer as the bare forward's linear: (weight, bias) when the adapter is off or `merge`
+    (W + scaling B A, for the no-grad decode), else (weight, bias, A (r, in), B (out, r), scaling) for
+    `llama.linear`, whose low-rank matmuls carry gradients to A and B."""
+    base = module.base_layer
+    active = [a for a in module.active_adapters if a in module.lora_A]
+    if module.disable_adapters or module.merged or not active:
+        return base.weight, base.bias
+    name = active[0]
+    a, b, scaling = module.lora_A[name].weight, module.lora_B[name].weight, module.scaling[name]
+    if merge:
+        return base.weight + scaling * (b @ a).to(base.weight.dtype), base.bias
+    return base.weight, base.bias, a, b, scaling

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from reasonloop.models.llama import LlamaWeights, decoder_layer, final_norm, rope, unsupported_reason
+from reasonloop.models.policy import checkpointing_layers
 
 
 def packed_unsupported_reason(model) -> str | None:
@@ -191,7 +192,7 @@ def packed_completion_hidden(model, contexts: list[list[int]], completions: list
     x = F.embedding(ids, w.embed)  # (N, E)
     cos, sin = rope(w, positions, x.dtype)  # (N, 1, D)
     # `model.gradient_checkpointing`: keep only each layer's input; the backward recomputes the layer
-    checkpointing = getattr(model, "is_gradient_checkpointing", False) and model.training and torch.is_grad_enabled()
+    checkpointing = checkpointing_layers(model)
     for layer in w.layers:
         if checkpointing:
             x = torch.utils.checkpoint.checkpoint(decoder_layer, w, layer, x, cos, sin, attend, use_reentrant=False)

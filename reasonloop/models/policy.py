@@ -206,6 +206,17 @@ def load_model(config: ModelConfig, for_training: bool = False):
     return model, tokenizer
 
 
+def checkpointing_layers(model) -> bool:
+    """True while `model` (peft-wrapped or not) recomputes its layers in the backward: gradient checkpointing
+    is on, the model is training and gradients are being recorded."""
+    import torch
+
+    flag = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.x's name
+    if flag is None:
+        flag = getattr(model, "is_gradient_checkpointing", False)
+    return bool(flag) and model.training and torch.is_grad_enabled()
+
+
 def enable_gradient_checkpointing(model) -> None:
     """Per-layer activation recomputation in the backward (Hugging Face's own, non-reentrant, so it
     works with frozen embeddings under LoRA); the packed trainer forward reads the same flag."""

@@ -8,7 +8,12 @@ from reasonloop.algorithms.common import OptimConfig, make_optimizer
 from reasonloop.algorithms.sft import TrainConfig, fit, micro_batches
 from reasonloop.models import precision
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
-from reasonloop.models.policy import ModelConfig, enable_gradient_checkpointing, load_model
+from reasonloop.models.policy import (
+    ModelConfig,
+    checkpointing_layers,
+    enable_gradient_checkpointing,
+    load_model,
+)
 
 PAIRS = [(f"{a}+{b}=", str(a + b) + " because " + "x" * (a % 5)) for a in range(6) for b in range(2)]
 
@@ -81,7 +86,7 @@ def test_bf16_dtype_for_training_must_say_which_precision(tiny_model_dir):
 def test_gradient_checkpointing_and_token_budget_train_to_the_same_weights(tiny_model_dir):
     ref, _ = _train(tiny_model_dir)
     checkpointed, _ = _train(tiny_model_dir, {"gradient_checkpointing": True}, micro_batch_tokens=40)
-    assert checkpointed.is_gradient_checkpointing
+    assert checkpointing_layers(checkpointed.train())
     for (name, p), q in zip(ref.named_parameters(), checkpointed.parameters()):
         assert torch.allclose(p, q, atol=2e-5), name
 
