@@ -25,7 +25,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.sft import TrainConfig, fit
-from reasonloop.config import dump_config
+from reasonloop.config import ConfigError, dump_config
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.store.checkpoint import save_model
 from reasonloop.store.runs import RunDir
@@ -71,9 +71,9 @@ def make_pretraining_pairs(
 ) -> list[tuple[str, str]]:
     """(prompt, solution text) for every problem, a fraction of them flawed."""
     if wrong_step_fraction > 0 and flaw == "slip" and not isinstance(task, StepTask):
-        raise TypeError(f"task {task.name!r} cannot corrupt steps; set wrong_step_fraction=0")
+        raise ConfigError(f"task {task.name!r} cannot corrupt steps; set wrong_step_fraction=0")
     if wrong_step_fraction > 0 and flaw == "misconception" and not isinstance(task, MisconceptionTask):
-        raise TypeError(f"task {task.name!r} has no systematic misconception; use flaw=slip")
+        raise ConfigError(f"task {task.name!r} has no systematic misconception; use flaw=slip")
     rng = random.Random(seed)
     pairs = []
     for problem in task:
@@ -81,6 +81,9 @@ def make_pretraining_pairs(
         if rng.random() < wrong_step_fraction:
             flawed = task.corrupt(problem, rng) if flaw == "slip" else task.misconception(problem)
         text = "\n".join(flawed[0]) if flawed else problem.reference_solution
+        if text is None:
+            raise ConfigError(f"problem {problem.id!r} of task {task.name!r} has no reference solution to train on "
+                              f"(e.g. {problem.meta.get('source', 'its row')})")
         pairs.append((problem.prompt, text))
     return pairs
 

@@ -43,3 +43,19 @@ def test_misconception_by_hand():
 def test_config_validation():
     with pytest.raises(ValueError, match="wrong_step_fraction"):
         PretrainConfig(wrong_step_fraction=1.0)
+
+
+def test_pretraining_pairs_from_a_dataset_task():
+    """A dataset's reference solutions train as they are; flaws and missing solutions are clear errors."""
+    import pathlib
+
+    from reasonloop.config import ConfigError
+
+    fixtures = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
+    gsm8k = make_task("gsm8k", source=str(fixtures / "gsm8k.jsonl"))
+    pairs = make_pretraining_pairs(gsm8k, 0.0, seed=0)
+    assert [p for p, _ in pairs] == [p.prompt for p in gsm8k] and pairs[0][1].endswith(r"\boxed{72}$.")
+    with pytest.raises(ConfigError, match="cannot corrupt steps; set wrong_step_fraction=0"):
+        make_pretraining_pairs(gsm8k, 0.2, seed=0)
+    with pytest.raises(ConfigError, match="has no reference solution"):
+        make_pretraining_pairs(make_task("aime", source=str(fixtures / "aime.jsonl")), 0.0, seed=0)
