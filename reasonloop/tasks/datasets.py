@@ -252,6 +252,9 @@ class DatasetTask:
         opened, rows = read_source(source, split=split, config=config, revision=c.revision)
         problems, errors = [], []
         for where, data in rows:
+            if isinstance(data, DatasetError):  # unreadable (bad JSON ...): a bad row like any other
+                errors.append(str(data))
+                continue
             try:
                 problems.append(self.parse(Row(data, where, c.fields, self.aliases)))
             except DatasetError as e:

@@ -46,7 +46,9 @@ class DatasetError(ConfigError):
     """A source or row that cannot be used; the message names the file, row and field."""
 
 
-Rows = Iterator[tuple[str, dict[str, Any]]]
+Rows = Iterator[tuple[str, "dict[str, Any] | DatasetError"]]
+"""(where, row); a row that cannot even be read (bad JSON, extra CSV cells) comes as its DatasetError,
+so that the caller can count or skip it like any other bad row"""
 
 
 def read_source(source: str, *, split: str, config: str = "", revision: str = "") -> tuple[str, Rows]:
@@ -89,13 +91,15 @@ def _read_json(path: str) -> Rows:
         for line_number, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            where = f"{path}:{line_number}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DatasetError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
+                yield where, DatasetError(f"{where}: not valid JSON ({e.msg})")
+                continue
             if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            yield f"{path}:{line_number}", row
+                row = DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield where, row
 
 
 def _read_json_array(path: str) -> Rows:
@@ -104,9 +108,11 @@ def _read_json_array(path: str) -> Rows:
             rows = json.load(f)
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(rows, list):
+        raise DatasetError(f"{path}: expected a JSON array of objects, got {type(rows).__name__}")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise DatasetError(f"{path}:row {i}: expected a JSON object, got {type(row).__name__}")
+            row = DatasetError(f"{path}:row {i}: expected a JSON object, got {type(row).__name__}")
         yield f"{path}:row {i}", row
 
 
@@ -132,7 +138,9 @@ def _read_csv(path: str, delimiter: str) -> Rows:
             raise DatasetError(f"{path}: empty CSV file (no header row)")
         for i, row in enumerate(reader):
             if None in row:
-                raise DatasetError(f"{path}:row {i}: more cells than the header's {len(reader.fieldnames)} columns")
+                yield f"{path}:row {i}", DatasetError(f"{path}:row {i}: more cells than the header's "
+                                                      f"{len(reader.fieldnames)} columns")
+                continue
             yield f"{path}:row {i}", {k: (None if v == "" else v) for k, v in row.items()}
 
 
@@ -184,8 +192,9 @@ def _read_hub(name: str, split: str, config: str, revision: str) -> Rows:
     except ValueError as e:  # unknown split or config: datasets says which exist
         raise DatasetError(f"{name}: {_first_line(e)} (set task.split / task.config)") from None
     except Exception as e:  # noqa: BLE001 -- network, auth, missing repo, offline without a cache: one line
-        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = " (offline mode is on and it is not in the cache)" if offline else ""
+        offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
+                      for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+        hint = " (offline mode is on and it is not in the cache)" if offline else " (no such local path either)"
         raise DatasetError(f"Hub dataset {name!r} could not be loaded{hint}: {type(e).__name__}: "
                            f"{_first_line(e)}") from None
     yield from _rows_of(dataset, f"{name}[{split}]")

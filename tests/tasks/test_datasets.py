@@ -64,6 +64,8 @@ def test_every_bad_row_is_counted_and_skip_bad_rows_skips_them(tmp_path, capsys)
     t = task("gsm8k", str(path), skip_bad_rows=True)
     assert len(t) == 3 and len(t.skipped) == 2 and "mixed.jsonl:4: field 'answer'" in t.skipped[1]
     assert "skipped 2 bad rows" in capsys.readouterr().err
+    bad_json = task("gsm8k", fixture("gsm8k_bad_json.jsonl"), skip_bad_rows=True)  # unreadable lines skip too
+    assert len(bad_json) >= 1 and "gsm8k_bad_json.jsonl:2: not valid JSON" in bad_json.skipped[0]
 
 
 def test_math_gold_from_boxed_with_nested_braces():
