@@ -260,11 +260,13 @@ class DatasetTask:
             except DatasetError as e:
                 errors.append(str(e))
         if errors and not c.skip_bad_rows:
-            more = f" (and {len(errors) - 1} more bad rows; skip_bad_rows=true skips them)" if len(errors) > 1 else ""
+            others = len(errors) - 1
+            more = (f" (and {others} more bad row{'s' if others > 1 else ''}; task.skip_bad_rows=true skips them)"
+                    if others else "")
             raise DatasetError(errors[0] + more)
         if errors:
             self.skipped = errors
-            _note(f"{self.name}: skipped {len(errors)} bad rows of {opened} (skip_bad_rows): "
+            _note(f"{self.name}: skipped {_rows(len(errors))} of {opened} (skip_bad_rows): "
                   + "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
         if not problems:
             raise DatasetError(f"{opened}: no usable rows for task {self.name!r}")
@@ -334,6 +336,10 @@ def choice_letter(completion: str, choices: list[str]) -> str | None:
             return chr(ord("A") + i)
     m = re.fullmatch(r"\(?([A-Za-z])\)?(?:[.):]\s*.*)?", answer, re.DOTALL)
     return m.group(1).upper() if m else None
+
+
+def _rows(n: int) -> str:
+    return f"{n} bad row" + ("" if n == 1 else "s")
 
 
 def _note(message: str) -> None:

@@ -62,3 +62,19 @@ def test_commands_leave_hub_access_to_the_user(monkeypatch):
     import os
 
     assert "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_bad_rows_and_sources_are_one_line_and_exit_2(tmp_path, tiny_model_dir, capsys):
+    def run(*overrides):
+        code = main(["eval", f"model.path={tiny_model_dir}", "task.name=gsm8k", "samples_per_prompt=0",
+                     "max_new_tokens=4", f"output_dir={tmp_path / 'runs'}", *overrides])
+        err = capsys.readouterr().err.strip()
+        return code, err
+
+    code, err = run(f"task.source={FIXTURES / 'gsm8k_bad.jsonl'}")
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert err.endswith("gsm8k_bad.jsonl:2: field 'answer' has no '#### <number>' line")
+    code, err = run(f"task.source={tmp_path / 'missing.jsonl'}")
+    assert code == 2 and err.endswith(f"dataset file {tmp_path / 'missing.jsonl'} does not exist")
+    code, err = run(f"task.source={FIXTURES / 'gsm8k_bad.jsonl'}", "task.skip_bad_rows=true")
+    assert code == 0 and "gsm8k: skipped 1 bad row of" in err

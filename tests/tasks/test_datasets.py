@@ -58,8 +58,8 @@ def test_every_bad_row_is_counted_and_skip_bad_rows_skips_them(tmp_path, capsys)
     lines = [good, {"question": "q"}, good, {"question": "q", "answer": "no final line"}, good]
     path = tmp_path / "mixed.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    with pytest.raises(DatasetError, match=r"mixed.jsonl:2: missing field 'answer' \(and 1 more bad rows; "
-                                           r"skip_bad_rows=true skips them\)"):
+    with pytest.raises(DatasetError, match=r"mixed.jsonl:2: missing field 'answer' \(and 1 more bad row; "
+                                           r"task.skip_bad_rows=true skips them\)"):
         task("gsm8k", str(path))
     t = task("gsm8k", str(path), skip_bad_rows=True)
     assert len(t) == 3 and len(t.skipped) == 2 and "mixed.jsonl:4: field 'answer'" in t.skipped[1]
