@@ -86,3 +86,14 @@ def test_label_prm800k_rows_for_prm_evaluation(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3 and all(len(row["labels"]) == len(row["completions"]) > 0 for row in rows)
     assert rows[1]["labels"] == [True, False]  # the human rating of the wrong step is kept
+
+
+def test_sft_on_a_datasets_reference_solutions(chat_model, tmp_path):
+    """`sft from_task=true`: GSM8K's worked answers as the completions, by epochs with the seeded order."""
+    assert main(["sft", f"model.path={chat_model}", "from_task=true", *GSM8K, "train.epochs=2",
+                 "train.batch_size=2", "train.micro_batch_size=2", f"output_dir={tmp_path}"]) == 0
+    summary = json.loads((tmp_path / "sft" / "summary.json").read_text())
+    assert summary["examples"] == 4 and summary["steps"] == 4  # 4 solutions, 2 epochs of 2 batches
+    # a task without reference solutions is one clear error
+    assert main(["sft", f"model.path={chat_model}", "from_task=true", "task.name=aime",
+                 f"task.source={FIXTURES / 'aime.jsonl'}", f"output_dir={tmp_path}", "run_name=aime"]) == 2

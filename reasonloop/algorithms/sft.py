@@ -46,6 +46,7 @@ from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, sav
 from reasonloop.store.jsonl import RecordError, from_row, iter_jsonl
 from reasonloop.store.runs import RunDir
 from reasonloop.store.trackers import LogConfig
+from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Sample
 from reasonloop.utils import console, progress, seed_everything
 
@@ -308,6 +309,12 @@ class SFTConfig:
     """field of a plain row holding the rationale (Sample records always use `text`)"""
     only_correct: bool = True
     """Sample records: train only on those whose "correct" reward is 1.0"""
+    from_task: bool = False
+    """train on `task`'s reference solutions (GSM8K's worked answers, MATH's solutions, MBPP's code) instead
+    of a `data` file"""
+    task: TaskSpec = field(default_factory=TaskSpec)
+    num_problems: int = 0
+    """with `from_task`: how many problems (a seeded sample); 0: every row of a dataset task"""
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     run_name: str = "sft"
@@ -325,6 +332,23 @@ class SFTConfig:
             raise ValueError("prompt_field and completion_field must be non-empty")
         if self.save_every < 0 or self.keep_last < 0:
             raise ValueError("save_every and keep_last must be >= 0")
+        if self.from_task and self.data:
+            raise ValueError("give data=<file> or from_task=true, not both")
+        if self.from_task and self.num_problems <= 0 and not self.task.is_dataset:
+            raise ValueError(f"from_task on the procedural task {self.task.name!r} needs num_problems > 0")
+        if self.num_problems < 0:
+            raise ValueError(f"num_problems must be >= 0, got {self.num_problems}")
+
+
+def task_pairs(spec: TaskSpec, num_problems: int, seed: int) -> list[tuple[str, str]]:
+    """(prompt, reference solution) of a task's training problems; one error if none has a solution."""
+    task = spec.build(split="train", size=num_problems or None, seed=seed)
+    pairs = [(p.prompt, p.reference_solution) for p in task if p.reference_solution]
+    if not pairs:
+        raise ConfigError(f"task {spec.label!r} has no reference solutions to train on (train split)")
+    if len(pairs) < len(task):
+        console.print(f"sft: {len(task) - len(pairs)} of {len(task)} problems have no reference solution; skipped")
+    return pairs
 
 
 def load_pairs(path: str | Path, only_correct: bool = True, prompt_field: str = "prompt",
@@ -352,11 +376,12 @@ def load_pairs(path: str | Path, only_correct: bool = True, prompt_field: str = 
 
 
 def main(cfg: SFTConfig) -> dict:
-    if not cfg.data:
-        raise ConfigError("sft needs data=<file.jsonl>")
+    if not cfg.data and not cfg.from_task:
+        raise ConfigError("sft needs data=<file.jsonl> (or from_task=true with task.name=...)")
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
-    pairs = load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
+    pairs = task_pairs(cfg.task, cfg.num_problems, cfg.train.seed) if cfg.from_task else \
+        load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
     latest = run.latest_checkpoint() if cfg.resume else None
     model, tokenizer = load_trainable(cfg.model, cfg.lora, latest)
     examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
