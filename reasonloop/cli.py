@@ -13,8 +13,10 @@ key with its type, default and docstring (stdout, exit 0).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 
@@ -28,6 +30,10 @@ class Command:
     function: str = "main"
     positional: str | None = None
     """config field filled by bare positional arguments (e.g. `init-model DIR`; several fill a list field)"""
+    distributed: bool = False
+    """the config gets `cluster.*` keys: with `cluster.workers > 0` it runs on Ray workers (reasonloop.distributed)"""
+    ranks: bool = False
+    """`main` takes `ranks`: under torchrun (WORLD_SIZE > 1) it runs as one of several training ranks"""
 
 
 COMMANDS: dict[str, Command] = {
@@ -35,25 +41,29 @@ COMMANDS: dict[str, Command] = {
                           function="main", positional="path"),
     "pretrain": Command("reasonloop.algorithms.pretrain", "PretrainConfig",
                         "teach a model a task's format from procedural solutions (some flawed)"),
-    "sample": Command("reasonloop.rollout.sample", "SampleConfig", "sample and verify completions into a JSONL file"),
-    "sft": Command("reasonloop.algorithms.sft", "SFTConfig", "fine-tune on a samples JSONL (completion-only loss)"),
+    "sample": Command("reasonloop.rollout.sample", "SampleConfig", "sample and verify completions into a JSONL file",
+                      distributed=True),
+    "sft": Command("reasonloop.algorithms.sft", "SFTConfig", "fine-tune on a samples JSONL (completion-only loss)",
+                   ranks=True),
     "selftrain": Command("reasonloop.algorithms.selftrain", "SelfTrainConfig",
                          "rejection-sampling self-training (STaR / ReST-EM / RFT)"),
-    "eval": Command("reasonloop.evaluate.run", "EvalConfig", "greedy accuracy, maj@k and pass@k on held-out problems"),
+    "eval": Command("reasonloop.evaluate.run", "EvalConfig", "greedy accuracy, maj@k and pass@k on held-out problems",
+                    distributed=True),
     # registered ahead of their modules so each is a one-line concern of its own file
     "distill": Command("reasonloop.algorithms.distill", "DistillConfig",
                        "generate rationales with a teacher sampler, keep the verified ones, fine-tune a student"),
     "dpo": Command("reasonloop.algorithms.dpo", "DPOConfig", "direct preference optimisation on correct/incorrect pairs"),
-    "grpo": Command("reasonloop.algorithms.grpo", "GRPOConfig", "RL with verifiable rewards: the GRPO family"),
+    "grpo": Command("reasonloop.algorithms.grpo", "GRPOConfig", "RL with verifiable rewards: the GRPO family",
+                    distributed=True),
     "label": Command("reasonloop.algorithms.step_labels", "LabelConfig",
-                     "automatic step labels: Monte-Carlo, binary search, node compression"),
+                     "automatic step labels: Monte-Carlo, binary search, node compression", distributed=True),
     "prm": Command("reasonloop.algorithms.prm", "PRMConfig", "train a process / outcome / value reward model"),
     "view": Command("reasonloop.view", "ViewConfig", "write one offline HTML page of a run: curves, samples, trees",
                     positional="run"),
     "compare": Command("reasonloop.evaluate.compare", "CompareConfig",
                        "does eval run B beat run A on the same problems (paired bootstrap)", positional="runs"),
     "search": Command("reasonloop.evaluate.search", "SearchConfig",
-                      "test-time compute: majority, best-of-N, beam, DVTS, MCTS, self-correction"),
+                      "test-time compute: majority, best-of-N, beam, DVTS, MCTS, self-correction", distributed=True),
 }
 
 LISTS = {"tasks", "commands"}
@@ -199,6 +209,12 @@ def run_command(name: str, rest: list[str]) -> int:
 
     module = importlib.import_module(command.module)
     config_cls = getattr(module, command.config)
+    function = getattr(module, command.function)
+    if command.distributed:
+        from reasonloop.distributed import commands as distributed
+
+        config_cls = distributed.with_cluster(config_cls)
+        function = functools.partial(distributed.run, function)
     if want_help:
         print(command_help(name, command, config_cls))
         return 0
@@ -211,7 +227,13 @@ def run_command(name: str, rest: list[str]) -> int:
     from reasonloop.utils import quiet_hf
 
     quiet_hf()
-    getattr(module, command.function)(cfg)
+    if command.ranks and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from reasonloop.distributed.training import torchrun_ranks
+
+        with torchrun_ranks(name) as ranks:
+            function(cfg, ranks=ranks)
+        return 0
+    function(cfg)
     return 0
 
 

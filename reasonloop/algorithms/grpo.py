@@ -85,6 +85,7 @@ from reasonloop.algorithms.grpo_rewards import (
     token_process_advantages,
 )
 from reasonloop.algorithms.health import HealthConfig, HealthMonitor, stop_message
+from reasonloop.algorithms.offpolicy import OffPolicyConfig, correction_metrics, correction_weights
 from reasonloop.algorithms.rl_maths import (
     ADVANTAGES,
     CLIPS,
@@ -150,6 +151,12 @@ class GRPOConfig:
     share_prefix: bool = True
     """run each prefix the rows share (the prompt; with the packed forward also the first tokens their
     completions have in common) once in training passes: same maths, less work"""
+    max_staleness: int = 0
+    """with Ray rollout workers (`cluster.workers`): batches for steps t+1..t+k are sampled while step t
+    trains (`distributed/async_grpo.py`); 0 is synchronous. k > 0 needs old_logprobs=recompute"""
+    offpolicy: OffPolicyConfig = field(default_factory=OffPolicyConfig)
+    """with old_logprobs=recompute: correction of the sampler's (stale or mismatched) log-probs against
+    pi_old (`offpolicy.py`); its diagnostics are logged every step"""
     overlap_sampling: bool = False
     """sample step t+1's batch on a second thread while step t trains (one-step off-policy: the batch comes
     from the weights before step t's update; see `overlap.py`); exact resume is kept"""
@@ -265,6 +272,11 @@ class GRPOConfig:
         if self.overlap_sampling and self.old_logprobs != "sampler":
             raise ValueError("overlap_sampling needs old_logprobs='sampler': the batch comes from the weights before "
                              "the last update, and only the sampler's logprobs are that behaviour policy's")
+        if self.max_staleness < 0:
+            raise ValueError(f"max_staleness must be >= 0, got {self.max_staleness}")
+        if self.max_staleness > 0 and (self.old_logprobs != "recompute" or self.overlap_sampling):
+            raise ValueError("max_staleness > 0 needs old_logprobs=recompute (pi_old from the trainer; the stale "
+                             "sampler log-probs are corrected by `offpolicy`) and overlap_sampling=false")
         if (self.save_every < 0 or self.keep_last < 0 or self.micro_batch_tokens < 0 or self.eval_every < 0
                 or self.eval_problems < 0 or self.max_refill_rounds < 0):
             raise ValueError("save_every, keep_last, micro_batch_tokens, eval_every, eval_problems and "
@@ -301,6 +313,8 @@ class TrainRow:
     turns: list[tuple[int, int]] | None = None
     """(start, end) of each assistant turn in `completion`, and their rewards (multi-turn rows only)"""
     turn_rewards: list[float] | None = None
+    correction: list[float] | None = None
+    """per-token off-policy weights (`offpolicy.py`, old_logprobs=recompute); None: 1"""
 
 
 @dataclass
@@ -314,6 +328,8 @@ class TrainTensors:
     """`loss_mask` with masked rows zeroed"""
     advantages: torch.Tensor
     """(B, 1) sequence advantages, or (B, Tc) when any row has per-token ones"""
+    correction: torch.Tensor | None = None
+    """(B, Tc) off-policy weights on the loss, or None"""
 
 
 def make_batch(rows: list[TrainRow], device) -> TrainTensors:
@@ -330,7 +346,11 @@ def make_batch(rows: list[TrainRow], device) -> TrainTensors:
                                     else [1.0] * len(r.completion) for r in rows])  # (B, Tc)
         loss_mask = loss_mask * drawn
     train_mask = loss_mask * torch.tensor([0.0 if r.masked else 1.0 for r in rows])[:, None]  # (B, Tc)
-    return TrainTensors(old_logprobs.to(device), loss_mask.to(device), train_mask.to(device), advantages.to(device))
+    correction = None
+    if any(r.correction is not None for r in rows):
+        correction = pad_completions([r.correction or [1.0] * len(r.completion) for r in rows])[0].to(device)
+    return TrainTensors(old_logprobs.to(device), loss_mask.to(device), train_mask.to(device), advantages.to(device),
+                        correction)
 
 
 def rows_from_rollouts(rollouts: Rollouts, encode, overlong_filter: bool) -> list[TrainRow]:
@@ -382,14 +402,25 @@ def reference_logprobs(cfg, model, ref_model, rows: list[TrainRow], pad_id: int)
         return policy_logprobs(cfg, ref_model, rows, pad_id)[0]
 
 
-def recompute_old_logprobs(cfg, model, rows: list[TrainRow], pad_id, device) -> None:
-    """pi_old by a no-grad teacher-forced pass over each row's *sampling* context (hint included)."""
+def recompute_old_logprobs(cfg, model, rows: list[TrainRow], pad_id, device, versions: list[int] | None = None,
+                           trainer_version: int = 0) -> dict[str, float]:
+    """pi_old by a no-grad teacher-forced pass over each row's *sampling* context (hint included); the
+    sampler's log-probs (mu) become each row's off-policy `correction` (`offpolicy.py`). Returns its
+    diagnostics: mismatch KL, clipped share, staleness of the samples' policy `versions`."""
+    mu = [list(r.old_logprobs) for r in rows]
     with torch.no_grad():
         for m in range(0, len(rows), cfg.micro_batch_size):
             chunk = rows[m: m + cfg.micro_batch_size]
             logprobs, _ = policy_logprobs(cfg, model, chunk, pad_id, sampled_context=True)  # (b, Tc)
             for b, r in enumerate(chunk):
                 r.old_logprobs = logprobs[b, : len(r.completion)].tolist()
+    old, mask = pad_completions([r.old_logprobs for r in rows])  # (B, Tc)
+    behaviour, _ = pad_completions(mu)
+    weights, changed = correction_weights(old, behaviour, mask, cfg.offpolicy)
+    for b, r in enumerate(rows):
+        r.correction = weights[b, : len(r.completion)].tolist()
+    return correction_metrics(old, behaviour, mask, changed, versions or [trainer_version] * len(rows),
+                              trainer_version)
 
 
 def sequence_kl(cfg, model, ref_model, rows: list[TrainRow], pad_id, device) -> list[float]:
@@ -502,8 +533,10 @@ class Trainer:
         return held_out_accuracy(self.sampler, self.eval_task, cfg.eval_max_new_tokens)
 
 
-def setup(cfg: GRPOConfig) -> Trainer:
-    """Load the policy (from the latest checkpoint when resuming), rewards, tasks and the batch source."""
+def setup(cfg: GRPOConfig, make_source=None) -> Trainer:
+    """Load the policy (from the latest checkpoint when resuming), rewards, tasks and the batch source.
+
+    `make_source(recipe) -> BatchSource` replaces the in-process sources (Ray rollout workers)."""
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.seed)
     latest = run.latest_checkpoint() if cfg.resume else None
@@ -541,7 +574,7 @@ def setup(cfg: GRPOConfig) -> Trainer:
         bandit=SelfEvolvingCurriculum(len(tasks), cfg.curriculum.alpha, cfg.curriculum.temperature),
         monitor=HealthMonitor(cfg.health, shaping_keys=shaping_reward_keys(cfg)),
         eval_task=eval_task,
-        batches=make_batch_source(cfg, recipe, sampler, model, sampler_over),
+        batches=make_source(recipe) if make_source else make_batch_source(cfg, recipe, sampler, model, sampler_over),
         state={"step": 0, "cursors": recipe.start_cursors()}, model_config=cfg.model, eval_env=eval_env)
     if latest is not None:
         trainer.state = load_trainer_state(latest, optimizer, scheduler)
@@ -553,8 +586,11 @@ def setup(cfg: GRPOConfig) -> Trainer:
     return trainer
 
 
-def main(cfg: GRPOConfig) -> dict:
-    t = setup(cfg)
+def main(cfg: GRPOConfig, make_source=None) -> dict:
+    """`make_source(recipe) -> BatchSource`: batches from elsewhere (`distributed.async_grpo`, `cluster.*`)."""
+    if cfg.max_staleness > 0 and make_source is None:
+        raise ValueError("max_staleness > 0 needs Ray rollout workers: set cluster.workers >= 1")
+    t = setup(cfg, make_source)
     device = next(t.model.parameters()).device
     pad_id = t.tokenizer.pad_token_id
     history = t.run.read_metrics()
@@ -573,7 +609,8 @@ def main(cfg: GRPOConfig) -> dict:
         if rows:
             # --- pi_old, KL-shaped rewards, advantages
             if cfg.old_logprobs == "recompute":
-                recompute_old_logprobs(cfg, t.model, rows, pad_id, device)
+                versions = [s.meta.get("policy_version", step) for g in rollouts.groups for s in g.samples]
+                metrics.update(recompute_old_logprobs(cfg, t.model, rows, pad_id, device, versions, step))
             if cfg.kl_coef > 0 and cfg.kl_in == "reward":
                 for r, kl in zip(rows, sequence_kl(cfg, t.model, t.ref_model, rows, pad_id, device)):
                     r.reward -= cfg.kl_coef * kl
@@ -781,6 +818,8 @@ def micro_batch_step(cfg, model, ref_model, chunk: list[TrainRow], totals: dict,
         kl = KL_ESTIMATORS[cfg.kl_estimator](logp, reference_logprobs(cfg, model, ref_model, chunk, pad_id))
         if cfg.kl_in == "loss":
             per_token = per_token + cfg.kl_coef * kl
+    if batch.correction is not None:  # mu -> pi_old (stale or mismatched sampler), `offpolicy.py`
+        per_token = per_token * batch.correction
     loss = aggregate_loss(per_token, mask, cfg.loss_agg, **totals)
     loss.backward()
     share = mask.sum().item() / active_tokens  # metrics as token-weighted shares of the mini-batch

@@ -36,6 +36,7 @@ from typing import Literal
 import torch
 
 from reasonloop.algorithms.common import OptimConfig, encode_pairs, make_optimizer, make_scheduler, sft_loss
+from reasonloop.algorithms.ranks import Ranks
 from reasonloop.config import ConfigError, UserError, dump_config
 from reasonloop.models.forward import training_path
 from reasonloop.models.logprobs import collate, completion_logprobs, pad_completions, token_logprobs
@@ -239,12 +240,14 @@ def fit(
     optimizer=None,
     scheduler=None,
     eos: list[bool] | None = None,
+    ranks: Ranks | None = None,
 ) -> dict:
     """Train `model` in place on (prompt, completion) text pairs; returns summary metrics.
 
     `on_step(step, metrics)` runs after every optimizer step (logging, checkpointing).
     Pass `start_step` with a restored optimizer/scheduler to resume exactly. `eos[i]=False`
-    trains pair i without an end-of-sequence token (a partial solution).
+    trains pair i without an end-of-sequence token (a partial solution). With `ranks` (torchrun)
+    each rank trains its share of every global batch (`algorithms.ranks`).
     """
     if not pairs:
         raise ValueError("fit() got no training pairs")
@@ -257,7 +260,12 @@ def fit(
     scheduler = scheduler or make_scheduler(optimizer, cfg.optim, total)
     device = next(model.parameters()).device
     model.train()
-    packed_forward = training_path(model, cfg.forward, what="train.forward", length=cfg.max_length) == "packed"
+    if ranks is not None:  # the packed forward reads parameters outside the module call; FSDP's are sharded
+        if cfg.forward == "packed":
+            raise ConfigError("train.forward='packed' is not available under torchrun (FSDP-sharded parameters)")
+        packed_forward = False
+    else:
+        packed_forward = training_path(model, cfg.forward, what="train.forward", length=cfg.max_length) == "packed"
     losses, tokens, start = [], 0, time.perf_counter()
     with progress() as bar:
         task = bar.add_task(description, total=total, completed=start_step, info="")
@@ -265,6 +273,8 @@ def fit(
             batch = [units[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
             batch.sort(key=lambda u: sum(len(c) + len(x) for c, x in u))  # similar lengths per micro-batch
             num_target = sum(len(x) for u in batch for _, x in u)
+            if ranks is not None:  # losses stay weighted by the global token count: the ranks' sum is the mean
+                batch = ranks.shard(batch)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             lengths = [min(cfg.max_length, sum(len(c) + len(x) for c, x in u)) for u in batch]
@@ -273,10 +283,14 @@ def fit(
                 with autocast(model):
                     step_loss += micro_batch_loss(model, micro, cfg, tokenizer.pad_token_id, device, packed_forward,
                                                   num_target)
-            grad_norm = (
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item()
-                if cfg.optim.grad_clip > 0 else 0.0
-            )
+            if ranks is not None:
+                step_loss = ranks.sum(step_loss)
+                grad_norm = ranks.clip_grad_norm(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else 0.0
+            else:
+                grad_norm = (
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item()
+                    if cfg.optim.grad_clip > 0 else 0.0
+                )
             optimizer.step()
             scheduler.step()
             losses.append(step_loss)
@@ -375,9 +389,11 @@ def load_pairs(path: str | Path, only_correct: bool = True, prompt_field: str = 
     return pairs
 
 
-def main(cfg: SFTConfig) -> dict:
+def main(cfg: SFTConfig, ranks: Ranks | None = None) -> dict:
     if not cfg.data and not cfg.from_task:
         raise ConfigError("sft needs data=<file.jsonl> (or from_task=true with task.name=...)")
+    if ranks is not None:
+        return main_ranks(cfg, ranks)
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
     pairs = task_pairs(cfg.task, cfg.num_problems, cfg.train.seed) if cfg.from_task else \
@@ -412,4 +428,47 @@ def main(cfg: SFTConfig) -> dict:
     loss = summary["loss_last"]
     console.print(f"sft: {summary['steps']} steps, final loss {loss if loss is None else round(loss, 4)}; "
                   f"model in {run.root / 'final'}")
+    return summary
+
+
+def main_ranks(cfg: SFTConfig, ranks: Ranks) -> dict:
+    """`main` as one of several torchrun ranks: sharded model, distributed checkpoints (`algorithms.ranks`)."""
+    if cfg.lora.r > 0:
+        raise ConfigError("lora.r > 0 is not supported under torchrun yet (LoRA adapters under FSDP2 are "
+                          "untested); train LoRA in one process")
+    run = ranks.open_run(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
+    seed_everything(cfg.train.seed)
+    pairs = task_pairs(cfg.task, cfg.num_problems, cfg.train.seed) if cfg.from_task else \
+        load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
+    latest = run.latest_checkpoint() if cfg.resume else None
+    model, tokenizer = load_trainable(cfg.model, cfg.lora, None)
+    model = ranks.wrap(model)
+    examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
+                               system_prompt=cfg.model.system_prompt)
+    total = cfg.train.total_steps(len(training_units(examples, cfg.train)))
+    optimizer = make_optimizer(model.parameters(), cfg.train.optim)
+    scheduler = make_scheduler(optimizer, cfg.train.optim, total)
+    start_step = 0
+    if latest is not None:
+        start_step = ranks.load(latest, model, optimizer, scheduler)["step"]
+        if ranks.is_main:
+            run.truncate_metrics(lambda r: r.get("step", 0) <= start_step)
+            console.print(f"resuming {run.root} from step {start_step} on {ranks.world} ranks")
+
+    def on_step(step: int, metrics: dict) -> None:
+        if ranks.is_main:
+            run.log(metrics)
+        if step == total or (cfg.save_every and step % cfg.save_every == 0):
+            ckpt = ranks.save(run.checkpoint_path(step), model, tokenizer, optimizer, scheduler, {"step": step})
+            if ranks.is_main:
+                run.mark_latest(ckpt, cfg.keep_last)
+
+    summary = fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
+                  system_prompt=cfg.model.system_prompt, on_step=on_step, start_step=start_step,
+                  optimizer=optimizer, scheduler=scheduler, ranks=ranks)
+    ranks.save_final(run.root / "final", model, tokenizer, cfg.model)
+    summary.update(examples=len(pairs), rows=len(training_units(examples, cfg.train)), world_size=ranks.world)
+    if ranks.is_main:
+        run.write_json("summary.json", summary)
+        console.print(f"sft: {summary['steps']} steps on {ranks.world} ranks; model in {run.root / 'final'}")
     return summary

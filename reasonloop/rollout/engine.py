@@ -22,7 +22,9 @@ How a call runs (see `rollout.sampler` for the contract):
 Sampling is batch-invariant: the random number for row (prompt i, sample j) at step t is
 a hash of (seed, i * samples_per_prompt + j, t), and the token is drawn by inverting the
 CDF with it. So a seeded call returns the same samples whatever the batch size, padding,
-prefill sharing or row dropping, and `engine.generate` is reproducible given `seed`.
+prefill sharing or row dropping, and `engine.generate` is reproducible given `seed`. With
+`prompt_offset=k` prompt i counts as prompt k + i, so shards of a list spread over workers
+draw what the whole list draws in one process.
 
 Written by hand rather than calling `model.generate`: we need the sampling-time logprob of
 every drawn token, stop strings checked per row, rows leaving the batch as they finish,
@@ -468,7 +470,10 @@ class TorchEngine:
         samples_per_prompt: int = 1,
         params: SamplingParams | None = None,
         prefixes: list[str] | None = None,
+        prompt_offset: int = 0,
     ) -> list[list[Sample]]:
+        """`prompt_offset` is the index of `prompts[0]` in the caller's whole list: row keys continue
+        from there, so a list split into shards (one per worker) draws exactly what it draws whole."""
         params, prefixes = request_defaults(prompts, params, prefixes)
         contexts = [self.encode_context(p, x) for p, x in zip(prompts, prefixes)]
         order = sorted(range(len(prompts)), key=lambda i: -len(contexts[i]))  # similar lengths: less padding
@@ -486,7 +491,7 @@ class TorchEngine:
             results: dict[tuple[int, int], Sample] = {}
             with optional_progress(len(rows), "sampling") as advance:
                 for batch in self._batches(rows, contexts, params.max_new_tokens):
-                    keys = [i * samples_per_prompt + j for i, j in batch]
+                    keys = [(prompt_offset + i) * samples_per_prompt + j for i, j in batch]
                     outs = self._generate_batch([contexts[i] for i, _ in batch], [i for i, _ in batch], keys,
                                                 params, seed, weights)
                     for (i, j), (ids, lps, reason, text) in zip(batch, outs):

@@ -16,7 +16,7 @@ Differences to know:
   distribution. Use "raw_logprobs" for temperature-1 semantics. RL code that needs exact
   importance ratios should recompute logprobs with the training model anyway (the two
   engines' kernels differ).
-- seeds: request i gets `params.seed + i` (vLLM's per-request seed); reproducible within
+- seeds: request i gets `params.seed + prompt_offset + i` (vLLM's per-request seed); reproducible within
   vLLM, but a different random stream from `TorchEngine`.
 - `load_weights` reaches the model inside vLLM's worker: in-process when vLLM runs its
   engine in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, which this module sets if unset,
@@ -79,7 +79,9 @@ class VLLMEngine:
         samples_per_prompt: int = 1,
         params: SamplingParams | None = None,
         prefixes: list[str] | None = None,
+        prompt_offset: int = 0,
     ) -> list[list[Sample]]:
+        """`prompt_offset`: index of `prompts[0]` in the caller's whole list (seeds continue from it)."""
         params, prefixes = request_defaults(prompts, params, prefixes)
         requests = [{"prompt_token_ids": self.encode_context(p, x)} for p, x in zip(prompts, prefixes)]
         vparams = [self._vllm_params(
@@ -90,7 +92,7 @@ class VLLMEngine:
             max_tokens=params.max_new_tokens,
             stop=list(params.stop) or None,
             include_stop_str_in_output=params.include_stop_str,
-            seed=None if params.seed is None else params.seed + i,
+            seed=None if params.seed is None else params.seed + prompt_offset + i,
             logprobs=0,  # the sampled token's logprob only
         ) for i in range(len(prompts))]
         outputs = self.llm.generate(requests, vparams, use_tqdm=False)

@@ -1,0 +1,59 @@
+"""`Ranks`: what a training loop needs to know when it is one of several data-parallel ranks.
+
+A loop that takes `ranks` (sft, dpo, prm under `torchrun`) keeps its maths: it computes the
+global batch, takes this rank's share (`shard`), weights each micro-batch's loss by its share of
+the *global* token or example count, and lets the gradient reduction sum the ranks' gradients,
+so the update is the global-batch mean whatever the world size (the implementation, FSDP2 on
+gloo or NCCL, is `reasonloop.distributed.training.TorchRanks`). Checkpoints go through `save`
+and `load`, which are collective (every rank calls them). `None` means one process: the loops'
+own code paths, unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Ranks(Protocol):
+    rank: int
+    world: int
+
+    @property
+    def is_main(self) -> bool: ...
+
+    def wrap(self, model):
+        """Shard `model` over the ranks (before its optimizer is made); returns the model to train."""
+        ...
+
+    def shard(self, items: list[T]) -> list[T]:
+        """This rank's share of a global batch (every rank gets a disjoint part; together all of it)."""
+        ...
+
+    def sum(self, value: float) -> float:
+        """`value` summed over the ranks (logged losses)."""
+        ...
+
+    def clip_grad_norm(self, parameters, max_norm: float) -> float:
+        """Clip the global gradient norm; returns it before clipping."""
+        ...
+
+    def open_run(self, root: str | Path, config_yaml: str, resume: bool, log=None):
+        """The run directory: created (and checked) by the main rank, then opened by the others (which do not
+        log; `log` is the main rank's tracker config)."""
+        ...
+
+    def save(self, path: Path, model, tokenizer, optimizer, scheduler, extra: dict[str, Any]) -> Path:
+        """A resumable checkpoint of every rank's shard, written atomically (collective)."""
+        ...
+
+    def load(self, path: Path, model, optimizer, scheduler) -> dict[str, Any]:
+        """Restore what `save` wrote; returns its `extra` (collective)."""
+        ...
+
+    def save_final(self, path: Path, model, tokenizer, base) -> None:
+        """The trained weights gathered into one Hugging Face directory; `base` is the ModelConfig the run
+        started from (its architecture is rebuilt on the main rank to hold the full weights)."""
+        ...

@@ -1,0 +1,41 @@
+"""One Ray session for all distributed tests (starting Ray costs seconds), sized like this 2-core machine."""
+
+import pytest
+
+pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """Ray with 2 CPUs for the test session; pools in tests reserve 0 CPUs each so several fit."""
+    from reasonloop.distributed.cluster import ClusterConfig, ray_session
+
+    with ray_session(ClusterConfig(workers=2)) as ray:
+        yield ray
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    from reasonloop.distributed.cluster import ClusterConfig
+
+    return ClusterConfig(workers=2, cpus_per_worker=0, timeout_s=120, max_restarts=2)
+
+
+@pytest.fixture(scope="session")
+def shared_pool(ray_cluster, cluster, tiny_model_dir):
+    """Two rollout workers over the tiny model, shared by the tests (a worker's start-up costs seconds)."""
+    from reasonloop.distributed.workers import RolloutPool
+    from reasonloop.models.policy import ModelConfig, load_model
+
+    model = ModelConfig(path=str(tiny_model_dir), device="cpu")
+    pool = RolloutPool(model, cluster)
+    pool.base_state = load_model(model)[0].state_dict()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture()
+def pool(shared_pool):
+    """The shared workers holding the model directory's weights (a test before may have published others)."""
+    shared_pool.push_weights(shared_pool.base_state)
+    return shared_pool
