@@ -45,8 +45,9 @@ from typing import Any, Literal
 import torch
 
 from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler, masked_mean
+from reasonloop.algorithms.ranks import Ranks
 from reasonloop.algorithms.sft import data_order
-from reasonloop.config import dump_config
+from reasonloop.config import ConfigError, dump_config
 from reasonloop.models.lora import LoRAConfig, apply_lora, merged
 from reasonloop.models.policy import enable_gradient_checkpointing
 from reasonloop.models.precision import Precision, autocast
@@ -219,10 +220,15 @@ def load_reward_model(cfg: PRMConfig, ckpt: Path | None) -> RewardModel:
     return model
 
 
-def main(cfg: PRMConfig) -> dict[str, Any]:
+def main(cfg: PRMConfig, ranks: Ranks | None = None) -> dict[str, Any]:
+    """With `ranks` (torchrun): each rank trains its share of every batch, FSDP-sharded (`algorithms.ranks`)."""
     from reasonloop.algorithms.step_labels import read_step_rows
 
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
+    if ranks is not None and (cfg.lora.r > 0 or cfg.batch_size < ranks.world):
+        raise ConfigError(f"prm under torchrun needs lora.r=0 and batch_size >= {ranks.world} ranks")
+    root = Path(cfg.output_dir) / cfg.run_name
+    run = (ranks.open_run(root, dump_config(cfg), cfg.resume, log=cfg.log) if ranks is not None
+           else RunDir.create(root, dump_config(cfg), resume=cfg.resume, log=cfg.log))
     seed_everything(cfg.seed)
     rows = read_step_rows(cfg.data)
     eval_rows = read_step_rows(cfg.eval_data) if cfg.eval_data else []
@@ -231,7 +237,9 @@ def main(cfg: PRMConfig) -> dict[str, Any]:
 
     # --- model (fresh head, or the last checkpoint when resuming) ---
     ckpt = run.latest_checkpoint() if cfg.resume else None
-    model = load_reward_model(cfg, ckpt)
+    model = load_reward_model(cfg, ckpt if ranks is None else None)  # ranks: a fresh model, then `ranks.load`
+    if ranks is not None:
+        model = ranks.wrap(model)
     encoded = [model.encode(r["prompt"], r["completions"]) for r in rows]
     targets = [step_targets(r, cfg.kind, cfg.targets) for r in rows]
     total = max(1, math.ceil(len(rows) * cfg.epochs / cfg.batch_size))
@@ -240,8 +248,10 @@ def main(cfg: PRMConfig) -> dict[str, Any]:
     scheduler = make_scheduler(optimizer, cfg.optim, total)
     start = 0
     if ckpt is not None:
-        start = load_trainer_state(ckpt, optimizer, scheduler)["step"]
-        run.truncate_metrics(lambda r: r.get("step", 0) <= start)
+        start = (ranks.load(ckpt, model, optimizer, scheduler) if ranks is not None
+                 else load_trainer_state(ckpt, optimizer, scheduler))["step"]
+        if ranks is None or ranks.is_main:
+            run.truncate_metrics(lambda r: r.get("step", 0) <= start)
         console.print(f"prm: resuming {run.root} from step {start}")
 
     # --- loop ---
@@ -251,6 +261,8 @@ def main(cfg: PRMConfig) -> dict[str, Any]:
         task = bar.add_task(f"prm ({cfg.kind}, {cfg.targets})", total=total, completed=start, info="")
         for step in range(start, total):
             idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size]
+            if ranks is not None:
+                idx = ranks.shard(idx)
             batch = {k: v.to(model.device) for k, v in model.collate([encoded[i] for i in idx]).items()}
             width = batch["step_mask"].shape[1]
             target = torch.tensor([targets[i][0] + [0.0] * (width - len(targets[i][0])) for i in idx])  # (B, S)
@@ -258,22 +270,43 @@ def main(cfg: PRMConfig) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             with autocast(model):
                 logits = model(**batch)  # (B, S)
-                loss = step_bce_loss(logits, target.to(model.device), (mask.to(model.device) * batch["step_mask"]))
-                loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item() \
-                if cfg.optim.grad_clip > 0 else 0.0
+                weights = mask.to(model.device) * batch["step_mask"]  # (B, S)
+                loss = step_bce_loss(logits, target.to(model.device), weights)
+                if ranks is not None:  # each rank's share of the global step mean; the gradients are summed
+                    count = float(weights.sum())
+                    everyone = ranks.sum(count)
+                    (loss * count / max(everyone, 1.0)).backward()
+                    loss = torch.tensor(ranks.sum(loss.item() * count) / max(everyone, 1.0))
+                else:
+                    loss.backward()
+            if ranks is not None:
+                grad_norm = ranks.clip_grad_norm(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else 0.0
+            else:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item() \
+                    if cfg.optim.grad_clip > 0 else 0.0
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
             bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
-            if (step + 1) % 10 == 0 or step + 1 == total:
+            if ((step + 1) % 10 == 0 or step + 1 == total) and (ranks is None or ranks.is_main):
                 run.log({"step": step + 1, "loss": loss.item(), "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]})
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
-                path = save_checkpoint(run.checkpoint_path(step + 1), model, None, optimizer, scheduler,
-                                       extra={"step": step + 1})
-                run.mark_latest(path, cfg.keep_last)
+                if ranks is not None:
+                    path = ranks.save(run.checkpoint_path(step + 1), model, model.tokenizer, optimizer, scheduler,
+                                      {"step": step + 1})
+                else:
+                    path = save_checkpoint(run.checkpoint_path(step + 1), model, None, optimizer, scheduler,
+                                           extra={"step": step + 1})
+                if ranks is None or ranks.is_main:
+                    run.mark_latest(path, cfg.keep_last)
 
     # --- save and evaluate ---
+    if ranks is not None:  # the sharded weights gathered into a plain reward model on the main rank
+        full = ranks.full_state_dict(model)
+        if not ranks.is_main:
+            return {"steps": total - start, "rank": ranks.rank}
+        model = load_reward_model(cfg, None)
+        model.load_state_dict(full)
     model.backbone = merged(model.backbone)  # LoRA: a plain backbone, so the final model loads without peft
     final = save_model(run.root / "final", model)
     summary: dict[str, Any] = {

@@ -53,6 +53,10 @@ class Ranks(Protocol):
         """Restore what `save` wrote; returns its `extra` (collective)."""
         ...
 
+    def full_state_dict(self, model) -> dict | None:
+        """The whole model's weights, gathered on the main rank (None on the others; collective)."""
+        ...
+
     def save_final(self, path: Path, model, tokenizer, base) -> None:
         """The trained weights gathered into one Hugging Face directory; `base` is the ModelConfig the run
         started from (its architecture is rebuilt on the main rank to hold the full weights)."""

@@ -64,9 +64,11 @@ class TorchRanks:
     def wrap(self, model):
         from torch.distributed.fsdp import FSDPModule, fully_shard
 
-        layers = getattr(getattr(model, "model", None), "layers", None)
-        for layer in layers if layers is not None else []:
-            fully_shard(layer)
+        # each decoder layer is its own FSDP unit (a causal LM's model.layers, a reward model's backbone.layers)
+        for name, module in model.named_modules():
+            if name.split(".")[-1] == "layers" and isinstance(module, torch.nn.ModuleList):
+                for layer in module:
+                    fully_shard(layer)
         fully_shard(model)
         # every rank's loss is already its share of the global mean: plain SUM reductions, no AVG or
         # PREMUL_SUM (gloo has no PREMUL_SUM, and its AVG has summed silently: pytorch#162338)
@@ -146,13 +148,17 @@ class TorchRanks:
         set_rng_state(trainer["rng"])
         return trainer["extra"]
 
-    def save_final(self, path: Path, model, tokenizer, base) -> None:
+    def full_state_dict(self, model) -> dict | None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return full if self.is_main else None
+
+    def save_final(self, path: Path, model, tokenizer, base) -> None:
         from reasonloop.models.policy import load_model
         from reasonloop.store.checkpoint import save_model
 
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        full = self.full_state_dict(model)
         if self.is_main:
             plain, _ = load_model(base, for_training=False)
             plain.load_state_dict(full)

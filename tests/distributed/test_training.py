@@ -92,3 +92,29 @@ def test_two_gloo_ranks_make_the_one_rank_update_survive_a_lost_rank_and_resume_
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
     init = load_file(tiny_model_dir / "model.safetensors")
     assert any(not torch.equal(init[k], v) for k, v in wb.items() if k in init)
+
+
+@pytest.mark.slow
+def test_prm_on_two_gloo_ranks_makes_the_one_rank_update(tiny_model_dir, tmp_path):
+    rows = []
+    for i in range(16):
+        error = i % 4 if i % 4 < 3 else None
+        steps = [f"{k} {'bad' if error is not None and k >= error else 'ok'}" for k in range(3 + i % 2)]
+        rows.append({"prompt": f"q{i}\n", "completions": steps,
+                     "labels": [error is None or k < error for k in range(len(steps))]})
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["prm", f"backbone={tiny_model_dir}", f"data={data}", "device=cpu", "epochs=2", "batch_size=8",
+            "optim.lr=3e-3", "optim.grad_clip=100", f"output_dir={tmp_path}", "save_every=1"]
+    assert main([*args, "run_name=one"]) == 0
+    run = torchrun([*args, "run_name=two"])
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err[-3000:]
+    assert_same_metrics(metrics(tmp_path / "two"), metrics(tmp_path / "one"))
+    wa = load_file(tmp_path / "one/final/model.safetensors")
+    wb = load_file(tmp_path / "two/final/model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    ha, hb = load_file(tmp_path / "one/final/reward_head.safetensors"), load_file(tmp_path / "two/final/reward_head.safetensors")
+    for k in ha:
+        torch.testing.assert_close(ha[k], hb[k], rtol=1e-4, atol=1e-5)
