@@ -78,3 +78,27 @@ def test_staleness_needs_workers_and_recompute(capsys):
     assert "old_logprobs=recompute" in capsys.readouterr().err
     with pytest.raises(ValueError, match="cluster.workers"):
         main(["grpo", "max_staleness=1", "old_logprobs=recompute"])
+
+
+def test_staleness_1_resumes_exactly_with_the_batch_in_flight(pool, tiny_model_dir, tmp_path):
+    """The checkpoint after step 1 holds step 2's batch (drawn by the first weights); resuming from it gives
+    the uninterrupted run's metrics."""
+    import shutil
+
+    extra = ("old_logprobs=recompute", "offpolicy.mode=token_tis", "save_every=1", "keep_last=0")
+    run(pool, tiny_model_dir, tmp_path, "full", 1, *extra)
+    full = tmp_path / "full"
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)  # the run as a kill right after checkpoint 1 would have left it
+    (cut / "checkpoints/latest").write_text("step-000001\n")
+    for name in ("step-000002", "step-000003"):
+        shutil.rmtree(cut / "checkpoints" / name)
+    shutil.rmtree(cut / "final")
+    (cut / "summary.json").unlink()
+    run(pool, tiny_model_dir, tmp_path, "cut", 1, *extra, "resume=true")
+    a, b = metric_rows(full / "metrics.jsonl"), metric_rows(cut / "metrics.jsonl")
+    assert [r["step"] for r in b] == [0, 1, 2, 3]
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x:
+            assert x[key] == pytest.approx(y[key], abs=1e-5), (x["step"], key)
