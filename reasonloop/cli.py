@@ -46,7 +46,7 @@ COMMANDS: dict[str, Command] = {
     "sft": Command("reasonloop.algorithms.sft", "SFTConfig", "fine-tune on a samples JSONL (completion-only loss)",
                    ranks=True),
     "selftrain": Command("reasonloop.algorithms.selftrain", "SelfTrainConfig",
-                         "rejection-sampling self-training (STaR / ReST-EM / RFT)"),
+                         "rejection-sampling self-training (STaR / ReST-EM / RFT)", distributed=True),
     "eval": Command("reasonloop.evaluate.run", "EvalConfig", "greedy accuracy, maj@k and pass@k on held-out problems",
                     distributed=True),
     # registered ahead of their modules so each is a one-line concern of its own file

@@ -1,4 +1,4 @@
-"""Sampling commands (sample, eval, search, label) and GRPO's rollouts on Ray rollout workers.
+"""Sampling commands (sample, eval, search, label, selftrain) and GRPO's rollouts on Ray rollout workers.
 
 The CLI gives these commands a `cluster` section (`with_cluster`): `cluster.workers=0` (the
 default) runs the command exactly as before, in one process; `cluster.workers=N` runs it with
@@ -17,7 +17,7 @@ from typing import Any
 
 from reasonloop.distributed.cluster import ClusterConfig, ray_session
 from reasonloop.models.policy import ModelConfig
-from reasonloop.rollout.factory import SamplerConfig
+from reasonloop.rollout.factory import SamplerConfig, plain_weights
 
 
 def with_cluster(config_cls: type) -> type:
@@ -43,11 +43,13 @@ def run(main: Callable[..., Any], cfg: Any) -> Any:
     with ray_session(cluster):
         pools: list[RolloutPool] = []
 
-        def sampler_factory(sampler: SamplerConfig, model: ModelConfig) -> RolloutPool:
+        def sampler_factory(sampler: SamplerConfig, model: ModelConfig, policy=None, tokenizer=None) -> RolloutPool:
             # one model at a time (eval grids go model by model): free the last pool's CPUs first
             while pools:
                 pools.pop().close()
             pools.append(RolloutPool(model, cluster, sampler))
+            if policy is not None:  # a loop that trains what it samples (selftrain): its weights, now
+                pools[-1].load_weights(plain_weights(policy))
             return pools[-1]
 
         try:

@@ -240,6 +240,10 @@ class RolloutPool(_Pool):
             self.gather(refs, f"weight sync to version {self.version}")
         return self.version
 
+    def load_weights(self, weights) -> None:
+        """`rollout.factory.sync_weights`'s hook: the workers take `weights` (a state dict) as the next version."""
+        self.push_weights(weights)
+
     def publish(self, model_or_state, version: int | None = None) -> int:
         """Put weights in the object store as `version` (default: current + 1) and make it current; workers
         load it when a call asks for it. Older versions stay available to `submit` until `release`d."""

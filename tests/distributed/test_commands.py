@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from run_metrics import metric_rows  # tests/run_metrics.py
 
 from reasonloop.cli import main
 from reasonloop.config import load_config
@@ -62,3 +63,41 @@ def test_cluster_keys_are_checked(capsys):
     assert "did you mean cluster.'workers'" in capsys.readouterr().err
     assert main(["eval", "cluster.threads_per_worker=0"]) == 2
     assert "threads_per_worker >= 1" in capsys.readouterr().err
+
+
+def test_selftrain_sampling_on_two_workers_is_the_one_process_run(pool, tiny_model_dir, tmp_path, monkeypatch):
+    """Its samples drawn by the workers, which get the trained weights after every iteration (sync_weights)."""
+    import reasonloop.algorithms.selftrain as st
+    from reasonloop.rollout.factory import plain_weights
+
+    real = st.sample_and_verify
+
+    def every_sample_correct(*a, **k):  # an untrained tiny model is never right; the loop needs kept data
+        samples = real(*a, **k)
+        for i, s in enumerate(samples):
+            s.rewards["correct"] = 1.0
+            s.text = s.text or f"empty {i}"
+        return samples
+
+    monkeypatch.setattr(st, "sample_and_verify", every_sample_correct)
+    args = [f"model.path={tiny_model_dir}", "model.device=cpu", "iterations=2", "problems_per_iteration=4",
+            "samples_per_prompt=2", "sampling.max_new_tokens=8", "train.max_steps=2", "train.batch_size=4",
+            "train.micro_batch_size=4", "train.optim.lr=1e-2", "eval_problems=2", "eval_max_new_tokens=4",
+            f"output_dir={tmp_path}", *TINY_TASK]
+
+    def on_workers(sampler, model, policy=None, tokenizer=None):  # what `cluster.workers=2` passes
+        pool.load_weights(plain_weights(policy))
+        return pool
+
+    st.main(load_config(st.SelfTrainConfig, None, [*args, "run_name=one"]))
+    st.main(load_config(st.SelfTrainConfig, None, [*args, "run_name=two"]), sampler_factory=on_workers)
+    for it in (1, 2):  # iteration 2 is sampled by the weights iteration 1 trained
+        one = rows(tmp_path / f"one/samples/iter_{it:03d}.jsonl")
+        two = rows(tmp_path / f"two/samples/iter_{it:03d}.jsonl")
+        assert len(one) == 8
+        assert_same_samples(one, two)
+    a, b = metric_rows(tmp_path / "one/metrics.jsonl"), metric_rows(tmp_path / "two/metrics.jsonl")
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b):
+        for key in x:
+            assert x[key] == pytest.approx(y[key], abs=1e-5), key
