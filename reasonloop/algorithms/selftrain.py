@@ -399,7 +399,7 @@ class Selection:
         return [True] * (len(self.kept) + len(self.rationales)) + [False] * len(self.prefixes)
 
 
-def main(cfg: SelfTrainConfig, sampler_factory=make_sampler) -> dict:
+def main(cfg: SelfTrainConfig, sampler_factory=None) -> dict:
     """`sampler_factory(cfg.sampler, model, policy=, tokenizer=)`: `make_sampler`, or Ray rollout workers."""
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     progress = Progress.load(run) if cfg.resume else Progress()
@@ -408,7 +408,7 @@ def main(cfg: SelfTrainConfig, sampler_factory=make_sampler) -> dict:
     if progress.phase == "training":  # killed mid-training: continue from the last step checkpoint
         start_path = run.checkpoints_dir / progress.checkpoint
     model, tokenizer = load_trainable(cfg.model, cfg.lora, start_path)
-    sampler = sampler_factory(cfg.sampler, cfg.model, policy=model, tokenizer=tokenizer)
+    sampler = (sampler_factory or make_sampler)(cfg.sampler, cfg.model, policy=model, tokenizer=tokenizer)
     eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
     use_rm = cfg.adapt == "bstar" and bool(cfg.bstar.reward_model)
     scorer = reward_model_scorer(cfg.bstar.reward_model, cfg.bstar.reward_aggregate) if use_rm else None

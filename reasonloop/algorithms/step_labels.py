@@ -602,7 +602,7 @@ def label_solutions(
     return rows
 
 
-def main(cfg: LabelConfig, sampler_factory=make_sampler) -> dict[str, Any]:
+def main(cfg: LabelConfig, sampler_factory=None) -> dict[str, Any]:
     """`sampler_factory(cfg.sampler, model) -> Sampler`: `make_sampler`, or Ray rollout workers (`cluster.*`)."""
     from reasonloop.utils import console, seed_everything
 
@@ -619,7 +619,7 @@ def main(cfg: LabelConfig, sampler_factory=make_sampler) -> dict[str, Any]:
         task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
         sampler = None
         if cfg.method != "ground_truth" or cfg.solutions == "policy":
-            sampler = sampler_factory(cfg.sampler, cfg.model)
+            sampler = (sampler_factory or make_sampler)(cfg.sampler, cfg.model)
         rng = random.Random(cfg.seed)
         solutions = solutions_to_label(cfg, task, [task[i] for i in range(len(task))], sampler, rng)
         # resume: rows already labelled (appended one by one) are kept; labelling restarts after them

@@ -123,19 +123,19 @@ def print_results(title: str, results: dict) -> None:
     console.print(table)
 
 
-def main(cfg: EvalConfig, sampler_factory=make_sampler) -> dict:
+def main(cfg: EvalConfig, sampler_factory=None) -> dict:
     """`sampler_factory(cfg.sampler, model) -> Sampler`: `make_sampler`, or Ray rollout workers (`cluster.*`)."""
     if cfg.strategies:
         return run_grid(cfg, sampler_factory)
     if cfg.protocol != "none":
-        sampler = sampler_factory(cfg.sampler, cfg.model)
+        sampler = (sampler_factory or make_sampler)(cfg.sampler, cfg.model)
         run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
         from reasonloop.evaluate.standard import run_benchmarks
 
         return run_benchmarks(cfg, sampler, run.root)
     task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
     problems = list(task)
-    sampler = sampler_factory(cfg.sampler, cfg.model)  # before the run directory: a bad name leaves nothing behind
+    sampler = (sampler_factory or make_sampler)(cfg.sampler, cfg.model)  # before the run directory: a bad name leaves nothing behind
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
     results, records = evaluate_model(sampler, task, problems, samples_per_prompt=cfg.samples_per_prompt,
                                       temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
@@ -150,7 +150,7 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text).strip("_")[:120]
 
 
-def run_grid(cfg: EvalConfig, sampler_factory=make_sampler) -> dict:
+def run_grid(cfg: EvalConfig, sampler_factory=None) -> dict:
     """Every task x model x strategy cell; finished cells (their JSONL exists) are reused."""
     from reasonloop.evaluate.metrics import summarize
     from reasonloop.evaluate.report import write_report
@@ -172,7 +172,7 @@ def run_grid(cfg: EvalConfig, sampler_factory=make_sampler) -> dict:
                 if path.exists():
                     records = read_jsonl(path, EvalRecord)
                 else:
-                    sampler = sampler or sampler_factory(cfg.sampler, model_cfg)
+                    sampler = sampler or (sampler_factory or make_sampler)(cfg.sampler, model_cfg)
                     start = time.perf_counter()
                     records, _ = run_strategy(spec.name, spec.options, problems, task, sampler,
                                               make_scorer(spec.scorer, task), label=spec.label_name)

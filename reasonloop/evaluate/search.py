@@ -53,11 +53,11 @@ class SearchConfig:
             raise ValueError(f"num_problems must be >= 1, got {self.num_problems}")
 
 
-def main(cfg: SearchConfig, sampler_factory=make_sampler) -> dict:
+def main(cfg: SearchConfig, sampler_factory=None) -> dict:
     """`sampler_factory(cfg.sampler, model) -> Sampler`: `make_sampler`, or Ray rollout workers (`cluster.*`)."""
     task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
     problems = list(task)
-    sampler = sampler_factory(cfg.sampler, cfg.model)  # before the run directory: a bad name leaves nothing behind
+    sampler = (sampler_factory or make_sampler)(cfg.sampler, cfg.model)  # before the run directory: a bad name leaves nothing behind
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
     scorer = make_scorer(cfg.scorer, task)
     records, _ = run_strategy(cfg.strategy, cfg.options, problems, task, sampler, scorer)

@@ -32,11 +32,11 @@ class SampleConfig:
     output: str = "runs/samples.jsonl"
 
 
-def main(cfg: SampleConfig, sampler_factory=make_sampler) -> dict:
+def main(cfg: SampleConfig, sampler_factory=None) -> dict:
     """`sampler_factory(cfg.sampler, model) -> Sampler`: `make_sampler`, or Ray rollout workers (`cluster.*`)."""
     task = cfg.task.build(split=cfg.split, size=cfg.num_problems, seed=cfg.seed)
     problems = list(task)
-    sampler = sampler_factory(cfg.sampler, cfg.model)
+    sampler = (sampler_factory or make_sampler)(cfg.sampler, cfg.model)
     start = time.perf_counter()
     params = cfg.sampling if cfg.sampling.seed is not None else SamplingParams(**{**vars(cfg.sampling), "seed": cfg.seed})
     samples = sample_and_verify(sampler, task, problems, cfg.samples_per_prompt, params)
