@@ -138,7 +138,7 @@ def test_bad_rows_and_missing_files_in_process(tmp_path, tiny_model_dir, capsys)
     assert main(["sft", f"data={tmp_path / 'none.jsonl'}", *args, "run_name=other"]) == 2
     assert f"{tmp_path / 'none.jsonl'}" in capsys.readouterr().err
     assert main(["sft", *args, "run_name=third"]) == 2
-    assert capsys.readouterr().err == "reasonloop sft: sft needs data=<file.jsonl>\n"
+    assert capsys.readouterr().err == "reasonloop sft: sft needs data=<file.jsonl> (or from_task=true with task.name=...)\n"
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
