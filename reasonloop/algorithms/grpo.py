@@ -101,9 +101,9 @@ from reasonloop.models.lora import LoRAConfig, load_trainable, merged
 from reasonloop.models.policy import ModelConfig, encode_context, load_model
 from reasonloop.models.precision import autocast
 from reasonloop.rollout.factory import SamplerConfig, make_sampler, sync_weights
-from reasonloop.rollout.sampler import Sampler, SamplingParams
 from reasonloop.rollout.multiturn import evaluate_env
 from reasonloop.rollout.multiturn_api import multiturn_runner
+from reasonloop.rollout.sampler import Sampler, SamplingParams
 from reasonloop.store.checkpoint import load_trainer_state, save_checkpoint, save_model
 from reasonloop.store.runs import RunDir
 from reasonloop.store.trackers import LogConfig
