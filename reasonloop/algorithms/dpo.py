@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler
-from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples
+from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples, micro_batches
 from reasonloop.config import dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.logprobs import collate, token_logprobs
@@ -168,12 +168,17 @@ def train_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOCon
         return {k: v.to(device) for k, v in collate([chosen[i] for i in idx] + [rejected[i] for i in idx], pad,
                                                      max_len).items()}
 
+    def micro(idx: list[int]) -> list[list[int]]:
+        """Pairs per forward: `micro_batch_size` pairs, and (`micro_batch_tokens`) 2 rows x the longest of them."""
+        width = [min(max_len, max(sum(map(len, chosen[i])), sum(map(len, rejected[i])))) for i in idx]
+        return [[idx[j] for j in group]
+                for group in micro_batches(width, cfg.train.micro_batch_size, -(-cfg.train.micro_batch_tokens // 2))]
+
     # the reference is the model before this call's first update: its log-probabilities, once
     ref_logps = torch.zeros(len(pairs), 2)
     model.eval()
     with torch.no_grad(), autocast(model):
-        for m in range(0, len(pairs), cfg.train.micro_batch_size):
-            idx = list(range(m, min(len(pairs), m + cfg.train.micro_batch_size)))
+        for idx in micro(list(range(len(pairs)))):
             logp, _ = sequence_logprobs(model, batch_of(idx))  # (2b,)
             ref_logps[idx] = torch.stack([logp[: len(idx)], logp[len(idx):]], -1).cpu()
     total = cfg.train.total_steps(len(pairs))
@@ -188,8 +193,7 @@ def train_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOCon
             step_idx = order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]
             optimizer.zero_grad(set_to_none=True)
             step_metrics: dict[str, float] = {}
-            for m in range(0, len(step_idx), cfg.train.micro_batch_size):
-                idx = step_idx[m : m + cfg.train.micro_batch_size]
+            for idx in micro(step_idx):
                 b = len(idx)
                 with autocast(model):
                     logp, ntok = sequence_logprobs(model, batch_of(idx))  # (2b,), (2b,)

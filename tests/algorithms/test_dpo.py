@@ -60,8 +60,9 @@ def test_dpo_config_validation():
         DPOConfig(train=TrainConfig(packing=True))
 
 
-@pytest.mark.parametrize("lora_r", [0, 4])
-def test_dpo_iteration_raises_chosen_over_rejected(tiny_model_dir, tmp_path, monkeypatch, lora_r):
+@pytest.mark.parametrize("lora_r, micro_batch_tokens", [(0, 0), (4, 0), (0, 1)])
+def test_dpo_iteration_raises_chosen_over_rejected(tiny_model_dir, tmp_path, monkeypatch, lora_r,
+                                                   micro_batch_tokens):
     """One iteration on the real engine: pairs built, the policy moves toward the chosen rationales
     (all weights, or LoRA adapters merged into a plain final model)."""
     real = dpo.sample_and_verify
@@ -77,7 +78,8 @@ def test_dpo_iteration_raises_chosen_over_rejected(tiny_model_dir, tmp_path, mon
     cfg = DPOConfig(model=ModelConfig(path=str(tiny_model_dir), use_chat_template=False),
                     task=TaskSpec("arithmetic", {"max_ops": 2}), problems_per_iteration=3, samples_per_prompt=2,
                     sampling=SamplingParams(max_new_tokens=6), pairs_per_problem=1, beta=0.5, sft_weight=0.5,
-                    train=TrainConfig(max_steps=4, batch_size=3, micro_batch_size=3, optim=OptimConfig(lr=3e-3)),
+                    train=TrainConfig(max_steps=4, batch_size=3, micro_batch_size=3, optim=OptimConfig(lr=3e-3),
+                                      micro_batch_tokens=micro_batch_tokens),  # 1: one pair per forward
                     eval_problems=2, eval_max_new_tokens=6, output_dir=str(tmp_path), run_name="dpo",
                     lora=LoRAConfig(r=lora_r, alpha=8))
     out = dpo.main(cfg)
