@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -253,6 +254,7 @@ CHILDREN = {"grpo-trl": child_grpo_trl, "grpo-ours": child_grpo_ours, "sft-trl":
 def run_child(name: str, model_dir: Path, args) -> dict:
     """One side in a fresh interpreter: its own peak RSS, nothing shared with the other side."""
     out = args.out / name
+    shutil.rmtree(out, ignore_errors=True)  # a previous run's directory (a GRPO run refuses to start over one)
     cmd = [sys.executable, __file__, "--child", name, "--model", str(model_dir), "--steps", str(args.steps),
            "--max-new-tokens", str(args.max_new_tokens), "--sft-length", str(args.sft_length), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
