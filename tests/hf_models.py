@@ -1,7 +1,7 @@
 """Small random Hugging Face models of every architecture the bare Llama-family paths support.
 
-Shared by the bare decode tests (tests/rollout) and the packed training forward tests
-(tests/algorithms); importable as `hf_models` because tests/ (which holds the root
+Shared by the bare forward and log-prob tests (tests/models) and the engine's fast-path tests
+(tests/rollout); importable as `hf_models` because tests/ (which holds the root
 conftest.py) is on sys.path.
 """
 
