@@ -71,12 +71,35 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in values:
-            kwargs[f.name] = coerce(values[f.name], hints[f.name], f"{prefix}{f.name}")
+            value = values[f.name]
+            if isinstance(value, dict) and _dataclass_in(hints[f.name]) is not None:
+                # a partial block overlays the command's own default for it (e.g. DPO's lr in `train`),
+                # not the nested class's defaults: `train.epochs=1` must not reset `train.optim.lr`
+                value = _deep_merge(_default_tree(f), value)
+            kwargs[f.name] = coerce(value, hints[f.name], f"{prefix}{f.name}")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
         where = f" ({prefix.rstrip('.')})" if prefix else ""
         raise ConfigError(f"invalid {cls.__name__}{where}: {e}") from None
+
+
+def _default_tree(f: dataclasses.Field) -> dict[str, Any]:
+    """A dataclass field's default value as a nested dict ({} when it has no dataclass default)."""
+    if f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    elif f.default is not dataclasses.MISSING:
+        default = f.default
+    else:
+        return {}
+    return dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}
+
+
+def _deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def coerce(value: Any, hint: Any, key: str) -> Any:

@@ -99,3 +99,16 @@ def test_every_shipped_yaml_loads_into_its_command_config():
         load_config(cls, path)
         checked += 1
     assert checked >= 1
+
+
+def test_a_partial_block_keeps_the_commands_own_defaults():
+    """`train.epochs=1` on dpo changes the epochs only: DPO's lr (its default_factory) stays, it is not
+    reset to TrainConfig's class default; the same through YAML."""
+    from reasonloop.algorithms.dpo import DPOConfig
+
+    default = DPOConfig()
+    cfg = load_config(DPOConfig, None, ["train.epochs=1"])
+    assert cfg.train.epochs == 1 and cfg.train.optim == default.train.optim
+    assert cfg.train.batch_size == default.train.batch_size
+    cfg = load_config(DPOConfig, None, ["train.optim.weight_decay=0.1"])
+    assert cfg.train.optim.lr == default.train.optim.lr and cfg.train.optim.weight_decay == 0.1
