@@ -33,6 +33,7 @@ import os
 import statistics
 import tempfile
 import time
+from typing import ClassVar
 
 import torch
 
@@ -54,7 +55,7 @@ SIZES = {  # hidden, layers, heads, kv heads, mlp
 class FixedToolEnv:
     """A tool-shaped observation of fixed size every turn; done after `turns` turns."""
 
-    tools: list = []
+    tools: ClassVar[list] = []
 
     def __init__(self, turns: int, obs_chars: int):
         self.turns, self.obs_chars, self.n = turns, obs_chars, 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypedDict, runtime_checkable
 
 from reasonloop.types import Problem, Sample, split_steps
 
@@ -199,7 +199,7 @@ class TaskEnv:
     optional system message.
     """
 
-    tools: list[dict] = []
+    tools: ClassVar[list[dict]] = []
 
     def __init__(self, task, system: str = ""):
         self.task, self.system = task, system

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 from reasonloop.envs.base import Message, Step
 from reasonloop.tasks.base import Split, build_item, check_common_config
@@ -51,8 +52,8 @@ BANK: list[tuple[str, str, str, list[str], list[tuple[str, str]]]] = [
      ["assert reverse('abc') == 'cba'", "assert reverse('') == ''", "assert reverse('ab') == 'ba'"],
      [("out = ch + out", "out = out + ch"), ("return out", "return s")]),
     ("is_sorted", "return True iff the list xs is in non-decreasing order",
-     "def is_sorted(xs):\n    for i in range(len(xs) - 1):\n        if xs[i] > xs[i + 1]:\n"
-     "            return False\n    return True\n",
+     ("def is_sorted(xs):\n    for i in range(len(xs) - 1):\n        if xs[i] > xs[i + 1]:\n"
+      "            return False\n    return True\n"),
      ["assert is_sorted([1, 2, 2, 5])", "assert not is_sorted([3, 1])", "assert is_sorted([])",
       "assert not is_sorted([1, 3, 2])"],
      [("xs[i] > xs[i + 1]", "xs[i] >= xs[i + 1]"), ("range(len(xs) - 1)", "range(len(xs) - 2)"),
@@ -146,7 +147,7 @@ class CodeRepairTask:
 class CodeRepairEnv:
     """Attempts with test feedback until the tests pass or `max_attempts` turns are used."""
 
-    tools: list[dict] = []
+    tools: ClassVar[list[dict]] = []
 
     def __init__(self, task: CodeRepairTask, max_attempts: int = 3, system: str = ""):
         if max_attempts < 1:

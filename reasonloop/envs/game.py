@@ -22,8 +22,8 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Protocol
+from functools import cache
+from typing import ClassVar, Protocol
 
 from reasonloop.envs.base import Message, Step
 from reasonloop.tasks.base import Split, build_item, check_common_config
@@ -68,7 +68,7 @@ class RandomOpponent:
         return self.rng.choice(legal)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _value(board: str, mark: str) -> int:
     """Minimax value for the player `mark` to move: +1 win, 0 draw, -1 loss."""
     result = winner(board)
@@ -141,7 +141,7 @@ class TicTacToeTask:
 class TicTacToeEnv:
     """The model's seat in a game against `opponent`; see the module docstring."""
 
-    tools: list[dict] = []
+    tools: ClassVar[list[dict]] = []
 
     def __init__(self, opponent: Opponent, max_illegal: int = 2, system: str = ""):
         self.opponent, self.max_illegal, self.system = opponent, max_illegal, system

@@ -34,12 +34,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
-from reasonloop.envs.base import EnvFactory, Environment, Limits, Message, Step, Trajectory, add_counts, summarize
+from reasonloop.envs.base import (
+    EnvFactory,
+    Environment,
+    Limits,
+    Message,
+    Step,
+    Trajectory,
+    add_counts,
+    summarize,
+)
 from reasonloop.envs.tools import Tool
 from reasonloop.models import llama
 from reasonloop.models.decode import decode_attention, keep_rows_in_place
@@ -92,7 +101,7 @@ def fallback_text(messages: list[Message], eos: str, generation_prompt: bool) ->
 class ChatRenderer:
     """Token ids of a conversation's opening and of each observation appended to it."""
 
-    _PROBE: list[Message] = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    _PROBE: ClassVar[list[Message]] = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
 
     def __init__(self, tokenizer, eos_ids: list[int], use_chat_template: bool = True):
         self.tok, self.eos_ids = tokenizer, set(eos_ids)

@@ -15,7 +15,7 @@ from reasonloop.envs import (
     parse_tool_calls,
     summarize,
 )
-from reasonloop.envs.code_repair import BANK, CodeRepairTask
+from reasonloop.envs.code_repair import BANK
 from reasonloop.envs.game import legal_moves, play, winner
 from reasonloop.envs.tools import calculate
 from reasonloop.tasks import make_task
@@ -86,7 +86,7 @@ def test_user_function_tool_schema_and_calls():
     env = ToolEnv(task, [tool])
     env.reset(task[0])
     step = env.step(call("lookup", city="Oslo") + call("lookup", town="Oslo"))
-    assert [m["content"] for m in step.observation][0] == "Oslo:metric"
+    assert step.observation[0]["content"] == "Oslo:metric"
     assert "bad arguments" in step.observation[1]["content"]
     assert step.info == {"tool_calls": 2, "bad_arguments": 1} and not step.done
 
@@ -125,7 +125,7 @@ def test_long_arithmetic_is_long_exact_and_split():
     test, make_env = EnvSpec("long_arithmetic", {"tools": ["calculator"]}).build("test", 50, 0)
     assert not {p.prompt for p in train} & {p.prompt for p in test}
     for p in test:
-        assert str(eval(p.meta["expression"])) == p.answer  # noqa: S307 - our own generated expression
+        assert str(eval(p.meta["expression"])) == p.answer  # our own generated expression
         assert test.verify(p, p.meta["solution"]) == 1.0 and test.verify(p, f"Answer: {int(p.answer) + 1}") == 0.0
     env = make_env()
     env.reset(test[0])

@@ -5,8 +5,14 @@ import json
 import pytest
 import torch
 
-from reasonloop.algorithms.grpo import GRPOConfig, TrainRow, main, make_batch, rows_from_rollouts, \
-    turn_token_advantages
+from reasonloop.algorithms.grpo import (
+    GRPOConfig,
+    TrainRow,
+    main,
+    make_batch,
+    rows_from_rollouts,
+    turn_token_advantages,
+)
 from reasonloop.algorithms.grpo_batches import DrawStats, Rollouts
 from reasonloop.envs import EnvSpec, Limits, Trajectory
 from reasonloop.models.policy import ModelConfig

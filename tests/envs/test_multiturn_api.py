@@ -6,6 +6,7 @@ import threading
 import types
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -16,7 +17,7 @@ from reasonloop.types import Problem
 
 
 class EchoEnv:
-    tools: list = []
+    tools: ClassVar[list] = []
 
     def __init__(self, turns=3):
         self.turns, self.n = turns, 0

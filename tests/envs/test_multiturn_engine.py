@@ -1,6 +1,8 @@
 """The multi-turn torch engine: one turn is today's engine, the KV-cached and re-prefilled modes
 agree, and the trained tokens are exactly the sampled ones in their exact context."""
 
+from typing import ClassVar
+
 import pytest
 import torch
 
@@ -22,7 +24,7 @@ def model_tok(tiny_model_dir):
 class EchoEnv:
     """Deterministic multi-turn env: observation length depends on the turn's text; done after `turns`."""
 
-    tools: list = []
+    tools: ClassVar[list] = []
 
     def __init__(self, turns=3):
         self.turns, self.n = turns, 0
