@@ -8,8 +8,9 @@ from run_metrics import metric_rows  # tests/run_metrics.py
 
 from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.curriculum import CurriculumConfig
-from reasonloop.algorithms.grpo import GRPOConfig, TrainRow, main, recompute_old_logprobs, update_policy
+from reasonloop.algorithms.grpo import GRPOConfig, main
 from reasonloop.algorithms.grpo_batches import hint_prompt
+from reasonloop.algorithms.grpo_update import TrainRow, recompute_old_logprobs, update_policy
 from reasonloop.config import load_config
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.rollout.engine import TorchEngine

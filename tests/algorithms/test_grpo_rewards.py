@@ -6,8 +6,9 @@ import random
 import pytest
 import torch
 
-from reasonloop.algorithms.grpo import GRPOConfig, TrainRow, main, make_batch, update_policy
+from reasonloop.algorithms.grpo import GRPOConfig, main
 from reasonloop.algorithms.grpo_rewards import RewardSources, score_samples, token_process_advantages
+from reasonloop.algorithms.grpo_update import TrainRow, make_batch, update_policy
 from reasonloop.models.policy import ModelConfig, load_model
 from reasonloop.models.reward_model import RewardModel
 from reasonloop.rollout.engine import TorchEngine

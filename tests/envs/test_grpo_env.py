@@ -5,15 +5,9 @@ import json
 import pytest
 import torch
 
-from reasonloop.algorithms.grpo import (
-    GRPOConfig,
-    TrainRow,
-    main,
-    make_batch,
-    rows_from_rollouts,
-    turn_token_advantages,
-)
+from reasonloop.algorithms.grpo import GRPOConfig, main, turn_token_advantages
 from reasonloop.algorithms.grpo_batches import DrawStats, Rollouts
+from reasonloop.algorithms.grpo_update import TrainRow, make_batch, rows_from_rollouts
 from reasonloop.envs import EnvSpec, Limits, Trajectory
 from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.sampler import SamplingParams
