@@ -354,6 +354,22 @@ class SFTConfig:
             raise ValueError(f"num_problems must be >= 0, got {self.num_problems}")
 
 
+def training_pairs(cfg: SFTConfig) -> list[tuple[str, str]]:
+    """The (prompt, completion) pairs a run trains on: a task's reference solutions or a data file's rows."""
+    if cfg.from_task:
+        return task_pairs(cfg.task, cfg.num_problems, cfg.train.seed)
+    return load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
+
+
+def plan_training(cfg: SFTConfig, model, tokenizer, pairs: list[tuple[str, str]]):
+    """(encoded examples, total optimizer steps, optimizer, scheduler) of a run over `pairs`."""
+    examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
+                               system_prompt=cfg.model.system_prompt)
+    total = cfg.train.total_steps(len(training_units(examples, cfg.train)))
+    optimizer = make_optimizer(model.parameters(), cfg.train.optim)
+    return examples, total, optimizer, make_scheduler(optimizer, cfg.train.optim, total)
+
+
 def task_pairs(spec: TaskSpec, num_problems: int, seed: int) -> list[tuple[str, str]]:
     """(prompt, reference solution) of a task's training problems; one error if none has a solution."""
     task = spec.build(split="train", size=num_problems or None, seed=seed)
@@ -396,15 +412,10 @@ def main(cfg: SFTConfig, ranks: Ranks | None = None) -> dict:
         return main_ranks(cfg, ranks)
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
-    pairs = task_pairs(cfg.task, cfg.num_problems, cfg.train.seed) if cfg.from_task else \
-        load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
+    pairs = training_pairs(cfg)
     latest = run.latest_checkpoint() if cfg.resume else None
     model, tokenizer = load_trainable(cfg.model, cfg.lora, latest)
-    examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
-                               system_prompt=cfg.model.system_prompt)
-    total = cfg.train.total_steps(len(training_units(examples, cfg.train)))
-    optimizer = make_optimizer(model.parameters(), cfg.train.optim)
-    scheduler = make_scheduler(optimizer, cfg.train.optim, total)
+    examples, total, optimizer, scheduler = plan_training(cfg, model, tokenizer, pairs)
     start_step = 0
     if latest is not None:
         start_step = load_trainer_state(latest, optimizer, scheduler)["step"]
@@ -438,16 +449,11 @@ def main_ranks(cfg: SFTConfig, ranks: Ranks) -> dict:
                           "untested); train LoRA in one process")
     run = ranks.open_run(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
-    pairs = task_pairs(cfg.task, cfg.num_problems, cfg.train.seed) if cfg.from_task else \
-        load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
+    pairs = training_pairs(cfg)
     latest = run.latest_checkpoint() if cfg.resume else None
     model, tokenizer = load_trainable(cfg.model, cfg.lora, None)
     model = ranks.wrap(model)
-    examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
-                               system_prompt=cfg.model.system_prompt)
-    total = cfg.train.total_steps(len(training_units(examples, cfg.train)))
-    optimizer = make_optimizer(model.parameters(), cfg.train.optim)
-    scheduler = make_scheduler(optimizer, cfg.train.optim, total)
+    examples, total, optimizer, scheduler = plan_training(cfg, model, tokenizer, pairs)
     start_step = 0
     if latest is not None:
         start_step = ranks.load(latest, model, optimizer, scheduler)["step"]
