@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from reasonloop.envs.base import Message, Step
-from reasonloop.tasks.base import Split, build_item, check_common_config
+from reasonloop.tasks.base import ProceduralTask, Split, check_common_config
 from reasonloop.types import Problem
 from reasonloop.verify.code import SandboxLimits, extract_code, run_tests
 
@@ -89,20 +89,14 @@ class CodeRepairConfig:
         check_common_config(self)
 
 
-class CodeRepairTask:
+class CodeRepairTask(ProceduralTask):
     """Fix a function with one injected bug so that its unit tests pass."""
 
     name = "code_repair"
     description = "repair a buggy Python function (unit tests in the sandbox)"
 
-    def __init__(self, config: CodeRepairConfig | None = None):
-        self.config = config or CodeRepairConfig()
-
-    def __len__(self) -> int:
-        return self.config.size
-
-    def __getitem__(self, index: int) -> Problem:
-        return build_item(self, index, self._draw)
+    config_class = CodeRepairConfig
+    config: CodeRepairConfig
 
     def _draw(self, rng: random.Random) -> Problem:
         name, doc, source, tests, bugs = rng.choice(BANK)

@@ -26,7 +26,7 @@ from functools import cache
 from typing import ClassVar, Protocol
 
 from reasonloop.envs.base import Message, Step
-from reasonloop.tasks.base import Split, build_item, check_common_config
+from reasonloop.tasks.base import ProceduralTask, Split, check_common_config
 from reasonloop.types import Problem
 
 LINES = [(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6)]
@@ -96,20 +96,14 @@ class TicTacToeConfig:
         check_common_config(self)
 
 
-class TicTacToeTask:
+class TicTacToeTask(ProceduralTask):
     """Openings: 0-2 random pairs of moves already played; the model plays X (moves next) or O."""
 
     name = "tictactoe"
     description = "tic-tac-toe against an opponent (multi-turn game)"
 
-    def __init__(self, config: TicTacToeConfig | None = None):
-        self.config = config or TicTacToeConfig()
-
-    def __len__(self) -> int:
-        return self.config.size
-
-    def __getitem__(self, index: int) -> Problem:
-        return build_item(self, index, self._draw)
+    config_class = TicTacToeConfig
+    config: TicTacToeConfig
 
     def _draw(self, rng: random.Random) -> Problem:
         board = "." * 9

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from reasonloop.envs.base import Message, Step
 from reasonloop.envs.tools import Tool, parse_tool_calls, run_call
-from reasonloop.tasks.base import Split, build_item, check_common_config
+from reasonloop.tasks.base import ProceduralTask, Split, check_common_config
 from reasonloop.types import Problem
 from reasonloop.verify.extract import extract_answer, parse_int
 
@@ -112,20 +112,14 @@ class LongArithmeticConfig:
             raise ValueError(f"operations must be a non-empty string of + - *, got {self.operations!r}")
 
 
-class LongArithmeticTask:
+class LongArithmeticTask(ProceduralTask):
     """`a op b` (and `a * b + c`) on numbers of `min_digits`..`max_digits` digits; answer exact."""
 
     name = "long_arithmetic"
     description = "exact arithmetic on 6-10 digit numbers (tool use makes it reliable)"
 
-    def __init__(self, config: LongArithmeticConfig | None = None):
-        self.config = config or LongArithmeticConfig()
-
-    def __len__(self) -> int:
-        return self.config.size
-
-    def __getitem__(self, index: int) -> Problem:
-        return build_item(self, index, self._draw)
+    config_class = LongArithmeticConfig
+    config: LongArithmeticConfig
 
     def _number(self, rng: random.Random) -> int:
         digits = rng.randint(self.config.min_digits, self.config.max_digits)

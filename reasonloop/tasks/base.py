@@ -104,6 +104,29 @@ def build_item(task, index: int, draw: Callable[[random.Random], Problem]) -> Pr
     return problem
 
 
+class ProceduralTask:
+    """What every procedural task shares: a config with `size`, `seed` and `split`, and items drawn by `_draw`.
+
+    A subclass sets `name`, `description` and `config_class`, and writes `_draw(rng) -> Problem`
+    and `verify`; item `index` is `_draw` under the RNG of (name, seed, split, index) (`build_item`).
+    """
+
+    name: str
+    config_class: type
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else self.config_class()
+
+    def __len__(self) -> int:
+        return self.config.size
+
+    def __getitem__(self, index: int) -> Problem:
+        return build_item(self, index, self._draw)
+
+    def _draw(self, rng: random.Random) -> Problem:
+        raise NotImplementedError(f"{type(self).__name__} must define _draw(rng)")
+
+
 def check_common_config(config) -> None:
     """Validation every procedural config shares (size, split)."""
     if config.size < 1:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from reasonloop.tasks.base import Split, build_item, check_common_config
+from reasonloop.tasks.base import ProceduralTask, Split, check_common_config
 from reasonloop.types import Problem
 from reasonloop.verify.extract import extract_answer, strip_reasoning
 
@@ -126,20 +126,14 @@ class CountdownConfig:
             raise ValueError(f"need 1 <= min_target <= max_target, got {self.min_target}..{self.max_target}")
 
 
-class CountdownTask:
+class CountdownTask(ProceduralTask):
     """Make a target from given numbers; any valid solution counts, steps checked locally."""
 
     name = "countdown"
     description = "reach a target from 2-6 numbers with + - * /; steps checked for validity and reachability"
 
-    def __init__(self, config: CountdownConfig | None = None):
-        self.config = config or CountdownConfig()
-
-    def __len__(self) -> int:
-        return self.config.size
-
-    def __getitem__(self, index: int) -> Problem:
-        return build_item(self, index, self._draw)
+    config_class = CountdownConfig
+    config: CountdownConfig
 
     def _draw(self, rng: random.Random) -> Problem:
         c = self.config

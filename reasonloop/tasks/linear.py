@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from reasonloop.tasks.base import Split, build_item, check_common_config
+from reasonloop.tasks.base import ProceduralTask, Split, check_common_config
 from reasonloop.types import Problem
 from reasonloop.verify.extract import extract_answer, strip_reasoning
 from reasonloop.verify.math import parse_number
@@ -175,20 +175,14 @@ class LinearEquationConfig:
             raise ValueError(f"max_solution must be 1-1000, got {self.max_solution}")
 
 
-class LinearEquationTask:
+class LinearEquationTask(ProceduralTask):
     """Solve a x + b = c style equations; every step is an equation with the same solution."""
 
     name = "linear_equation"
     description = "solve one-unknown linear equations; each step is an equation checked for equivalence"
 
-    def __init__(self, config: LinearEquationConfig | None = None):
-        self.config = config or LinearEquationConfig()
-
-    def __len__(self) -> int:
-        return self.config.size
-
-    def __getitem__(self, index: int) -> Problem:
-        return build_item(self, index, self._draw)
+    config_class = LinearEquationConfig
+    config: LinearEquationConfig
 
     def _draw(self, rng: random.Random) -> Problem:
         c = self.config

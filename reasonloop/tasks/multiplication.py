@@ -27,7 +27,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from reasonloop.tasks.base import Split, build_item, check_common_config
+from reasonloop.tasks.base import ProceduralTask, Split, check_common_config
 from reasonloop.types import Problem
 from reasonloop.verify.extract import extract_answer, parse_int
 
@@ -98,20 +98,14 @@ class LongMultiplicationConfig:
             )
 
 
-class LongMultiplicationTask:
+class LongMultiplicationTask(ProceduralTask):
     """Schoolbook multiplication; every digit product, carry, row and row sum is a step."""
 
     name = "long_multiplication"
     description = "schoolbook multiplication with every digit product and carry written out"
 
-    def __init__(self, config: LongMultiplicationConfig | None = None):
-        self.config = config or LongMultiplicationConfig()
-
-    def __len__(self) -> int:
-        return self.config.size
-
-    def __getitem__(self, index: int) -> Problem:
-        return build_item(self, index, self._draw)
+    config_class = LongMultiplicationConfig
+    config: LongMultiplicationConfig
 
     def _draw(self, rng: random.Random) -> Problem:
         c = self.config

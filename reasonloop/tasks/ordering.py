@@ -28,7 +28,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from reasonloop.tasks.base import Split, build_item, check_common_config
+from reasonloop.tasks.base import ProceduralTask, Split, check_common_config
 from reasonloop.types import Problem
 from reasonloop.verify.extract import extract_answer
 
@@ -59,20 +59,14 @@ class OrderingConfig:
             raise ValueError(f"distractors must be 0-10, got {self.distractors}")
 
 
-class OrderingTask:
+class OrderingTask(ProceduralTask):
     """Order people from shuffled pairwise comparisons; steps are checked proof lines."""
 
     name = "ordering"
     description = "order 3-10 people from shuffled comparisons; steps are transitivity proof lines"
 
-    def __init__(self, config: OrderingConfig | None = None):
-        self.config = config or OrderingConfig()
-
-    def __len__(self) -> int:
-        return self.config.size
-
-    def __getitem__(self, index: int) -> Problem:
-        return build_item(self, index, self._draw)
+    config_class = OrderingConfig
+    config: OrderingConfig
 
     def _draw(self, rng: random.Random) -> Problem:
         c = self.config
