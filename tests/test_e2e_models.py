@@ -2,10 +2,9 @@
 Qwen2 checkpoint with a trained byte-level BPE tokenizer and a ChatML template (tests/hf_models.py)."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fakes import JSONServer
 from hf_models import build_chat_checkpoint
 
 from reasonloop.cli import main
@@ -20,43 +19,21 @@ TASK = TaskSpec("arithmetic", {"max_ops": 2, "min_ops": 2})
 TASK_ARGS = ["task.name=arithmetic", "task.options={max_ops: 2, min_ops: 2}"]
 
 
-class SolverServer:
+def solver_server(problems) -> JSONServer:
     """An OpenAI-compatible chat server that solves the even-numbered test problems and fails the others."""
+    answers = {p.prompt: (p.reference_solution if i % 2 == 0 else "Answer: -1") for i, p in enumerate(problems)}
 
-    def __init__(self, problems):
-        self.requests: list[dict] = []
-        answers = {p.prompt: (p.reference_solution if i % 2 == 0 else "Answer: -1") for i, p in enumerate(problems)}
-        server = self
+    def respond(path, body):
+        text = answers.get(body["messages"][-1]["content"], "no idea")
+        return {"choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                            for i in range(body.get("n", 1))]}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, **body})
-                text = answers.get(body["messages"][-1]["content"], "no idea")
-                choices = [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                           for i in range(body.get("n", 1))]
-                data = json.dumps({"choices": choices}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return JSONServer(respond)
 
 
 def test_eval_a_served_model_in_one_command(tmp_path, monkeypatch):
     problems = list(TASK.build(split="test", size=5, seed=0))
-    server = SolverServer(problems)
+    server = solver_server(problems)
     monkeypatch.setenv("SERVED_KEY", "sk-local")
     try:
         code = main(["eval", "sampler.kind=openai", f"sampler.base_url={server.url}", "sampler.api_key_env=SERVED_KEY",

@@ -65,45 +65,30 @@ def test_distill_trains_student_on_verified_only_and_resumes(tiny_model_dir, tmp
 
 def test_distill_from_an_openai_compatible_teacher_on_loopback(tiny_model_dir, tmp_path):
     """The whole recipe over HTTP: a loopback server that solves arithmetic is the teacher."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from fakes import JSONServer
 
     from reasonloop.tasks import make_task
 
     task = make_task(SPEC.name, split="train", size=6, seed=0, **SPEC.options)
     solutions = {p.prompt: p.reference_solution for p in task}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    def respond(path, body):
+        # right for every other choice, wrong otherwise: distillation must keep only the verified ones
+        texts = [solutions.get(body["prompt"], "") if i % 2 == 0 else "Answer: -1" for i in range(body.get("n", 1))]
+        return {"choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)]}
 
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            # right for every other choice, wrong otherwise: distillation must keep only the verified ones
-            texts = [solutions.get(body["prompt"], "") if i % 2 == 0 else "Answer: -1" for i in range(body.get("n", 1))]
-            payload = {"choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)]}
-            data = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = JSONServer(respond)
     try:
         cfg = DistillConfig(
             teacher=TeacherConfig(ModelConfig(path="teacher", use_chat_template=False), SamplerConfig(
-                kind="openai", base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1", endpoint="completions")),
+                kind="openai", base_url=httpd.url, endpoint="completions")),
             student=ModelConfig(path=str(tiny_model_dir), use_chat_template=False), task=SPEC, problems=6,
             samples_per_prompt=2, sampling=SamplingParams(max_new_tokens=64),
             train=TrainConfig(max_steps=2, batch_size=2, micro_batch_size=2), eval_problems=2,
             eval_max_new_tokens=8, output_dir=str(tmp_path), run_name="http")
         out = distill.main(cfg)
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        httpd.close()
     assert out["teacher_accuracy"] == 0.5 and out["kept"] == 6 and out["problems_kept"] == 6
     kept = read_jsonl(tmp_path / "http" / "samples" / "train.jsonl", Sample)
     assert sorted(s.text for s in kept) == sorted(solutions.values())

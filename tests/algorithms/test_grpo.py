@@ -284,27 +284,12 @@ def test_grpo_walks_a_finite_dataset_by_epochs_and_resumes_exactly(tiny_model_di
 def test_grpo_with_a_vllm_sampler_copies_each_update_into_it(tiny_model_dir, tmp_path, monkeypatch):
     """sampler.kind=vllm (a fake `vllm` module; no GPU here): the engine samples, the trainer recomputes
     pi_old, and after the run the engine's weights are the trained policy's."""
-    import importlib.util
-    import sys
-    import types
-    from pathlib import Path
+    from fakes import install_vllm_with_model
 
     from reasonloop.rollout.factory import SamplerConfig
 
-    spec = importlib.util.spec_from_file_location("fake_vllm_parts", Path(__file__).parents[1] / "rollout" /
-                                                  "test_vllm_backend.py")
-    fakes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fakes)
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
-    inner = fakes.FakeVLLMModel({k: v.shape for k, v in model.state_dict().items()})
-    llms = []
-    module = types.ModuleType("vllm")
-    module.LLM = lambda **kw: llms.append(fakes.FakeLLM(kw)) or llms[-1]
-    module.SamplingParams = fakes.FakeSamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", module)
-    monkeypatch.setattr(fakes.FakeLLM, "__post_init__", lambda self: (
-        setattr(self, "rpc", []), setattr(self, "inner", types.SimpleNamespace(model_executor=types.SimpleNamespace(
-            driver_worker=types.SimpleNamespace(model_runner=types.SimpleNamespace(model=inner)))))))
+    llms = install_vllm_with_model(monkeypatch, model)
 
     with pytest.raises(ValueError, match="old_logprobs=recompute"):
         tiny_cfg(tiny_model_dir, tmp_path, sampler=SamplerConfig(kind="vllm"))
@@ -318,4 +303,4 @@ def test_grpo_with_a_vllm_sampler_copies_each_update_into_it(tiny_model_dir, tmp
     assert len(llms) == 1 and llms[0].calls  # the vLLM engine drew the samples
     trained, _ = load_model(ModelConfig(path=str(tmp_path / "run" / "final")))
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
-    assert all(torch.allclose(inner.store[k], v) for k, v in trained.state_dict().items())
+    assert all(torch.allclose(llms[0].inner_model.store[k], v) for k, v in trained.state_dict().items())

@@ -1,14 +1,9 @@
 """Multi-turn runners over vLLM (a fake `vllm` module) and an OpenAI-compatible chat server (a local fake)."""
 
-import json
-import sys
-import threading
-import types
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
+from fakes import CompletionOutput, JSONServer, Logprob, RequestOutput, install_vllm
 
 from reasonloop.envs import Limits, Step, ToolEnv, calculator_tool
 from reasonloop.models.policy import ModelConfig
@@ -32,20 +27,6 @@ class EchoEnv:
         return Step(observation=[{"role": "tool", "name": "echo", "content": f"seen {len(text)}"}])
 
 
-@dataclass
-class Logprob:
-    logprob: float
-
-
-@dataclass
-class Completion:
-    token_ids: list
-    logprobs: list
-    finish_reason: str
-    stop_reason: object = None
-    text: str = ""
-
-
 class FakeLLM:
     """Draws [10 + len(prompt) % 7, 11, (EOS unless the request's max_tokens < 3)]."""
 
@@ -57,32 +38,15 @@ class FakeLLM:
         outs = []
         for req, p in zip(requests, params):
             ids = [10 + len(req["prompt_token_ids"]) % 7, 11, 2][: p.max_tokens]
-            outs.append(types.SimpleNamespace(outputs=[Completion(
+            outs.append(RequestOutput([CompletionOutput(
                 ids, [{t: Logprob(-0.25 * (k + 1))} for k, t in enumerate(ids)],
                 "stop" if ids[-1] == 2 else "length")]))
         return outs
 
 
-@dataclass
-class FakeSamplingParams:
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
-    max_tokens: int = 16
-    stop: list | None = None
-    include_stop_str_in_output: bool = False
-    seed: int | None = None
-    logprobs: int | None = None
-
-
 @pytest.fixture()
 def fake_vllm(monkeypatch):
-    module = types.ModuleType("vllm")
-    module.LLM = FakeLLM
-    module.SamplingParams = FakeSamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", module)
-    return module
+    return install_vllm(monkeypatch, FakeLLM)
 
 
 def test_vllm_runner_is_token_in_token_out(fake_vllm, tiny_model_dir):
@@ -111,32 +75,6 @@ def test_vllm_runner_is_token_in_token_out(fake_vllm, tiny_model_dir):
                        Limits(max_turns=3, max_tokens=400))[0][0]
     first_end = short.turns[0][1]
     assert short.token_ids[first_end] == 2 and short.loss_mask[first_end] == 0
-
-
-class ChatServer:
-    """Scripted /v1/chat/completions: turn 1 calls the calculator, then answers from the tool message."""
-
-    def __init__(self, script):
-        self.requests, self.script = [], script
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                data = json.dumps(server.script(body)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
 def reply(content="", tool_calls=None, tokens=5):
@@ -168,7 +106,7 @@ def test_openai_runner_uses_the_tool_call_api():
         return reply("Let me compute.", [{"id": "call_1", "type": "function",
                                           "function": {"name": "calculator", "arguments": '{"expression": "12*34"}'}}])
 
-    server = ChatServer(script)
+    server = JSONServer(lambda path, body: script(body))
     runner = OpenAIMultiTurn(OpenAISampler(server.url, model="m", endpoint="chat", max_retries=0))
     problem = Problem("p", "What is 12*34?", answer="408")
     [[t]] = runner.run([problem], lambda: ToolEnv(Product(), [calculator_tool()]), 1,
@@ -186,3 +124,4 @@ def test_openai_runner_uses_the_tool_call_api():
     assert u.ending == "max_turns" and u.counts["malformed_tool_call"] == 1 and u.counts["turn_limit"] == 1
     with pytest.raises(ValueError, match="endpoint='chat'"):
         OpenAIMultiTurn(OpenAISampler(server.url, model="m"))
+    server.close()

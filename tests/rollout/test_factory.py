@@ -1,12 +1,11 @@
 """make_sampler: each sampler.kind builds the right engine with its settings; wrong combinations are config errors."""
 
 import sys
-import types
 
 import pytest
+from fakes import install_vllm_with_model
 from hf_models import build_chat_checkpoint
 from test_openai_backend import FakeServer
-from test_vllm_backend import FakeLLM, FakeSamplingParams, FakeVLLMModel
 
 from reasonloop.config import ConfigError, load_config
 from reasonloop.evaluate.run import EvalConfig
@@ -83,22 +82,13 @@ def test_completions_endpoint_sends_the_local_chat_template(server, tmp_path):
 
 
 def test_vllm_kind_copies_the_policy_weights_in(monkeypatch, rollout_model_dir, model_and_tokenizer):
-    llms = []
-    module = types.ModuleType("vllm")
-    module.LLM = lambda **kw: llms.append(FakeLLM(kw)) or llms[-1]
-    module.SamplingParams = FakeSamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", module)
     policy, tok = model_and_tokenizer
-    shapes = {k: v.shape for k, v in policy.state_dict().items()}
-    inner = FakeVLLMModel(shapes)
-    monkeypatch.setattr(FakeLLM, "__post_init__", lambda self: (
-        setattr(self, "rpc", []), setattr(self, "inner", types.SimpleNamespace(model_executor=types.SimpleNamespace(
-            driver_worker=types.SimpleNamespace(model_runner=types.SimpleNamespace(model=inner)))))))
+    llms = install_vllm_with_model(monkeypatch, policy)
     cfg = SamplerConfig(kind="vllm", gpu_memory_utilization=0.3, max_model_len=256)
     engine = make_sampler(cfg, ModelConfig(path=str(rollout_model_dir)), policy=policy, tokenizer=tok)
     assert llms[0].kwargs["gpu_memory_utilization"] == 0.3 and llms[0].kwargs["max_model_len"] == 256
     assert llms[0].kwargs["model"] == str(rollout_model_dir) and llms[0].kwargs["revision"] is None
-    assert all((inner.store[k] == v).all() for k, v in policy.state_dict().items()) and llms[0].resets == 1
+    assert all((llms[0].inner_model.store[k] == v).all() for k, v in policy.state_dict().items()) and llms[0].resets == 1
     sync_weights(engine, policy)
     assert llms[0].resets == 2
 

@@ -1,17 +1,16 @@
 """OpenAISampler against a small OpenAI-schema server on 127.0.0.1 (stdlib, in a thread)."""
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fakes import JSONServer
 
 from reasonloop.rollout.openai_backend import OpenAISampler, RequestFailed
 from reasonloop.rollout.sampler import Sampler, SamplingParams
 
 
-class FakeServer:
+class FakeServer(JSONServer):
     """Serves /v1/completions and /v1/chat/completions with scripted, checkable answers.
 
     The completion for a request is "<last 3 chars of the prompt>|<choice index>\\nok"; its
@@ -21,48 +20,27 @@ class FakeServer:
     """
 
     def __init__(self):
-        self.requests: list[dict] = []
         self.fail: list[int] = []
         self.delay, self.delay_count = 0.0, 0
-        self.in_flight = self.max_in_flight = 0
+        self.in_flight = self.max_in_flight = self.served = 0
         self.lock = threading.Lock()
-        server = self
+        super().__init__(self.respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests.append({"path": self.path, **body})
-                    status = server.fail.pop(0) if server.fail else 200
-                    delay = server.delay if len(server.requests) <= server.delay_count else 0.0
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                time.sleep(delay)
-                # leaves the in-flight count *before* the reply goes out: once the client has the
-                # reply it may send its next request, which must not find this one still counted
-                with server.lock:
-                    server.in_flight -= 1
-                try:
-                    if status != 200:
-                        payload, code = {"error": {"message": "scripted failure"}}, status
-                    else:
-                        payload, code = server.answer(self.path, body), 200
-                    data = json.dumps(payload).encode()
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    def respond(self, path: str, body: dict):
+        with self.lock:
+            self.served += 1
+            status = self.fail.pop(0) if self.fail else 200
+            delay = self.delay if self.served <= self.delay_count else 0.0
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        time.sleep(delay)
+        # leaves the in-flight count *before* the reply goes out: once the client has the
+        # reply it may send its next request, which must not find this one still counted
+        with self.lock:
+            self.in_flight -= 1
+        if status != 200:
+            return status, {"error": {"message": "scripted failure"}}
+        return self.answer(path, body)
 
     def answer(self, path: str, body: dict) -> dict:
         chat = path.endswith("/chat/completions")
@@ -90,9 +68,6 @@ class FakeServer:
             choices.append(choice)
         return {"id": "x", "object": "text_completion", "model": body["model"], "choices": choices[::-1]}
 
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture()

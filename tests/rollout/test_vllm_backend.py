@@ -2,109 +2,18 @@
 
 import sys
 import types
-from dataclasses import dataclass, field
 
 import pytest
 import torch
+from fakes import FakeLLM, FakeVLLMModel, install_vllm
 
 from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.sampler import Sampler, SamplingParams
 
 
-@dataclass
-class Logprob:
-    logprob: float
-
-
-@dataclass
-class CompletionOutput:
-    text: str
-    token_ids: list
-    logprobs: list
-    finish_reason: str
-    stop_reason: object = None
-
-
-@dataclass
-class RequestOutput:
-    outputs: list
-
-
-class FakeVLLMModel(torch.nn.Module):
-    """Stands in for vLLM's model: `load_weights` takes (HF name, tensor) pairs."""
-
-    def __init__(self, shapes):
-        super().__init__()
-        self.store = {k: torch.zeros(s) for k, s in shapes.items()}
-
-    def load_weights(self, weights):
-        for name, tensor in weights:
-            self.store[name].copy_(tensor)
-
-
-@dataclass
-class FakeLLM:
-    kwargs: dict
-    calls: list = field(default_factory=list)
-    resets: int = 0
-
-    def __post_init__(self):
-        self.inner = None  # set by the test: the in-process model chain
-        self.rpc = []
-
-    def generate(self, requests, params, use_tqdm=True):
-        """Sample i of a request: the last two prompt tokens + i, then EOS / length / stop by i % 3."""
-        self.calls.append((requests, params))
-        outs = []
-        for req, p in zip(requests, params):
-            samples = []
-            for i in range(p.n):
-                ids = req["prompt_token_ids"][-2:] + [40 + i]
-                kind = ["eos", "length", "stop"][i % 3]
-                if kind == "eos":
-                    ids = ids + [2]
-                samples.append(CompletionOutput(
-                    text="".join(chr(65 + t % 26) for t in ids if t != 2) + ("\n|" if kind == "stop" else ""),
-                    token_ids=ids, logprobs=[{t: Logprob(-0.5 * (k + 1))} for k, t in enumerate(ids)],
-                    finish_reason="length" if kind == "length" else "stop",
-                    stop_reason="|" if kind == "stop" else None,
-                ))
-            outs.append(RequestOutput(samples))
-        return outs
-
-    def reset_prefix_cache(self):
-        self.resets += 1
-
-    def collective_rpc(self, fn, args=()):
-        self.rpc.append(fn)
-        worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=self.model_for_rpc))
-        return [fn(worker, *args)]
-
-    @property
-    def llm_engine(self):
-        return self.inner
-
-
-@dataclass
-class FakeSamplingParams:
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
-    max_tokens: int = 16
-    stop: list | None = None
-    include_stop_str_in_output: bool = False
-    seed: int | None = None
-    logprobs: int | None = None
-
-
 @pytest.fixture()
 def fake_vllm(monkeypatch):
-    module = types.ModuleType("vllm")
-    module.LLM = lambda **kw: FakeLLM(kw)
-    module.SamplingParams = FakeSamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", module)
-    return module
+    return install_vllm(monkeypatch, lambda **kw: FakeLLM(kw))
 
 
 def test_import_error_without_vllm(monkeypatch, rollout_model_dir):
