@@ -4,7 +4,7 @@ Qwen2 checkpoint with a trained byte-level BPE tokenizer and a ChatML template (
 import json
 
 import pytest
-from fakes import JSONServer
+from fake_servers import JSONServer
 from hf_models import build_chat_checkpoint
 
 from reasonloop.cli import main

@@ -65,7 +65,7 @@ def test_distill_trains_student_on_verified_only_and_resumes(tiny_model_dir, tmp
 
 def test_distill_from_an_openai_compatible_teacher_on_loopback(tiny_model_dir, tmp_path):
     """The whole recipe over HTTP: a loopback server that solves arithmetic is the teacher."""
-    from fakes import JSONServer
+    from fake_servers import JSONServer
 
     from reasonloop.tasks import make_task
 

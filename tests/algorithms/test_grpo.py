@@ -284,7 +284,7 @@ def test_grpo_walks_a_finite_dataset_by_epochs_and_resumes_exactly(tiny_model_di
 def test_grpo_with_a_vllm_sampler_copies_each_update_into_it(tiny_model_dir, tmp_path, monkeypatch):
     """sampler.kind=vllm (a fake `vllm` module; no GPU here): the engine samples, the trainer recomputes
     pi_old, and after the run the engine's weights are the trained policy's."""
-    from fakes import install_vllm_with_model
+    from fake_servers import install_vllm_with_model
 
     from reasonloop.rollout.factory import SamplerConfig
 

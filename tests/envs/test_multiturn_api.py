@@ -3,7 +3,7 @@
 from typing import ClassVar
 
 import pytest
-from fakes import CompletionOutput, JSONServer, Logprob, RequestOutput, install_vllm
+from fake_servers import CompletionOutput, JSONServer, Logprob, RequestOutput, install_vllm
 
 from reasonloop.envs import Limits, Step, ToolEnv, calculator_tool
 from reasonloop.models.policy import ModelConfig

@@ -3,7 +3,7 @@
 import sys
 
 import pytest
-from fakes import install_vllm_with_model
+from fake_servers import install_vllm_with_model
 from hf_models import build_chat_checkpoint
 from test_openai_backend import FakeServer
 

@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from fakes import JSONServer
+from fake_servers import JSONServer
 
 from reasonloop.rollout.openai_backend import OpenAISampler, RequestFailed
 from reasonloop.rollout.sampler import Sampler, SamplingParams

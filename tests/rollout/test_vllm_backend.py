@@ -5,7 +5,7 @@ import types
 
 import pytest
 import torch
-from fakes import FakeLLM, FakeVLLMModel, install_vllm
+from fake_servers import FakeLLM, FakeVLLMModel, install_vllm
 
 from reasonloop.models.policy import ModelConfig
 from reasonloop.rollout.sampler import Sampler, SamplingParams
