@@ -81,7 +81,7 @@ def summarize(records) -> dict:
     accuracy (+ normal-approximation ci95 half-width and Wilson interval), mean tokens /
     model calls / scorer calls per problem (+ ci95 of tokens); when every record's
     candidates are i.i.d. samples (`meta["iid_candidates"]`), unbiased pass@k over all
-    candidates and maj@k over the first k, for k = 1, 2, 4, ... <= the fewest candidates.
+    candidates and maj@k averaged over k-subsets (`maj_at_k`), for k = 1, 2, 4, ... <= the fewest candidates.
     """
     if not records:
         raise ValueError("summarize: no records")
@@ -98,15 +98,9 @@ def summarize(records) -> dict:
         fewest = min(len(r.sample_correct) for r in records)
         for k in powers_of_two_upto(fewest):
             pk, pk_ci = mean_ci95([pass_at_k(len(r.sample_correct), sum(r.sample_correct), k) for r in records])
-            mk, mk_ci = mean_ci95([float(_majority_correct(r, k)) for r in records])
+            mk, mk_ci = mean_ci95([maj_at_k(r.predictions, r.sample_correct, k) for r in records])
             out.update({f"pass@{k}": pk, f"pass@{k}_ci95": pk_ci, f"maj@{k}": mk, f"maj@{k}_ci95": mk_ci})
     return out
-
-
-def _majority_correct(record, k: int) -> bool:
-    answers, oks = record.predictions[:k], record.sample_correct[:k]
-    chosen = majority_vote(answers)
-    return chosen is not None and any(a == chosen and ok for a, ok in zip(answers, oks))
 
 
 MAJ_SUBSETS = 2000

@@ -31,8 +31,11 @@ def test_summarize_accuracy_tokens_pass_and_maj_at_k():
     assert out["pass@1"] == pytest.approx((0.5 + 0.25) / 2)
     assert out["pass@4"] == 1.0
     assert out["pass@2"] == pytest.approx((pass_at_k(4, 2, 2) + pass_at_k(4, 1, 2)) / 2)
-    # maj@1: first sample correct for record 1 only; maj@2: "1" (tie -> first) correct, "3" wrong
-    assert out["maj@1"] == 0.5 and out["maj@2"] == 0.5
+    # maj@k averages over the k-subsets of the 4 samples (ties go to the earlier sample), not the first k:
+    # maj@1 = the mean sample accuracy: (2/4 + 1/4) / 2.
+    # maj@2, record 1: {1,2}->1 ok, {1,2'}->1 ok, {1,1'} ok, {2,2'} no, {2,1'}->2 no, {2',1'}->2 no: 3/6;
+    # record 2: only {"1", None} votes "1": 1/6.
+    assert out["maj@1"] == pytest.approx(0.375) and out["maj@2"] == pytest.approx((3 / 6 + 1 / 6) / 2)
     # maj@4: record 1 ties 1/2 -> "1" correct; record 2: "3" wins -> wrong
     assert out["maj@4"] == 0.5
 
