@@ -53,7 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 
-from reasonloop.algorithms.step_labels import hnc_augment, label_solutions, prefix_text
+from reasonloop.algorithms.step_labels import label_solutions, prefix_text
+from reasonloop.algorithms.step_rows import hnc_augment
 from reasonloop.evaluate.process import evaluate_labels
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.jsonl import write_jsonl

@@ -222,7 +222,7 @@ def load_reward_model(cfg: PRMConfig, ckpt: Path | None) -> RewardModel:
 
 def main(cfg: PRMConfig, ranks: Ranks | None = None) -> dict[str, Any]:
     """With `ranks` (torchrun): each rank trains its share of every batch, FSDP-sharded (`algorithms.ranks`)."""
-    from reasonloop.algorithms.step_labels import read_step_rows
+    from reasonloop.algorithms.step_rows import read_step_rows
 
     if ranks is not None and (cfg.lora.r > 0 or cfg.batch_size < ranks.world):
         raise ConfigError(f"prm under torchrun needs lora.r=0 and batch_size >= {ranks.world} ranks")

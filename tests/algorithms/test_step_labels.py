@@ -9,17 +9,19 @@ from reasonloop.algorithms.step_labels import (
     LabelConfig,
     binary_search_labels,
     ground_truth_labels,
-    hnc_augment,
-    hrm_pair_rows,
     label_solutions,
     main,
-    merge_steps,
     monte_carlo_labels,
     outcome_gated_mc_labels,
+    sequential_mc_labels,
+)
+from reasonloop.algorithms.step_rows import (
+    hnc_augment,
+    hrm_pair_rows,
+    merge_steps,
     prm800k_rows,
     read_step_rows,
     rest_mcts_values,
-    sequential_mc_labels,
 )
 from reasonloop.config import ConfigError
 from reasonloop.rollout.sampler import SamplingParams
