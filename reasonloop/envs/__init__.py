@@ -113,7 +113,17 @@ class EnvSpec:
         return task, _tool_env_factory(task, {k: v for k, v in self.options.items() if k in env_keys})
 
 
+def build_env(spec: EnvSpec, split: str, size: int | None, seed: int):
+    """`spec.build(...)` for a command: a bad name or option is the user's error (one line, exit status 2)."""
+    from reasonloop.config import ConfigError
+
+    try:
+        return spec.build(split, size, seed)
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"env (name {spec.name!r}): {str(e).strip(chr(39))}") from e
+
+
 __all__ = ["BUILTIN_TOOLS", "ENVS", "CodeRepairEnv", "CodeRepairTask", "EnvFactory", "EnvSpec", "Environment",
            "Limits", "LongArithmeticTask", "Message", "PerfectOpponent", "PythonTool", "RandomOpponent", "Step",
-           "TaskEnv", "TicTacToeEnv", "TicTacToeTask", "Tool", "ToolEnv", "Trajectory", "add_counts",
+           "TaskEnv", "TicTacToeEnv", "build_env", "TicTacToeTask", "Tool", "ToolEnv", "Trajectory", "add_counts",
            "calculator_tool", "parse_tool_calls", "run_call", "summarize", "task_env"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from reasonloop.config import dump_config
+from reasonloop.envs import EnvSpec, Limits, build_env
 from reasonloop.evaluate.accuracy import evaluate_model
 from reasonloop.evaluate.grade import run_strategy
 from reasonloop.models.policy import ModelConfig
@@ -90,6 +91,12 @@ class EvalConfig:
     """grid tasks (default: `task`)"""
     models: list[ModelConfig] = field(default_factory=list)
     """grid models (default: `model`)"""
+    env: EnvSpec = field(default_factory=lambda: EnvSpec(name=""))
+    """a multi-turn environment (name from `envs.ENVS`, or a task name with options.tools) instead of `task`:
+    episodes are scored by the environment; turns, tool calls and error counts are reported
+    (`evaluate.env_eval`); "": the single-turn `task`"""
+    turn_limits: Limits = field(default_factory=Limits)
+    """with `env`: per-episode limits (turns, tokens); `max_new_tokens` bounds each turn"""
 
     def __post_init__(self):
         if self.protocol != "none":
@@ -107,6 +114,9 @@ class EvalConfig:
             raise ValueError("num_problems must be >= 1 and samples_per_prompt >= 0")
         if self.top_p != 1.0 and self.protocol == "none":
             raise ValueError("top_p applies to the protocol report: set protocol=custom (or reasoning)")
+        if self.env.name and (self.strategies or self.tasks or self.models):
+            raise ValueError("env: evaluates one model on one environment; strategies, tasks and models (grids) "
+                             "do not apply")
         labels = [s.label_name for s in self.strategies]
         if len(set(labels)) != len(labels):
             raise ValueError(f"strategies: two entries share a label {labels}; set `label:` to tell them apart")
@@ -125,6 +135,8 @@ def print_results(title: str, results: dict) -> None:
 
 def main(cfg: EvalConfig, sampler_factory=None) -> dict:
     """`sampler_factory(cfg.sampler, model) -> Sampler`: `make_sampler`, or Ray rollout workers (`cluster.*`)."""
+    if cfg.env.name:
+        return run_env(cfg, sampler_factory)
     if cfg.strategies:
         return run_grid(cfg, sampler_factory)
     if cfg.protocol != "none":
@@ -143,6 +155,27 @@ def main(cfg: EvalConfig, sampler_factory=None) -> dict:
     write_jsonl(run.root / "records.jsonl", records)
     run.write_json("results.json", results)
     print_results(f"eval: {cfg.model.path} on {cfg.task.name}/{cfg.split}", results)
+    return results
+
+
+def run_env(cfg: EvalConfig, sampler_factory=None) -> dict:
+    """Greedy and sampled episodes of `cfg.env` (`evaluate.env_eval`); writes records, trajectories, results."""
+    from reasonloop.evaluate.env_eval import evaluate_env_model
+    from reasonloop.rollout.multiturn_api import multiturn_runner
+
+    task, make_env = build_env(cfg.env, cfg.split, cfg.num_problems, cfg.seed)
+    problems = list(task)
+    sampler = (sampler_factory or make_sampler)(cfg.sampler, cfg.model)
+    runner = multiturn_runner(sampler)
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=True)
+    results, records, trajectories = evaluate_env_model(
+        runner, task, problems, make_env, limits=cfg.turn_limits, samples_per_prompt=cfg.samples_per_prompt,
+        temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    results = {"model": cfg.model.path, "env": cfg.env.name, "split": cfg.split, **results}
+    write_jsonl(run.root / "records.jsonl", records)
+    write_jsonl(run.root / "trajectories.jsonl", [t.to_sample() for t in trajectories])
+    run.write_json("results.json", results)
+    print_results(f"eval: {cfg.model.path} on env {cfg.env.name}/{cfg.split}", results)
     return results
 
 

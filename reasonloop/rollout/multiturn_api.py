@@ -17,7 +17,8 @@ parsing path) and its observations go back as `tool` messages with the calls' id
 renders and tokenizes the conversation, so the ids of inserted text are unknown here: the
 trajectory has `token_exact=False` (messages, rewards and counts only), which is what evaluation
 against a served model needs; train on trajectories from the torch engine or vLLM. The token
-limit counts the server's reported completion tokens (`usage`), or characters / 4 without it.
+limit counts the server's reported completion tokens (`usage`), or characters / 4 without it; the
+episode's total is in `counts["completion_tokens"]` (what evaluation and search charge).
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ class OpenAIMultiTurn:
             reply = self.sampler._post("/chat/completions", body)
             message = reply["choices"][0].get("message") or {}
             content, calls = message.get("content") or "", message.get("tool_calls") or []
-            used += int((reply.get("usage") or {}).get("completion_tokens", 0)) or (len(content) + 3) // 4
+            turn_tokens = int((reply.get("usage") or {}).get("completion_tokens", 0)) or (len(content) + 3) // 4
+            used += turn_tokens
+            add_counts(traj.counts, {"completion_tokens": turn_tokens})  # the ids are unknown: the cost is counted
             text = content + _as_hermes(calls)
             step = env.step(text)
             traj.messages.append({"role": "assistant", "content": text})
@@ -175,4 +178,7 @@ def multiturn_runner(sampler):
         return VLLMMultiTurn(sampler)
     if isinstance(sampler, OpenAISampler):
         return OpenAIMultiTurn(sampler)
-    raise TypeError(f"no multi-turn runner for a {type(sampler).__name__}")
+    from reasonloop.config import ConfigError
+
+    raise ConfigError(f"no multi-turn runner for a {type(sampler).__name__}: environments run on sampler.kind="
+                      f"torch, vllm or openai in this process (not on Ray rollout workers)")
