@@ -28,6 +28,7 @@ from reasonloop.envs.base import (
     task_env,
 )
 from reasonloop.envs.code_repair import CodeRepairConfig, CodeRepairEnv, CodeRepairTask
+from reasonloop.envs.cosc import CoSCEnv
 from reasonloop.envs.game import PerfectOpponent, RandomOpponent, TicTacToeConfig, TicTacToeEnv, TicTacToeTask
 from reasonloop.envs.tool_env import LongArithmeticConfig, LongArithmeticTask, ToolEnv
 from reasonloop.envs.tools import PythonTool, Tool, calculator_tool, parse_tool_calls, run_call
@@ -90,7 +91,30 @@ def _tictactoe(options):
                                       else PerfectOpponent(), **opts)
 
 
-ENVS = {"long_arithmetic": _long_arithmetic, "code_repair": _code_repair, "tictactoe": _tictactoe}
+def _cosc(options):
+    """CoSC over any task: `task` (a task name), `task_options`, then the environment's own options."""
+    from reasonloop.tasks.spec import UNBOUNDED, TaskSpec
+
+    env_keys = {"max_rounds", "system", "timeout", "max_output_chars"}
+    unknown = sorted(set(options) - env_keys - {"task", "task_options", "split", "size", "seed"})
+    if unknown:
+        raise ValueError(f"env 'cosc' has no option(s) {unknown}; valid: {sorted(env_keys | {'task', 'task_options'})}")
+    size = None if options["size"] == UNBOUNDED else options["size"]
+    name = options.get("task", "long_arithmetic")
+    if name == "long_arithmetic":
+        task = LongArithmeticTask(LongArithmeticConfig(**{**options.get("task_options", {}), "split": options["split"],
+                                                          "size": options["size"], "seed": options["seed"]}))
+    elif name in ENVS:
+        raise ValueError(f"env 'cosc': task {name!r} is an environment of its own; name a task")
+    else:
+        task = TaskSpec(name=name, options=dict(options.get("task_options", {}))).build(
+            split=options["split"], size=size, seed=options["seed"])
+    opts = {k: v for k, v in options.items() if k in env_keys}
+    CoSCEnv(**opts)  # validate now, not in the first rollout
+    return task, lambda: CoSCEnv(task.verify, **opts)
+
+
+ENVS = {"long_arithmetic": _long_arithmetic, "code_repair": _code_repair, "tictactoe": _tictactoe, "cosc": _cosc}
 
 
 @dataclass
@@ -123,7 +147,33 @@ def build_env(spec: EnvSpec, split: str, size: int | None, seed: int):
         raise ConfigError(f"env (name {spec.name!r}): {str(e).strip(chr(39))}") from e
 
 
-__all__ = ["BUILTIN_TOOLS", "ENVS", "CodeRepairEnv", "CodeRepairTask", "EnvFactory", "EnvSpec", "Environment",
-           "Limits", "LongArithmeticTask", "Message", "PerfectOpponent", "PythonTool", "RandomOpponent", "Step",
-           "TaskEnv", "TicTacToeEnv", "build_env", "TicTacToeTask", "Tool", "ToolEnv", "Trajectory", "add_counts",
-           "calculator_tool", "parse_tool_calls", "run_call", "summarize", "task_env"]
+__all__ = [
+    "BUILTIN_TOOLS",
+    "ENVS",
+    "CoSCEnv",
+    "CodeRepairEnv",
+    "CodeRepairTask",
+    "EnvFactory",
+    "EnvSpec",
+    "Environment",
+    "Limits",
+    "LongArithmeticTask",
+    "Message",
+    "PerfectOpponent",
+    "PythonTool",
+    "RandomOpponent",
+    "Step",
+    "TaskEnv",
+    "TicTacToeEnv",
+    "TicTacToeTask",
+    "Tool",
+    "ToolEnv",
+    "Trajectory",
+    "add_counts",
+    "build_env",
+    "calculator_tool",
+    "parse_tool_calls",
+    "run_call",
+    "summarize",
+    "task_env",
+]

@@ -9,6 +9,7 @@ name used in configs to (function, config class). Compute is counted per problem
 from reasonloop.search.beam import BeamConfig, beam_search
 from reasonloop.search.best_of_n import BestOfNConfig, best_of_n, weighted_best_of_n
 from reasonloop.search.common import Selection
+from reasonloop.search.cosc import CoSCConfig, cosc
 from reasonloop.search.dvts import DVTSConfig, dvts
 from reasonloop.search.greedy import GreedyConfig, greedy
 from reasonloop.search.majority import MajorityConfig, majority
@@ -25,6 +26,7 @@ STRATEGIES: dict[str, tuple] = {
     "dvts": (dvts, DVTSConfig),
     "mcts": (mcts, MCTSConfig),
     "self_correct": (self_correct, SelfCorrectConfig),
+    "cosc": (cosc, CoSCConfig),
 }
 
 

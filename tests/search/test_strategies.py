@@ -242,7 +242,7 @@ def test_budget_exhaustion_and_validation():
 
 def test_registry_is_complete():
     assert set(STRATEGIES) == {"greedy", "majority", "best_of_n", "weighted_best_of_n", "beam", "dvts", "mcts",
-                               "self_correct"}
+                               "self_correct", "cosc"}
 
 
 def test_reward_model_scorer_batches_and_orm_keeps_the_last_score():
