@@ -16,6 +16,8 @@ Papers (the maths lives in `rl_maths.py`, the data choices in `curriculum.py`):
 - DAPO: Yu et al. 2025, arXiv:2503.14476 (clip-higher eps_high=0.28, dynamic sampling,
   token-mean loss, overlong filtering, soft overlong punishment).
 - RLOO: Ahmadian et al. 2024, arXiv:2402.14740. REINFORCE++: Hu 2025, arXiv:2501.03262.
+- SPIRAL: Liu et al. 2025, arXiv:2506.24119 (two-seat self-play, role-conditioned advantages:
+  `advantage=rae`, `role_advantages.py`).
 - Dual-clip PPO: Ye et al. 2020, arXiv:1912.09729. GPPO: Klear-Reasoner, arXiv:2508.07629.
 - Online difficulty filtering: Bae et al. 2025, arXiv:2504.03380. SEC: Chen et al. 2025,
   arXiv:2505.14970. Guide: Nath et al. 2025, arXiv:2506.13923 (hints for all-wrong groups).
@@ -96,6 +98,7 @@ from reasonloop.algorithms.offpolicy import OffPolicyConfig
 from reasonloop.algorithms.rl_maths import (
     ADVANTAGES,
 )
+from reasonloop.algorithms.role_advantages import rae_advantages
 from reasonloop.config import dump_config
 from reasonloop.envs import EnvSpec, Limits
 from reasonloop.evaluate.accuracy import held_out_accuracy
@@ -127,7 +130,11 @@ class GRPOConfig:
     """group size G"""
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=1024))
     # --- the objective
-    advantage: Literal["grpo", "drgrpo", "rloo", "reinforce_pp"] = "grpo"
+    advantage: Literal["grpo", "drgrpo", "rloo", "reinforce_pp", "rae"] = "grpo"
+    """group advantages (`rl_maths.ADVANTAGES`), or "rae": SPIRAL's per-role moving baseline for self-play
+    (`role_advantages.py`; needs env.name)"""
+    rae_decay: float = 0.95
+    """advantage=rae: the role baselines' moving-average decay (SPIRAL: 0.95)"""
     clip: Literal["ppo", "dual_clip", "gppo"] = "ppo"
     clip_eps_low: float = 0.2
     clip_eps_high: float = 0.2
@@ -247,6 +254,14 @@ class GRPOConfig:
                               or self.overlong_weight or self.curriculum.categories):
             raise ValueError("env: rewards come from the environment; guide, process_reward, rewards, format_weight, "
                              "overlong_weight and curriculum.categories do not apply")
+        if self.advantage == "rae" and (not self.env.name or not 0 <= self.rae_decay < 1):
+            raise ValueError("advantage=rae needs env.name (roles come from an environment's seats) and "
+                             "0 <= rae_decay < 1")
+        if self.env.self_play and (self.advantage != "rae" or self.sampler.kind != "torch"
+                                   or self.samples_per_prompt % 2):
+            raise ValueError("env.options.opponent=self trains both seats: set advantage=rae (group means across "
+                             "seats mix the roles), sampler.kind=torch and an even samples_per_prompt (two "
+                             "trajectories per game)")
         if self.turn_reward_weight < 0 or (self.turn_reward_weight and not self.env.name):
             raise ValueError("turn_reward_weight must be >= 0 and needs env.name (turns come from an environment)")
         if self.guide and (self.guide_hint_steps < 1 or not 0 < self.guide_fraction <= 1):
@@ -333,10 +348,20 @@ def turn_token_advantages(rows: list[TrainRow], weight: float) -> list[list[floa
 
 
 def assign_advantages(cfg: GRPOConfig, rows: list[TrainRow], rollouts: Rollouts, sources: RewardSources,
-                      decode) -> torch.Tensor:
-    """Group advantages into each row (and per-token process advantages in "step" mode); returns (P, G)."""
+                      decode, state: dict | None = None) -> torch.Tensor:
+    """Group advantages into each row (and per-token process advantages in "step" mode); returns (P, G).
+
+    `advantage=rae` reads and updates the role baselines in `state["role_baselines"]` (checkpointed)."""
     group_rewards = torch.tensor([r.reward for r in rows]).view(len(rollouts.groups), cfg.samples_per_prompt)
-    advantages = ADVANTAGES[cfg.advantage](group_rewards)  # (P, G)
+    if cfg.advantage == "rae":
+        roles = [s.meta.get("role", "") for g in rollouts.groups for s in g.samples]
+        played = torch.tensor([not r.masked for r in rows])
+        state = state if state is not None else {}
+        flat, state["role_baselines"] = rae_advantages(group_rewards.flatten(), roles, played,
+                                                       state.get("role_baselines", {}), cfg.rae_decay)
+        advantages = flat.view_as(group_rewards)
+    else:
+        advantages = ADVANTAGES[cfg.advantage](group_rewards)  # (P, G)
     for r, a in zip(rows, advantages.flatten().tolist()):
         r.advantage = a
     if cfg.turn_reward_weight > 0:
@@ -391,8 +416,8 @@ class Trainer:
 
     def evaluate(self, cfg: GRPOConfig) -> dict:
         if self.eval_env is not None:  # greedy trajectories: accuracy, turns and tool calls per problem
-            return evaluate_env(multiturn_runner(self.sampler), list(self.eval_task), self.eval_env, cfg.turn_limits,
-                                cfg.eval_max_new_tokens)[0]
+            return evaluate_env(multiturn_runner(self.sampler, self.eval_env), list(self.eval_task), self.eval_env,
+                                cfg.turn_limits, cfg.eval_max_new_tokens)[0]
         return held_out_accuracy(self.sampler, self.eval_task, cfg.eval_max_new_tokens)
 
 
@@ -478,7 +503,8 @@ def main(cfg: GRPOConfig, make_source=None) -> dict:
                 for r, kl in zip(rows, sequence_kl(cfg, t.model, t.ref_model, rows, pad_id, device)):
                     r.reward -= cfg.kl_coef * kl
             advantages = assign_advantages(cfg, rows, rollouts, t.sources,
-                                           lambda token: t.tokenizer.decode([token], skip_special_tokens=True))
+                                           lambda token: t.tokenizer.decode([token], skip_special_tokens=True),
+                                           t.state)
             t.bandit.update(mean_abs_advantage_per_arm(rollouts.arms, advantages))
 
             # --- policy update: num_iterations passes x minibatches optimizer steps
@@ -555,6 +581,7 @@ def step_metrics(cfg: GRPOConfig, rollouts: Rollouts, t: Trainer) -> dict:
         **step_validity_metrics(samples),
         "time/sample": rollouts.seconds,  # sampling + rewards, on the overlap thread when overlapping
         **(env_metrics(samples) if cfg.env.name else {}),
+        **{f"rae/baseline/{role}": b for role, b in t.state.get("role_baselines", {}).items()},
     }
     return metrics
 
@@ -566,9 +593,14 @@ def env_metrics(samples: list) -> dict[str, float]:
     for s in samples:
         for k, v in s.meta["counts"].items():
             counts[k] = counts.get(k, 0) + v
+    seats: dict[str, list[float]] = {}  # two-seat games: each seat's mean reward
+    for s in samples:
+        if s.meta.get("role"):
+            seats.setdefault(s.meta["role"], []).append(s.rewards["total"])
     return {"env/turns": sum(len(s.meta["turns"]) for s in samples) / n,
             "env/inserted_tokens": sum(s.meta["loss_mask"].count(0) for s in samples) / n,
-            **{f"env/{k}": v / n for k, v in sorted(counts.items())}}
+            **{f"env/{k}": v / n for k, v in sorted(counts.items())},
+            **{f"env/reward/{role}": sum(v) / len(v) for role, v in sorted(seats.items())}}
 
 
 def epochs_drawn(cursors: list[dict], tasks: list) -> dict[str, float]:

@@ -235,7 +235,7 @@ def sample_batch(recipe: BatchRecipe, sampler, bandit: SelfEvolvingCurriculum, c
         params = SamplingParams(**{**vars(recipe.sampling),
                                    "seed": ((recipe.seed * 1_000_003 + step) * 1000 + rnd) * 2})
         if recipe.make_env is not None:  # multi-turn: the environment scores its trajectories
-            groups = sample_env_groups(multiturn_runner(sampler), problems, recipe.samples_per_prompt, params,
+            groups = sample_env_groups(multiturn_runner(sampler, recipe.make_env), problems, recipe.samples_per_prompt, params,
                                        recipe.make_env, recipe.limits)
         else:
             groups = sample_groups(sampler, problems, recipe.samples_per_prompt, params, score=score)

@@ -94,6 +94,12 @@ def rows_from_rollouts(rollouts: Rollouts, encode, overlong_filter: bool) -> lis
         context = None if all("loss_mask" in s.meta for s in g.samples) else encode(g.problem.prompt)
         for s in g.samples:
             hint = s.meta.get("hint_prompt")
+            if "loss_mask" in s.meta and not s.token_ids:  # a seat whose game ended before it moved (self-play):
+                own = list(s.meta["prompt_ids"])  # nothing drawn, so no loss: one masked context token stands in
+                rows.append(TrainRow(arm=arm, context=own[:-1], sample_context=own[:-1], completion=own[-1:],
+                                     old_logprobs=[0.0], reward=s.rewards["total"], masked=True, token_mask=[0],
+                                     turns=[], turn_rewards=[]))
+                continue
             if "loss_mask" in s.meta:  # a multi-turn trajectory: its own prompt ids, never re-tokenized
                 own = list(s.meta["prompt_ids"])
                 rows.append(TrainRow(arm=arm, context=own, sample_context=own, completion=list(s.token_ids),

@@ -29,7 +29,16 @@ from reasonloop.envs.base import (
 )
 from reasonloop.envs.code_repair import CodeRepairConfig, CodeRepairEnv, CodeRepairTask
 from reasonloop.envs.cosc import CoSCEnv
-from reasonloop.envs.game import PerfectOpponent, RandomOpponent, TicTacToeConfig, TicTacToeEnv, TicTacToeTask
+from reasonloop.envs.game import (
+    PerfectOpponent,
+    RandomOpponent,
+    SelfPlayGames,
+    TicTacToeConfig,
+    TicTacToeEnv,
+    TicTacToeSelfPlay,
+    TicTacToeTask,
+    two_seat,
+)
 from reasonloop.envs.tool_env import LongArithmeticConfig, LongArithmeticTask, ToolEnv
 from reasonloop.envs.tools import PythonTool, Tool, calculator_tool, parse_tool_calls, run_call
 
@@ -78,14 +87,20 @@ def _code_repair(options):
 
 
 def _tictactoe(options):
-    config, opts = _split_options(options, TicTacToeConfig, {"opponent", "opponent_seed", "max_illegal", "system"},
-                                  "tictactoe")
+    config, opts = _split_options(options, TicTacToeConfig, {"opponent", "opponent_seed", "max_illegal", "system",
+                                                              "eval_opponent"}, "tictactoe")
     kind = opts.pop("opponent", "random")
-    if kind not in OPPONENTS:
-        raise ValueError(f"unknown opponent {kind!r}; choose from {sorted(OPPONENTS)} "
-                         f"(a frozen policy copy is built in code: rollout.multiturn.PolicyOpponent)")
+    eval_kind = opts.pop("eval_opponent", "random")
+    if kind not in {*OPPONENTS, "self"} or eval_kind not in OPPONENTS:
+        raise ValueError(f"unknown opponent {kind!r} / eval_opponent {eval_kind!r}; opponent: {sorted(OPPONENTS)} or "
+                         f"'self' (both seats are the policy), eval_opponent: {sorted(OPPONENTS)} (a frozen policy "
+                         f"copy is built in code: rollout.multiturn.PolicyOpponent)")
     seed = opts.pop("opponent_seed", 0)
     task = TicTacToeTask(TicTacToeConfig(**config))
+    if kind == "self":
+        if config.get("split", "train") == "train":
+            return task, SelfPlayGames(**opts)
+        kind = eval_kind  # evaluation plays a fixed opponent (SPIRAL evaluates so)
     counter = iter(range(1 << 62))  # each environment's random opponent gets its own stream
     return task, lambda: TicTacToeEnv(RandomOpponent(seed + next(counter)) if kind == "random"
                                       else PerfectOpponent(), **opts)
@@ -123,6 +138,11 @@ class EnvSpec:
     """an environment from `ENVS`, or any task name (single-turn; with `tools` a ToolEnv)"""
     options: dict[str, Any] = field(default_factory=dict)
     """the task's config fields plus the environment's (tools, max_attempts, opponent, ...)"""
+
+    @property
+    def self_play(self) -> bool:
+        """Both seats of a game are the policy (`tictactoe` with opponent=self)."""
+        return self.options.get("opponent") == "self"
 
     def build(self, split: str, size: int | None, seed: int):
         """(task, EnvFactory) for `size` problems of `split` (None: a procedural stream, a dataset whole)."""
@@ -162,9 +182,11 @@ __all__ = [
     "PerfectOpponent",
     "PythonTool",
     "RandomOpponent",
+    "SelfPlayGames",
     "Step",
     "TaskEnv",
     "TicTacToeEnv",
+    "TicTacToeSelfPlay",
     "TicTacToeTask",
     "Tool",
     "ToolEnv",
@@ -176,4 +198,5 @@ __all__ = [
     "run_call",
     "summarize",
     "task_env",
+    "two_seat",
 ]

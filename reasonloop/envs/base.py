@@ -120,6 +120,8 @@ class Trajectory:
     counts: dict[str, int] = field(default_factory=dict)
     """tool_calls and error counts summed over turns (see `Step.info`)"""
     model_id: str = ""
+    role: str = ""
+    """the seat this trajectory played in a two-seat game ("X", "O"); "" for one-seat environments"""
     token_exact: bool = True
     """False when a backend could not return the exact ids (an API server without token ids):
     then only `messages` and `turn_rewards` are filled, and the trajectory cannot be trained on"""
@@ -164,7 +166,8 @@ class Trajectory:
             model_id=self.model_id,
             meta={"loss_mask": list(self.loss_mask), "prompt_ids": list(self.prompt_ids),
                   "turns": [list(t) for t in self.turns], "turn_rewards": list(self.turn_rewards),
-                  "ending": self.ending, "counts": dict(self.counts), "messages": list(self.messages)},
+                  "ending": self.ending, "counts": dict(self.counts), "messages": list(self.messages),
+                  **({"role": self.role} if self.role else {})},
         )
 
 

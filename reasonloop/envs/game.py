@@ -9,9 +9,14 @@ SPIRAL (Liu et al. 2025, seed paper) trains reasoning through self-play on zero-
 (TicTacToe among them) against a copy of the policy. Here the opponent is anything with
 `move(board, legal, mark) -> int`: `RandomOpponent`, `PerfectOpponent` (minimax) for tests and
 evaluation, or a frozen copy of the policy (`reasonloop.rollout.multiturn.PolicyOpponent`,
-which lives in the rollout layer because it samples). Deviation: SPIRAL trains both seats
-with role-conditioned advantages; here only the model's seat is trained, against a frozen
-opponent.
+which lives in the rollout layer because it samples): then only the model's seat is trained.
+
+Self-play (`opponent=self`, SPIRAL's setting): `TicTacToeSelfPlay` is one game whose two seats
+are both the current policy; `rollout.selfplay.SelfPlayRunner` samples the seat to move, and
+each seat's conversation is its own token-exact trajectory (`Trajectory.role` = "X" or "O"),
+both trained, with role-conditioned advantages (`algorithms/role_advantages.py`). In the test
+split (evaluation) a self-play spec plays `eval_opponent` (default random) instead, as SPIRAL
+evaluates against fixed opponents.
 
 An illegal or unreadable move is data: the model is told why and moves again; after
 `max_illegal` such turns it forfeits (reward -1).
@@ -186,3 +191,99 @@ class TicTacToeEnv:
             return self._end({"moves": 1})
         return Step(observation=[{"role": "user", "content": f"Opponent plays {reply}.\n{show(self.board)}\n"
                                   f"Your move."}], info={"moves": 1})
+
+
+def seat_intro(board: str, mark: str) -> str:
+    return (f"Tic-tac-toe. You play {mark}. Board (free cells numbered):\n{show(board)}\n"
+            f"Reply with your move as 'Move: <cell>'.")
+
+
+class TicTacToeSelfPlay:
+    """Both seats of one game, each played by the current policy (SPIRAL self-play).
+
+    The runner asks `mover`, gives it `messages_for(mover)` (its opening the first time: the
+    starting board, and the opponent's move if it came first; later the opponent's move or why
+    its own move was illegal), samples its turn and passes the text to `step`. `step` returns
+    the mover's `Step` (done, the mover's reward when done, counts); `reward(seat)` is each
+    seat's result once `done`: +1 win, -1 loss, 0 draw. An illegal move is told to the mover,
+    who moves again; after `max_illegal` of them it forfeits: -1 for it, 0 for the other seat
+    (a forfeit is not a win the other seat earned).
+    """
+
+    seats: ClassVar[tuple[str, str]] = ("X", "O")
+    tools: ClassVar[list[dict]] = []
+
+    def __init__(self, max_illegal: int = 2, system: str = ""):
+        self.max_illegal, self.system = max_illegal, system
+        self.board, self.mover, self.done = "." * 9, "X", False
+        self.results = {"X": 0.0, "O": 0.0}
+
+    def reset(self, problem: Problem) -> None:
+        """Start from the problem's opening; X moves next (openings are whole pairs of moves)."""
+        self.start = self.board = problem.meta["board"]
+        self.mover, self.done = "X", False
+        self.illegal = {"X": 0, "O": 0}
+        self.results = {"X": 0.0, "O": 0.0}
+        self.pending: dict[str, list[str]] = {"X": [], "O": []}
+        self.opened: set[str] = set()
+        if winner(self.board):  # a finished opening cannot be played: start from the empty board
+            self.start = self.board = "." * 9
+
+    def messages_for(self, seat: str) -> list[Message]:
+        """What `seat` reads before its next turn (its opening the first time); clears its queue."""
+        texts, self.pending[seat] = self.pending[seat], []
+        if seat in self.opened:
+            return [{"role": "user", "content": t} for t in texts]
+        self.opened.add(seat)
+        opening: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
+        return opening + [{"role": "user", "content": "\n".join([seat_intro(self.start, seat), *texts])}]
+
+    def reward(self, seat: str) -> float:
+        return self.results[seat]
+
+    def _finish(self, results: dict[str, float], info: dict) -> Step:
+        self.done, self.results = True, results
+        return Step(reward=results[self.mover], done=True, info=info)
+
+    def step(self, assistant: str) -> Step:
+        if self.done:
+            raise RuntimeError("TicTacToeSelfPlay.step after the game ended")
+        mover = self.mover
+        other = "O" if mover == "X" else "X"
+        found = _MOVE.findall(assistant)
+        cell = int(found[-1]) if found else None
+        if cell not in legal_moves(self.board):
+            self.illegal[mover] += 1
+            if self.illegal[mover] > self.max_illegal:
+                return self._finish({mover: -1.0, other: 0.0}, {"illegal_move": 1, "forfeit": 1})
+            why = "no 'Move: <cell>' found" if cell is None else f"cell {cell} is taken"
+            self.pending[mover].append(f"Illegal move ({why}). Free cells: {legal_moves(self.board)}. "
+                                       f"Reply 'Move: <cell>'.")
+            return Step(info={"illegal_move": 1})
+        self.board = play(self.board, cell, mover)
+        result = winner(self.board)
+        if result is not None:
+            draw = result == "draw"
+            return self._finish({mover: 0.0 if draw else 1.0, other: 0.0 if draw else -1.0}, {"moves": 1})
+        self.pending[other].append(f"Opponent plays {cell}.\n{show(self.board)}\nYour move.")
+        self.mover = other
+        return Step(info={"moves": 1})
+
+
+class SelfPlayGames:
+    """The factory of `TicTacToeSelfPlay` games: what `EnvSpec("tictactoe", {"opponent": "self"})` builds
+    for training. `seats` tells the samplers it is a two-seat game (`rollout.multiturn_api.multiturn_runner`
+    then picks `rollout.selfplay.SelfPlayRunner`)."""
+
+    seats: ClassVar[tuple[str, str]] = TicTacToeSelfPlay.seats
+
+    def __init__(self, max_illegal: int = 2, system: str = ""):
+        self.max_illegal, self.system = max_illegal, system
+
+    def __call__(self) -> TicTacToeSelfPlay:
+        return TicTacToeSelfPlay(self.max_illegal, self.system)
+
+
+def two_seat(make_env) -> bool:
+    """Is `make_env` a factory of two-seat games (both seats played by the sampled policy)?"""
+    return isinstance(getattr(make_env, "seats", None), tuple)

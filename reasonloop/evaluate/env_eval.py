@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 
 from reasonloop.envs.base import EnvFactory, Limits, Trajectory, summarize
+from reasonloop.envs.game import two_seat
 from reasonloop.evaluate.metrics import mean_ci95
 from reasonloop.evaluate.standard import benchmark_metrics
 from reasonloop.rollout.sampler import SamplingParams
@@ -92,6 +93,11 @@ def evaluate_env_model(runner, task, problems: list[Problem], make_env: EnvFacto
                        samples_per_prompt: int, temperature: float, top_p: float, max_new_tokens: int,
                        seed: int = 0) -> tuple[dict, list[EvalRecord], list[Trajectory]]:
     """Greedy and sampled episodes of every problem -> (results, records, every trajectory)."""
+    if two_seat(make_env):
+        from reasonloop.config import ConfigError
+
+        raise ConfigError("eval of a self-play game scores the policy against a fixed opponent: use split=test "
+                          "(it plays env.options.eval_opponent) or opponent=random|perfect")
     start = time.perf_counter()
     name = getattr(task, "name", "env")
     greedy = [g[0] for g in runner.run(problems, make_env, 1, SamplingParams(temperature=0.0,

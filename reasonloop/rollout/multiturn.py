@@ -49,6 +49,7 @@ from reasonloop.envs.base import (
     add_counts,
     summarize,
 )
+from reasonloop.envs.game import two_seat
 from reasonloop.envs.tools import Tool
 from reasonloop.models import llama
 from reasonloop.models.decode import decode_attention, keep_rows_in_place
@@ -241,6 +242,9 @@ class TurnLoop:
         if params.stop and not params.include_stop_str:
             raise ValueError("multi-turn sampling keeps the stop string in the turn (include_stop_str=True): "
                              "every drawn token stays in the trajectory")
+        if two_seat(make_env):
+            raise ValueError("a two-seat game samples both seats: use rollout.selfplay.SelfPlayRunner "
+                             "(multiturn_runner(sampler, make_env) picks it)")
         rows: list[_Row] = []
         for i, problem in enumerate(problems):
             for j in range(samples_per_problem):
@@ -556,7 +560,9 @@ def evaluate_env(runner, problems: list[Problem], make_env: EnvFactory, limits: 
     """Greedy, one trajectory per problem: accuracy (reward >= 1), mean reward, and per problem the
     turns, tool calls and error counts (`envs.summarize`). Returns (metrics, trajectories)."""
     params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
-    trajectories = [g[0] for g in runner.run(problems, make_env, 1, params, limits)] if problems else []
+    # a two-seat game (self-play runner) gives two trajectories, one per seat, per problem
+    trajectories = [t for g in runner.run(problems, make_env, 2 if two_seat(make_env) else 1, params, limits)
+                    for t in g] if problems else []
     stats = summarize(trajectories)
     metrics = {"eval/greedy_accuracy": sum(t.reward >= 1.0 for t in trajectories) / max(1, len(trajectories)),
                **{f"eval/{k}": v for k, v in stats.items() if k != "trajectories"}}

@@ -165,20 +165,28 @@ class OpenAIMultiTurn:
             traj.messages += observation
 
 
-def multiturn_runner(sampler):
+def multiturn_runner(sampler, make_env=None):
     """The multi-turn sampler over a single-turn one: `TorchEngine` -> `MultiTurnEngine`, `VLLMEngine` ->
-    `VLLMMultiTurn`, a chat `OpenAISampler` -> `OpenAIMultiTurn` (not token-exact: evaluation only)."""
+    `VLLMMultiTurn`, a chat `OpenAISampler` -> `OpenAIMultiTurn` (not token-exact: evaluation only).
+    With a two-seat game factory (`envs.two_seat(make_env)`, self-play): `rollout.selfplay.SelfPlayRunner`
+    (torch engine only)."""
+    from reasonloop.config import ConfigError
+    from reasonloop.envs.game import two_seat
     from reasonloop.rollout.engine import TorchEngine
     from reasonloop.rollout.multiturn import MultiTurnEngine
     from reasonloop.rollout.vllm_backend import VLLMEngine
 
+    if make_env is not None and two_seat(make_env):
+        from reasonloop.rollout.selfplay import SelfPlayRunner
+
+        if not isinstance(sampler, TorchEngine):
+            raise ConfigError("self-play (opponent=self) samples with the torch engine (sampler.kind=torch)")
+        return SelfPlayRunner(sampler)
     if isinstance(sampler, TorchEngine):
         return MultiTurnEngine(sampler)
     if isinstance(sampler, VLLMEngine):
         return VLLMMultiTurn(sampler)
     if isinstance(sampler, OpenAISampler):
         return OpenAIMultiTurn(sampler)
-    from reasonloop.config import ConfigError
-
     raise ConfigError(f"no multi-turn runner for a {type(sampler).__name__}: environments run on sampler.kind="
                       f"torch, vllm or openai in this process (not on Ray rollout workers)")

@@ -82,7 +82,7 @@ def sample_episodes(sampler, problems, make_env, k: int, params: SamplingParams,
     from reasonloop.rollout.multiturn_api import multiturn_runner
 
     rows = []
-    for group in multiturn_runner(sampler).run(problems, make_env, k, params, limits):
+    for group in multiturn_runner(sampler, make_env).run(problems, make_env, k, params, limits):
         for t in group:
             s = t.to_sample(params.step_separator)
             s.meta["token_exact"] = t.token_exact

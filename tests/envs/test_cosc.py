@@ -5,7 +5,8 @@ import json
 import re
 
 import pytest
-from test_multiturn_api import ChatServer, reply
+from fake_servers import JSONServer
+from test_multiturn_api import reply
 
 from reasonloop.cli import main as cli
 from reasonloop.envs import CoSCEnv, EnvSpec, LongArithmeticTask
@@ -65,7 +66,7 @@ def scripted_model(body):
 
 
 def test_cosc_reads_execution_output_where_self_correct_only_resamples():
-    server = ChatServer(scripted_model)
+    server = JSONServer(lambda path, body: scripted_model(body))
     sampler = OpenAISampler(server.url, model="m", endpoint="chat", max_retries=0)
     task = LongArithmeticTask()
     problems = [task[i] for i in range(3)]

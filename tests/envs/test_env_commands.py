@@ -4,7 +4,8 @@ import json
 import re
 
 import pytest
-from test_multiturn_api import ChatServer, reply
+from fake_servers import JSONServer
+from test_multiturn_api import reply
 
 from reasonloop.cli import main as cli
 from reasonloop.envs import EnvSpec, Limits
@@ -64,7 +65,7 @@ def calculator_script(body):
 
 
 def test_eval_through_an_openai_server_counts_tool_calls_and_votes(tmp_path):
-    server = ChatServer(calculator_script)
+    server = JSONServer(lambda path, body: calculator_script(body))
     args = ["eval", "sampler.kind=openai", f"sampler.base_url={server.url}", "sampler.max_retries=0", "model.path=m",
             "env.name=long_arithmetic", "env.options.tools=[calculator]", "num_problems=4", "samples_per_prompt=2",
             f"output_dir={tmp_path}", "run_name=api"]
