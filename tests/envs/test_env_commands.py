@@ -114,3 +114,23 @@ def test_bad_environment_input_is_one_line(tiny_model_dir, tmp_path, capsys):
     assert err.count("\n") == 0 and "no option(s) ['bogus']" in err
     assert cli(["eval", *base, "env.name=tictactoe", "strategies=[{name: greedy}]"]) == 2
     assert "strategies" in capsys.readouterr().err
+
+
+def test_sample_and_eval_over_an_environment_with_vllm(tiny_model_dir, tmp_path, monkeypatch):
+    from fake_servers import install_vllm
+    from test_multiturn_api import FakeLLM
+
+    install_vllm(monkeypatch, FakeLLM)
+    out = tmp_path / "v.jsonl"
+    common = [f"model.path={tiny_model_dir}", "sampler.kind=vllm", "env.name=tictactoe", "env.options.max_illegal=0",
+              "num_problems=2"]
+    assert cli(["sample", *common, "samples_per_prompt=2", f"output={out}"]) == 0
+    rows = read_jsonl(out)
+    assert len(rows) == 4
+    for r in rows:  # the fake draws [10 + len(context) % 7, 11, EOS]: no move, so a forfeit after one turn
+        m = r["meta"]
+        assert m["token_exact"] and r["token_ids"][1:] == [11, 2] and m["loss_mask"] == [1, 1, 1]
+        assert r["token_ids"][0] == 10 + len(m["prompt_ids"]) % 7 and m["counts"] == {"illegal_move": 1, "forfeit": 1}
+    assert cli(["eval", *common, "samples_per_prompt=2", f"output_dir={tmp_path}", "run_name=v"]) == 0
+    results = json.loads((tmp_path / "v" / "results.json").read_text())
+    assert results["greedy_accuracy"] == 0.0 and results["avg@2"] == 0.0 and results["greedy/forfeit_per_trajectory"] == 1.0

@@ -139,9 +139,10 @@ def test_a_seat_that_never_moved_has_no_turns_and_trains_nothing(tiny_model_dir)
 
 
 def self_play_config(tiny_model_dir, tmp_path, **kw):
-    return GRPOConfig(model=ModelConfig(path=str(tiny_model_dir)), steps=2, prompts_per_step=2, samples_per_prompt=2,
-                      sampling=SamplingParams(temperature=1.0, max_new_tokens=8), eval_problems=2,
-                      eval_max_new_tokens=8, save_every=0, output_dir=str(tmp_path), run_name="sp",
+    kw = {"steps": 2, "eval_problems": 2, "save_every": 0, **kw}
+    return GRPOConfig(model=ModelConfig(path=str(tiny_model_dir)), prompts_per_step=2, samples_per_prompt=2,
+                      sampling=SamplingParams(temperature=1.0, max_new_tokens=8), eval_max_new_tokens=8,
+                      output_dir=str(tmp_path), run_name="sp",
                       env=EnvSpec("tictactoe", {"opponent": "self", "max_illegal": 1}),
                       turn_limits=Limits(max_turns=6, max_tokens=400), advantage="rae", rae_decay=0.5, **kw)
 
@@ -181,3 +182,18 @@ def test_grpo_self_play_on_the_tiny_model_completes(tiny_model_dir, tmp_path):
         assert r["env/reward/X"] == -1.0 and r["env/reward/O"] == 0.0 and r["env/forfeit"] == 0.5
         assert r["rae/baseline/X"] < 0 and "rae/baseline/O" not in r  # O never played: no baseline yet
     assert "eval/greedy_accuracy" in rows[0]  # evaluation plays the eval opponent, one seat
+
+
+def test_role_baselines_resume_exactly(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(TorchEngine, "_generate_batch", lambda self, *a: lowest_free_cell(self)(*a))
+    whole = tmp_path / "whole"
+    main(self_play_config(tiny_model_dir, whole, old_logprobs="recompute", steps=2, eval_problems=0))
+    cut = tmp_path / "cut"
+    main(self_play_config(tiny_model_dir, cut, old_logprobs="recompute", steps=1, eval_problems=0, save_every=1))
+    main(self_play_config(tiny_model_dir, cut, old_logprobs="recompute", steps=2, eval_problems=0, save_every=1,
+                          resume=True))
+    keys = ("rae/baseline/X", "rae/baseline/O", "env/reward/X", "env/reward/O")
+    a = [{k: r[k] for k in keys} for r in metrics(whole) if "reward/mean" in r]
+    b = [{k: r[k] for k in keys} for r in metrics(cut) if "reward/mean" in r]
+    assert len(a) == 2 and a == b
+    assert a[0]["rae/baseline/X"] != a[1]["rae/baseline/X"]  # the baselines moved: a resume restarting them differs
