@@ -6,14 +6,19 @@ Every label follows from how the item is built (a right answer in another spelli
 wrong value), and the hand-written tables below were checked by hand; the rules they
 encode are docs/verifiers.md's. Each row: id, source (gsm8k, math, aime, adversarial),
 kind, gold, completion, correct, and the task's options (tolerance, percent) when set.
-Deterministic: the same file every run.
+Deterministic: the same file every run. The held-out part (source "heldout", tests/data/verify_heldout.py)
+was written by hand before reading how the verifier decides; each of its rows carries its reason.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from verify_heldout import HELDOUT  # noqa: E402 -- the hand-written part, next to this file
 
 OUT = Path(__file__).with_name("verify_corpus.jsonl")
 rows: list[dict] = []
@@ -189,12 +194,20 @@ def adversarial(rng: random.Random) -> None:
     add("adversarial", "pathological", "5", "$\\boxed{" + "{" * 300 + "5" + "}" * 300 + "}$", True)  # grouping: still 5
 
 
+# --- held-out: hand-written against the verifier, not with it (verify_heldout.py) -------------
+
+def heldout() -> None:
+    for gold, completion, correct, reason, *options in HELDOUT:
+        add("heldout", "hand_written", gold, completion, correct, reason=reason, **(options[0] if options else {}))
+
+
 def main() -> None:
     rng = random.Random(16)
     gsm8k(rng, 40)
     math(rng)
     aime(rng, 25)
     adversarial(rng)
+    heldout()
     with OUT.open("w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
