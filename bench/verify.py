@@ -2,8 +2,9 @@
 
 1. Accuracy on tests/data/verify_corpus.jsonl (GSM8K, MATH and AIME answer forms and the
    adversarial classes: hedges, rounded decimals, equivalent forms, percent, pathological
-   inputs; built by tests/data/make_verify_corpus.py). Ours: `grade_math` with the item's
-   task options. Peer: Math-Verify's `verify(parse(gold), parse(completion))`, in two
+   inputs; built by tests/data/make_verify_corpus.py), and apart on its held-out part
+   (source "heldout": hand-written before reading the verifier, tests/data/verify_heldout.py).
+   Ours: `grade_math` with the item's task options. Peer: Math-Verify's `verify(parse(gold), parse(completion))`, in two
    configurations (gold bare, gold in math mode `$gold$`); the more accurate one is the peer.
    False positives (wrong answers scored right) and false negatives are counted apart.
 2. Throughput on distinct (gold, answer) pairs (no pair repeats, so our result cache cannot
@@ -52,12 +53,16 @@ def accuracy(labels: list[bool], verdicts: list[bool], rows: list[dict]) -> dict
     fp = sum(v and not y for v, y in zip(verdicts, labels))
     fn = sum(y and not v for v, y in zip(verdicts, labels))
     adv_fp = sum(v and not y for v, y, r in zip(verdicts, labels, rows) if r["source"] == "adversarial")
+    held = [(v, y) for v, y, r in zip(verdicts, labels, rows) if r["source"] == "heldout"]
     by_source = {}
     for source in sorted({r["source"] for r in rows}):
         idx = [i for i, r in enumerate(rows) if r["source"] == source]
         by_source[source] = round(sum(verdicts[i] == labels[i] for i in idx) / len(idx), 4)
     return {"accuracy": round(1 - (fp + fn) / len(labels), 4), "false_positives": fp, "false_negatives": fn,
-            "adversarial_false_positives": adv_fp, "by_source": by_source}
+            "adversarial_false_positives": adv_fp, "by_source": by_source,
+            "heldout": {"items": len(held), "accuracy": round(sum(v == y for v, y in held) / max(1, len(held)), 4),
+                        "false_positives": sum(v and not y for v, y in held),
+                        "false_negatives": sum(y and not v for v, y in held)}}
 
 
 def generated_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -167,6 +172,9 @@ def main() -> None:
         "false_negatives": {"ours": ours_acc["false_negatives"], "peer": peer_acc["false_negatives"]},
         "adversarial_false_positives": {"ours": ours_acc["adversarial_false_positives"],
                                         "peer": peer_acc["adversarial_false_positives"]},
+        "heldout": {"items": ours_acc["heldout"]["items"],
+                    **{key: {"ours": ours_acc["heldout"][key], "peer": peer_acc["heldout"][key]}
+                       for key in ("accuracy", "false_positives", "false_negatives")}},
         "peer_config": best_mode,
     }))
 

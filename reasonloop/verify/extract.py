@@ -13,9 +13,15 @@ The rule, when a completion holds several candidates (docs/verifiers.md has exam
    answers, a hedge ("\boxed{3} or \boxed{4}", or `\boxed{3}` then `#### 4`): `hedged` is
    set when they differ as text, and graders score a hedge 0 (`grade_math` first checks
    whether they are the same number written differently). Repeating one answer is fine.
+   A statement ("the answer is 20", "Answer: 20") *after* the last committing marker
+   competes with it too: `#### 18` then "Actually, the answer is 20." is a hedge, while
+   `\boxed{12}` then "So the answer is 12." is a restatement. Only statements with a digit or
+   LaTeX in them compete ("the answer is correct" does not).
 3. Without a committing marker, statement forms are tried in order: an `Answer:` line, then
    "the answer is ...". Within the first form present the last statement is the answer
-   (a restatement corrects an earlier one); lower forms are ignored.
+   (a restatement corrects an earlier one); lower forms are ignored. A statement's answer
+   ends at a rejected value or a justification: "12, not 13" and "7, since 3 + 4 = 7" are
+   12 and 7.
 A single answer that offers alternatives ("5 or 6") is a hedge too; `answers_equal` rejects it.
 
 Candidates are cleaned of presentation noise: surrounding `$`/`\(`/`**`, a trailing
@@ -117,6 +123,22 @@ def clean_candidate(candidate: str) -> str:
     return c
 
 
+_TRAILING_CLAUSE = re.compile(r"^(.*?[^\s,;])\s*[,;(]\s*(?:not|since|because|as|which|so|then|if|where|for|i\.e\.|that is)\b.*$",
+                              re.IGNORECASE | re.DOTALL)
+
+
+def clean_statement(candidate: str) -> str:
+    """A statement's answer without a trailing rejected value or justification ("12, not 13").
+
+    >>> clean_statement("12, not 13"), clean_statement("7, since 3 + 4 = 7"), clean_statement("not 7; it is 8")
+    ('12', '7', 'not 7; it is 8')
+    """
+    c = clean_candidate(candidate)
+    if m := _TRAILING_CLAUSE.match(c):
+        c = clean_candidate(m.group(1))
+    return c
+
+
 def _positions(pattern: re.Pattern, text: str) -> list[tuple[int, str]]:
     return [(m.start(), m.group(1)) for m in pattern.finditer(text)]
 
@@ -169,15 +191,19 @@ def extract_answer(text: str) -> Extraction:
     committed = [(form, c) for form, c in committed if c]
     if committed:
         found = [c for _, c in committed]
+        after = text[_committed(text)[-1][1]:]
+        later = [clean_statement(m.group(1)) for pattern in (_ANSWER_LINE, _THE_ANSWER_IS)
+                 for m in pattern.finditer(after) if m.start() > 0]
+        found += [c for c in later if c and re.search(r"[\d\\]", c)]  # a restatement competes (rule 2)
         hedged = len({_normalise_for_hedging(c) for c in found}) > 1
-        return Extraction(answer=found[-1], candidates=found, form=committed[-1][0], hedged=hedged)
+        return Extraction(answer=committed[-1][1], candidates=found, form=committed[-1][0], hedged=hedged)
     statement_forms = (
         ("answer_line", lambda t: [m.group(1) for m in _ANSWER_LINE.finditer(t)]),
         ("the_answer_is", lambda t: [m.group(1) for m in _THE_ANSWER_IS.finditer(t)]),
     )
     for form, finder in statement_forms:
         # "Answer:" followed by nothing on the line is a heading, not an answer
-        found = [c for c in (clean_candidate(x) for x in finder(text)) if c]
+        found = [c for c in (clean_statement(x) for x in finder(text)) if c]
         if found:
             return Extraction(answer=found[-1], candidates=found, form=form, hedged=False)
     return Extraction(answer=None)

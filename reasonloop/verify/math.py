@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from reasonloop.verify.extract import COMMITTING_FORMS, extract_answer
-from reasonloop.verify.numeric import compare
+from reasonloop.verify.numeric import compare, split_structure
 
 DEFAULT_TIMEOUT = 5.0
 item_timeout: contextvars.ContextVar[float] = contextvars.ContextVar("item_timeout", default=DEFAULT_TIMEOUT)
@@ -99,6 +99,7 @@ def canonical_text(text: str) -> str:
     '(\\frac{1}{2},3)'
     """
     t = _NOISE.sub("", text.replace("\u2212", "-"))
+    t = t.replace("\\varnothing", "\\emptyset").replace("\u2205", "\\emptyset")
     return t.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").strip("$").rstrip(".")
 
 
@@ -480,6 +481,19 @@ def clear_cache() -> None:
 
 
 _ALTERNATIVES = re.compile(r"\bor\b|\\lor\b", re.IGNORECASE)
+_JOINER = re.compile(r"\\(?:text|mathrm)\s*\{\s*(?:or|and)\s*\}|\b(?:or|and)\b|\\lor\b|\\land\b|,", re.IGNORECASE)
+_SOLUTION = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
+
+
+def as_solution_list(answer: str) -> str | None:
+    r"""`x=-2 \text{ or } x=3`, `3 \text{ and } 4`: the values it names, as the list `-2, 3`.
+
+    >>> as_solution_list(r"x=-2 \text{ or } x=3"), as_solution_list("5")
+    ('-2, 3', None)
+    """
+    parts = [_SOLUTION.sub("", p).strip() for p in _JOINER.split(answer)]
+    parts = [p for p in parts if p]
+    return ", ".join(parts) if len(parts) > 1 else None
 
 
 def offers_alternatives(answer: str) -> bool:
@@ -508,7 +522,10 @@ def answers_equal(gold: str, candidate: str, *, timeout: float | None = None, gu
     gold, candidate = strip_outer_braces(gold), strip_outer_braces(candidate)
     if not candidate or not gold:
         return False
-    if offers_alternatives(candidate) and not offers_alternatives(gold):
+    if _JOINER.search(candidate) and (structure := split_structure(gold)) and structure[0] in ("", "\\{"):
+        # the gold lists several values (all solutions): "x=-2 or x=3" names them all, no hedge
+        candidate = as_solution_list(candidate) or candidate
+    elif offers_alternatives(candidate) and not offers_alternatives(gold):
         return False
     if canonical_text(gold) == canonical_text(candidate):
         return True

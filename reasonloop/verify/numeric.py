@@ -59,9 +59,22 @@ class _Unreadable(ValueError):
 
 _UNIT_GROUP = re.compile(r"\\(?:text|mathrm|textbf|mbox|textrm|operatorname|mathit)\s*\{\s*[A-Za-z][A-Za-z .]*\}"
                          r"(?:\s*\^\s*\{?\d\}?)?")
-_UNIT_WORDS = re.compile(r"(?<=[\d}.)])\s*(?!pi\b|e\b)(?:[A-Za-z]{2,}\.?)(?:\s+[A-Za-z]{2,}\.?)*(?:\^\s*\{?\d\}?)?$")
+_UNIT_WORDS = re.compile(r"(?<=[\d}.)])\s*(?:/\s*(?=[A-Za-z]{3,}))?(?!pi\b|e\b)(?:[A-Za-z]{2,}\.?)(?:\s+[A-Za-z]{2,}\.?)*"
+                         r"(?:\^\s*\{?\d\}?)?$")  # "5 cm", "12 square units", "$12/hour"
 _SPACES = re.compile(r"\\[,;:! ]|\\quad|\\qquad|~|\s+")
 _ASSIGN = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
+
+
+_UNICODE_ROOT = re.compile("\u221a(\\d+)")
+_UNICODE = str.maketrans({"\u221a": "\\sqrt ", "\u03c0": "\\pi ", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u00f7": "\\div "})
+_REPEATING = re.compile(r"(\d*)\.(\d*)\\(?:overline|bar)\s*\{(\d{1,20})\}")
+
+
+def _repeating_fraction(m: re.Match) -> str:
+    """`0.41\\overline{6}` -> `{\\frac{5}{12}}`: whole part, digits before the period, the period."""
+    whole, head, period = m.group(1) or "0", m.group(2), m.group(3)
+    value = int(whole) + Fraction(int(head or "0"), 10 ** len(head)) + Fraction(int(period), (10 ** len(period) - 1) * 10 ** len(head))
+    return f"{{\\frac{{{value.numerator}}}{{{value.denominator}}}}}"
 
 
 def normalise(text: str) -> tuple[str, bool]:
@@ -71,6 +84,8 @@ def normalise(text: str) -> tuple[str, bool]:
     (('1234.50', False), ('\\frac{3}{4}', False), ('12.5', True))
     """
     t = text.strip().replace("\u2212", "-").replace("\u2013", "-").replace("{,}", ",")
+    t = _UNICODE_ROOT.sub(r"\\sqrt{\1}", t).translate(_UNICODE)
+    t = _REPEATING.sub(_repeating_fraction, t)  # 0.\overline{3} is exactly 1/3
     t = re.sub(r"\\,(?=\d{3}\b)", "", t)  # 1\,000
     t = t.replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     t = t.replace("\\displaystyle", "")
@@ -94,7 +109,7 @@ def normalise(text: str) -> tuple[str, bool]:
 # --- a small recursive-descent evaluator --------------------------------------------------------
 
 _BASE_N = re.compile(r"([0-9A-Za-z]+)_\{?(\d{1,2})\}?")
-_MIXED = re.compile(r"([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")
+_MIXED = re.compile(r"([+-]?)(\d+)\\frac(?:\{(\d+)\}\{(\d+)\}|(\d)(\d))")
 _TOKEN = re.compile(r"\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\\[A-Za-z]+|\S")
 _VARIABLE = re.compile(r"(?<![\\A-Za-z])([a-df-hj-zA-Z])(?![A-Za-z])")
 """single-letter variables: not e (Euler's number) or i (the imaginary unit)"""
@@ -296,7 +311,7 @@ def value_of(text: str, variables: dict[str, Fraction] | None = None) -> Value |
     if not t or len(t) > 300:
         return None
     if m := _MIXED.fullmatch(t):  # 3\frac{1}{2} is a mixed number, 7/2
-        whole, num, den = int(m.group(2)), int(m.group(3)), int(m.group(4))
+        whole, num, den = int(m.group(2)), int(m.group(3) or m.group(5)), int(m.group(4) or m.group(6))
         if den and num < den:
             value = whole + Fraction(num, den)
             return Value(-value if m.group(1) == "-" else value, False, percent)
@@ -383,6 +398,62 @@ def split_structure(text: str) -> tuple[str, str, list[str]] | None:
     return opening, closing, parts
 
 
+_RELATIONS = [(re.compile(p), r) for p, r in ((r"\\leq?(?:slant)?(?![A-Za-z])|\u2264|<=", "<="), (r"\\geq?(?:slant)?(?![A-Za-z])|\u2265|>=", ">="),
+                                             (r"\\lt(?![A-Za-z])", "<"), (r"\\gt(?![A-Za-z])", ">"))]
+_BETWEEN = re.compile(r"^([^<>=]+?)(<=|<)\s*[A-Za-z]\s*(<=|<)([^<>=]+)$|^([^<>=]+?)(>=|>)\s*[A-Za-z]\s*(>=|>)([^<>=]+)$")
+_ONE_SIDED = re.compile(r"^\s*[A-Za-z]\s*(<=|<|>=|>)([^<>=]+)$|^([^<>=]+?)(<=|<|>=|>)\s*[A-Za-z]\s*$")
+
+
+def inequality_interval(text: str) -> str | None:
+    r"""The interval an inequality in one variable describes, in interval notation; None otherwise.
+
+    >>> inequality_interval(r"2 \le x < 5"), inequality_interval(r"x \leq 3"), inequality_interval("5 > y > 1")
+    ('[2, 5)', '(-\\infty, 3]', '(1, 5)')
+    """
+    t = text.strip().strip("$")
+    for pattern, rel in _RELATIONS:
+        t = pattern.sub(rel, t)
+    if m := _BETWEEN.match(t):
+        if m.group(1) is not None:
+            lo, lo_rel, hi_rel, hi = m.group(1), m.group(2), m.group(3), m.group(4)
+        else:  # 5 > x >= 1
+            hi, hi_rel, lo_rel, lo = m.group(5), m.group(6), m.group(7), m.group(8)
+        return f"{'[' if '=' in lo_rel else '('}{lo.strip()}, {hi.strip()}{']' if '=' in hi_rel else ')'}"
+    if m := _ONE_SIDED.match(t):
+        if m.group(1) is not None:
+            rel, bound = m.group(1), m.group(2).strip()
+        else:  # 3 >= x is x <= 3
+            bound, rel = m.group(3).strip(), {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[m.group(4)]
+        closed = "=" in rel
+        if rel.startswith("<"):
+            return f"(-\\infty, {bound}{']' if closed else ')'}"
+        return f"{'[' if closed else '('}{bound}, \\infty)"
+    return None
+
+
+_ASSIGNED = re.compile(r"^\s*([A-Za-z])(?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
+
+
+def assignments_as_tuple(text: str) -> str | None:
+    r"""`x=3, y=-2` (one value per variable) as the tuple `(3, -2)`; x, y, z in that order.
+
+    >>> assignments_as_tuple("y = -2, x = 3"), assignments_as_tuple("3, 4")
+    ('(3, -2)', None)
+    """
+    parts = split_structure(text)
+    if parts is None or parts[0]:
+        return None
+    found = [(_ASSIGNED.match(p), p) for p in parts[2]]
+    if not all(m for m, _ in found):
+        return None
+    names = [m.group(1) for m, _ in found]
+    if len(set(names)) != len(names):
+        return None  # x = 1, x = 2 lists solutions, not a point
+    if set(names) <= set("xyz"):
+        found.sort(key=lambda f: f[0].group(1))
+    return "(" + ", ".join(p[m.end():].strip() for m, p in found) + ")"
+
+
 def compare(gold: str, candidate: str, *, tolerance: float | None = None, percent: bool = False) -> bool | None:
     r"""True/False when both sides are closed-form numbers or structures of them; None otherwise.
 
@@ -391,6 +462,10 @@ def compare(gold: str, candidate: str, *, tolerance: float | None = None, percen
     >>> compare(r"\{1, -1\}", r"\{-1,1\}"), compare("(1, 2)", "(2, 1)"), compare("1500", r"1.5 \times 10^3")
     (True, False, True)
     """
+    gold = inequality_interval(gold) or gold  # x \le 3 is (-\infty, 3]
+    candidate = inequality_interval(candidate) or candidate
+    if gold.lstrip().startswith(("(", "\\left(")):  # the point (3, -2) written x = 3, y = -2
+        candidate = assignments_as_tuple(candidate) or candidate
     g, c = value_of(gold), value_of(candidate)
     if g is not None and c is not None:
         return values_equal(g, c, tolerance=tolerance, percent=percent)

@@ -15,7 +15,8 @@ ROWS = [json.loads(line) for line in (DATA / "verify_corpus.jsonl").read_text().
 
 def test_the_corpus_is_large_covers_every_source_and_is_what_the_generator_writes(tmp_path, monkeypatch):
     sources = Counter(r["source"] for r in ROWS)
-    assert len(ROWS) >= 500 and set(sources) == {"gsm8k", "math", "aime", "adversarial"}
+    assert len(ROWS) >= 500 and set(sources) == {"gsm8k", "math", "aime", "adversarial", "heldout"}
+    assert sources["heldout"] >= 150 and all(r.get("reason") for r in ROWS if r["source"] == "heldout")
     kinds = {r["kind"] for r in ROWS if r["source"] == "adversarial"}
     assert {"hedge", "rounded_decimal", "scientific_notation", "nested_grouping", "units", "percent",
             "pathological"} <= kinds
