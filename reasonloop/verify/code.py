@@ -36,6 +36,15 @@ RLIMIT_NPROC is per uid, shared by concurrent jobs; without a PID namespace, chi
 call setsid() escape the group kill; without root, programs and tests share one uid (the test
 process is non-dumpable and the program drops all capabilities, so it cannot read or trace it,
 but it can kill it, which fails the run).
+
+**Without root** the worker makes a user namespace (mapping only the caller's uid) with the
+other namespaces, so the program cannot name, trace or signal the caller and sees none of its
+files but what every user may read; tests/verify/test_unprivileged.py runs the hack suite as
+an unprivileged user. Where the kernel forbids user namespaces too, a program would run as the
+caller's uid with the caller's files and processes in reach, which no verdict survives: code
+verdicts are then refused ("sandbox_error", with `isolation_line` as the reason) unless
+`REASONLOOP_SANDBOX_UNISOLATED=1`. `run_python` (trusted scripts) runs either way.
+`sandbox.isolation_line` says which isolation is active; it is logged when the first worker starts.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from reasonloop.verify.sandbox import SandboxError, get_sandbox_pool, interpreter_exposure
+from reasonloop.verify.sandbox import SandboxError, get_sandbox_pool, interpreter_exposure, verdicts_refused
 
 Verdict = str  # "passed" | "failed" | "timeout" | "memory" | "crashed" | "sandbox_error"
 _interpreter_exposure = interpreter_exposure  # the old private name, used by tests
@@ -168,8 +177,14 @@ def run_python(source: str, *, limits: SandboxLimits | None = None, stdin: str =
     run = next((r for r in records if "test" in r), None)
     stderr = err.decode("utf-8", "replace")[-limits.max_output_chars:]
     if run is None:
-        timed_out = reply["status"] == "timeout"
-        return RunResult("timeout" if timed_out else "sandbox_error", None, "", stderr, reply["seconds"], isolation)
+        if reply["status"] == "timeout":
+            return RunResult("timeout", None, "", stderr, reply["seconds"], isolation)
+        if any(r.get("error") for r in records):  # the job itself failed and said so
+            return RunResult("sandbox_error", None, "", stderr, reply["seconds"], isolation)
+        # no record at all: the job process was killed, which only the program can do (without
+        # root it runs under the job's uid and may signal it)
+        return RunResult("crashed", None, "", stderr + "the job process was killed before it recorded the run\n",
+                         reply["seconds"], isolation)
     stdout = run["stdout"][: limits.max_output_chars]
     code = run["returncode"]
     verdict = _classify(code, stderr, run["timed_out"])
@@ -208,6 +223,8 @@ def _records(data: bytes) -> list[dict]:
 def _run_functions(program: str, spec: dict, limits: SandboxLimits | None, namespaces: bool = True) -> CodeResult:
     limits = limits or SandboxLimits()
     try:
+        if refused := verdicts_refused(get_sandbox_pool(namespaces).current_isolation()):
+            return CodeResult("sandbox_error", [], error=refused)
         reply, (results, out, err), isolation = get_sandbox_pool(namespaces).run(
             limits.header("functions"), [program.encode(), json.dumps(spec).encode()])
     except SandboxError as e:
@@ -330,6 +347,8 @@ def run_io_tests(program: str, cases: list[tuple[str, str]], *, limits: SandboxL
     cap = max(limits.max_output_chars * 4, 2 * max((len(e) for _, e in cases), default=0) + 1024)
     header = limits.header("stdio", jobs=len(cases), max_output_bytes=cap)
     try:
+        if refused := verdicts_refused(get_sandbox_pool().current_isolation()):
+            return CodeResult("sandbox_error", [], error=refused)
         reply, (results, _, _), isolation = get_sandbox_pool().run(
             header, [program.encode(), json.dumps([i for i, _ in cases]).encode()])
     except SandboxError as e:

