@@ -90,6 +90,9 @@ def _tictactoe(options):
     config, opts = _split_options(options, TicTacToeConfig, {"opponent", "opponent_seed", "max_illegal", "system",
                                                               "eval_opponent"}, "tictactoe")
     kind = opts.pop("opponent", "random")
+    if "eval_opponent" in opts and kind != "self":
+        raise ValueError("eval_opponent is the opponent evaluation plays when opponent=self; with a fixed "
+                         f"opponent ({kind!r}) evaluation plays that one")
     eval_kind = opts.pop("eval_opponent", "random")
     if kind not in {*OPPONENTS, "self"} or eval_kind not in OPPONENTS:
         raise ValueError(f"unknown opponent {kind!r} / eval_opponent {eval_kind!r}; opponent: {sorted(OPPONENTS)} or "

@@ -103,3 +103,17 @@ def test_search_cosc_through_the_cli_on_a_tiny_model(tiny_model_dir, tmp_path):
     for r in records:  # a random tiny model writes no program: one turn, its tokens charged
         assert r["model_calls"] == r["meta"]["turns"] >= 1 and 1 <= r["tokens"] <= 16 * r["model_calls"]
         assert r["meta"]["messages"][0]["role"] == "system"
+
+
+def test_eval_over_the_cosc_environment_counts_programs_and_errors(tmp_path):
+    server = JSONServer(lambda path, body: scripted_model(body))
+    args = ["eval", "sampler.kind=openai", f"sampler.base_url={server.url}", "sampler.max_retries=0", "model.path=m",
+            "env.name=cosc", "env.options.task=long_arithmetic", "env.options.max_rounds=3", "num_problems=2",
+            "samples_per_prompt=0", f"output_dir={tmp_path}", "run_name=cosc"]
+    assert cli(args) == 0
+    results = json.loads((tmp_path / "cosc" / "results.json").read_text())
+    # per problem: a program with a typo (NameError, read), the fixed program, the answer from its output
+    assert results["greedy_accuracy"] == 1.0 and results["greedy/turns"] == 3.0
+    assert results["greedy/code_runs_per_trajectory"] == 2.0 and results["greedy/tool_error_per_trajectory"] == 1.0
+    assert results["greedy/completion_tokens_per_trajectory"] == 18.0
+    server.close()

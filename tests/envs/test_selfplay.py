@@ -52,6 +52,8 @@ def test_spec_builds_self_play_for_training_and_a_fixed_opponent_for_evaluation(
     assert not two_seat(test) and isinstance(test(), TicTacToeEnv)
     with pytest.raises(ValueError, match="opponent"):
         EnvSpec("tictactoe", {"opponent": "me"}).build("train", 2, 0)
+    with pytest.raises(ValueError, match="eval_opponent"):  # it would be ignored: refused
+        EnvSpec("tictactoe", {"opponent": "random", "eval_opponent": "perfect"}).build("test", 2, 0)
 
 
 def test_rae_maths_by_hand():
