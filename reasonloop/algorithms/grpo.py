@@ -257,11 +257,9 @@ class GRPOConfig:
         if self.advantage == "rae" and (not self.env.name or not 0 <= self.rae_decay < 1):
             raise ValueError("advantage=rae needs env.name (roles come from an environment's seats) and "
                              "0 <= rae_decay < 1")
-        if self.env.self_play and (self.advantage != "rae" or self.sampler.kind != "torch"
-                                   or self.samples_per_prompt % 2):
+        if self.env.self_play and (self.advantage != "rae" or self.samples_per_prompt % 2):
             raise ValueError("env.options.opponent=self trains both seats: set advantage=rae (group means across "
-                             "seats mix the roles), sampler.kind=torch and an even samples_per_prompt (two "
-                             "trajectories per game)")
+                             "seats mix the roles) and an even samples_per_prompt (two trajectories per game)")
         if self.turn_reward_weight < 0 or (self.turn_reward_weight and not self.env.name):
             raise ValueError("turn_reward_weight must be >= 0 and needs env.name (turns come from an environment)")
         if self.guide and (self.guide_hint_steps < 1 or not 0 < self.guide_fraction <= 1):

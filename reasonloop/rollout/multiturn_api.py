@@ -169,7 +169,7 @@ def multiturn_runner(sampler, make_env=None):
     """The multi-turn sampler over a single-turn one: `TorchEngine` -> `MultiTurnEngine`, `VLLMEngine` ->
     `VLLMMultiTurn`, a chat `OpenAISampler` -> `OpenAIMultiTurn` (not token-exact: evaluation only).
     With a two-seat game factory (`envs.two_seat(make_env)`, self-play): `rollout.selfplay.SelfPlayRunner`
-    (torch engine only)."""
+    (torch engine or vLLM)."""
     from reasonloop.config import ConfigError
     from reasonloop.envs.game import two_seat
     from reasonloop.rollout.engine import TorchEngine
@@ -179,8 +179,8 @@ def multiturn_runner(sampler, make_env=None):
     if make_env is not None and two_seat(make_env):
         from reasonloop.rollout.selfplay import SelfPlayRunner
 
-        if not isinstance(sampler, TorchEngine):
-            raise ConfigError("self-play (opponent=self) samples with the torch engine (sampler.kind=torch)")
+        if not isinstance(sampler, TorchEngine | VLLMEngine):
+            raise ConfigError("self-play (opponent=self) samples token-exact trajectories: sampler.kind=torch or vllm")
         return SelfPlayRunner(sampler)
     if isinstance(sampler, TorchEngine):
         return MultiTurnEngine(sampler)

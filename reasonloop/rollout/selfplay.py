@@ -1,6 +1,6 @@
 """Two-seat self-play: both seats of a game are the policy being sampled (SPIRAL, arXiv:2506.24119).
 
-    runner = SelfPlayRunner(TorchEngine(model, tokenizer))
+    runner = SelfPlayRunner(TorchEngine(model, tokenizer))      # or a VLLMEngine
     groups = runner.run(problems, SelfPlayGames(), samples_per_problem=4, params=..., limits=...)
     groups[i]   # [game 0 seat X, game 0 seat O, game 1 seat X, game 1 seat O]: Trajectory.role = the seat
 
@@ -11,14 +11,16 @@ illegal-move notices) are inserted as observation tokens with mask 0, exactly as
 `MultiTurnEngine` does for one seat (`TurnLoop`'s rendering). Every round samples one turn for
 the seat to move in each live game, all games in one `TorchEngine` batch over each mover's
 whole history (the `kv="reprefill"` way: self-play is short games; kept KV caches across seats
-are not implemented). Random streams are keyed by (game, seat, turn) like the other runners.
+are not implemented), or one vLLM batch with `prompt_token_ids` (vLLM's prefix cache keeps the
+history's KV, as in `VLLMMultiTurn`). Random streams are keyed by (game, seat, turn) like the
+other runners.
 
 At the end of a game each seat's result (+1 win, -1 loss, 0 draw; a forfeit -1 for the
 offender, 0 for the other) is added to that seat's last turn reward. A seat whose game ended
 before it moved (its opponent won or forfeited at once) has a trajectory with its opening and
 no turns: reward 0, nothing to train. Limits apply per seat: a seat reaching `max_turns` or
 `max_tokens` ends the game for both without a result (ending "max_turns"/"max_tokens").
-Torch engine only (vLLM and API servers: not implemented).
+Torch engine or vLLM (an API server's trajectories are not token-exact: not for self-play).
 """
 
 from __future__ import annotations
@@ -53,9 +55,14 @@ class _Game:
 class SelfPlayRunner(TurnLoop):
     """Samples both seats of two-seat games with one `TorchEngine`; see the module docstring."""
 
-    def __init__(self, engine: TorchEngine):
-        super().__init__(engine.tokenizer, engine.eos_ids(), engine.use_chat_template, engine.system_prompt,
-                         engine.model_id)
+    def __init__(self, engine):
+        if isinstance(engine, TorchEngine):
+            super().__init__(engine.tokenizer, engine.eos_ids(), engine.use_chat_template, engine.system_prompt,
+                             engine.model_id)
+        else:  # a VLLMEngine: token-in/token-out like `VLLMMultiTurn`
+            tok = engine.tokenizer
+            super().__init__(tok, [tok.eos_token_id], engine.config.use_chat_template, engine.config.system_prompt,
+                             engine.model_id)
         self.engine = engine
 
     def _open(self, g: _Game, seat: _Seat) -> None:
@@ -112,12 +119,11 @@ class SelfPlayRunner(TurnLoop):
                 game.reset(problem)
                 seats = {name: _Seat(name, key=(i * per + j) * 2 + s) for s, name in enumerate(game.seats)}
                 games.append(_Game(game, problem, seats))
-        engine, model = self.engine, self.engine.model
-        seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, ()).item())
-        weights = LlamaWeights.from_model(model, fuse=engine.fuse_projections) if engine.decode_path() == "fast" \
-            else None
-        was_training = model.training
-        model.eval()
+        draw = self._torch_draw(params) if isinstance(self.engine, TorchEngine) else self._vllm_draw(params)
+        model = getattr(self.engine, "model", None)
+        was_training = model is not None and model.training
+        if model is not None:
+            model.eval()
         try:
             live = list(games)
             while live:
@@ -130,10 +136,11 @@ class SelfPlayRunner(TurnLoop):
                         self._end(g, "max_tokens")
                         continue
                     movers.append((g, seat))
-                self._sample(movers, params, limits, seed, weights)
+                self._sample(movers, params, limits, draw)
                 live = [g for g, _ in movers if not self._after_turn(g, limits)]
         finally:
-            model.train(was_training)
+            if model is not None:
+                model.train(was_training)
         for g in games:  # a seat whose game ended before it moved: its opening, no turns
             for seat in g.seats.values():
                 if seat.traj is None:
@@ -146,33 +153,69 @@ class SelfPlayRunner(TurnLoop):
                 t.check()
         return out
 
-    def _sample(self, movers: list[tuple[_Game, _Seat]], params: SamplingParams, limits: Limits, seed: int,
-                weights) -> None:
-        """One turn for every mover (batches of the engine's size), recorded and played."""
+    def _torch_draw(self, params: SamplingParams):
+        """contexts, random keys, per-row token budgets -> [(ids, logprobs)]: one `TorchEngine` batch per chunk."""
         engine = self.engine
-        for start in range(0, len(movers), engine.max_batch_size):
-            chunk = movers[start: start + engine.max_batch_size]
-            contexts = [s.traj.prompt_ids + s.traj.token_ids for _, s in chunk]
-            first = {tuple(c): n for n, c in reversed(list(enumerate(contexts)))}
-            budgets = [max(1, min(params.max_new_tokens, limits.max_tokens - len(s.traj.token_ids))) for _, s in chunk]
-            turn_params = SamplingParams(**{**vars(params), "max_new_tokens": max(budgets)})
-            keys = [turn_key(s.key, s.traj.num_turns) for _, s in chunk]
-            outs = engine._generate_batch(contexts, [first[tuple(c)] for c in contexts], keys, turn_params, seed,
-                                          weights)
-            for (g, seat), cap, (ids, logps, _, _) in zip(chunk, budgets, outs):
-                ids, logps = list(ids[:cap]), list(logps[:cap])
-                t = seat.traj
-                text = self.tok.decode(ids, skip_special_tokens=True)
-                start_at = len(t.token_ids)
-                t.token_ids += ids
-                t.loss_mask += [1] * len(ids)
-                t.logprobs += logps
-                t.turns.append((start_at, len(t.token_ids)))
-                t.messages.append({"role": "assistant", "content": text})
-                seat.ended_with_eos = bool(ids) and ids[-1] in self.eos_ids
-                step = g.game.step(text)
-                t.turn_rewards.append(float(step.reward))
-                add_counts(t.counts, step.info)
+        seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, ()).item())
+        weights = LlamaWeights.from_model(engine.model, fuse=engine.fuse_projections) \
+            if engine.decode_path() == "fast" else None
+
+        def draw(contexts: list[list[int]], keys: list[int], budgets: list[int]) -> list[tuple[list, list]]:
+            out = []
+            for start in range(0, len(contexts), engine.max_batch_size):
+                chunk = contexts[start: start + engine.max_batch_size]
+                first = {tuple(c): n for n, c in reversed(list(enumerate(chunk)))}  # equal contexts prefill once
+                turn_params = SamplingParams(**{**vars(params), "max_new_tokens": max(budgets[start:start + len(chunk)])})
+                outs = engine._generate_batch(chunk, [first[tuple(c)] for c in chunk], keys[start: start + len(chunk)],
+                                              turn_params, seed, weights)
+                out += [(list(ids[:cap]), list(lps[:cap]))
+                        for (ids, lps, _, _), cap in zip(outs, budgets[start: start + len(chunk)])]
+            return out
+
+        return draw
+
+    def _vllm_draw(self, params: SamplingParams):
+        """The same through vLLM: `prompt_token_ids` = each mover's whole context (its prefix cache keeps the KV)."""
+        engine = self.engine
+
+        def draw(contexts: list[list[int]], keys: list[int], budgets: list[int]) -> list[tuple[list, list]]:
+            vparams = [engine._vllm_params(
+                n=1, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k if params.top_k > 0 else -1,
+                max_tokens=cap, stop=list(params.stop) or None, include_stop_str_in_output=True,
+                seed=None if params.seed is None else params.seed + key, logprobs=0) for key, cap in zip(keys, budgets)]
+            outs = engine.llm.generate([{"prompt_token_ids": c} for c in contexts], vparams, use_tqdm=False)
+            result = []
+            for out in outs:
+                c = out.outputs[0]
+                ids = list(c.token_ids)
+                logps = [float(step[t].logprob) for t, step in zip(ids, c.logprobs or [])]
+                if len(logps) != len(ids):
+                    raise ValueError("vLLM returned no logprob for some drawn tokens (logprobs=0 was asked)")
+                result.append((ids, logps))
+            return result
+
+        return draw
+
+    def _sample(self, movers: list[tuple[_Game, _Seat]], params: SamplingParams, limits: Limits, draw) -> None:
+        """One turn for every mover (one draw over all of them), recorded and played."""
+        if not movers:
+            return
+        contexts = [s.traj.prompt_ids + s.traj.token_ids for _, s in movers]
+        budgets = [max(1, min(params.max_new_tokens, limits.max_tokens - len(s.traj.token_ids))) for _, s in movers]
+        keys = [turn_key(s.key, s.traj.num_turns) for _, s in movers]
+        for (g, seat), (ids, logps) in zip(movers, draw(contexts, keys, budgets)):
+            t = seat.traj
+            text = self.tok.decode(ids, skip_special_tokens=True)
+            start_at = len(t.token_ids)
+            t.token_ids += ids
+            t.loss_mask += [1] * len(ids)
+            t.logprobs += logps
+            t.turns.append((start_at, len(t.token_ids)))
+            t.messages.append({"role": "assistant", "content": text})
+            seat.ended_with_eos = bool(ids) and ids[-1] in self.eos_ids
+            step = g.game.step(text)
+            t.turn_rewards.append(float(step.reward))
+            add_counts(t.counts, step.info)
 
     def _after_turn(self, g: _Game, limits: Limits) -> bool:
         """Is the game over (a result, or the seat to move is out of turns)? Closes it if so."""

@@ -199,3 +199,40 @@ def test_role_baselines_resume_exactly(tiny_model_dir, tmp_path, monkeypatch):
     b = [{k: r[k] for k in keys} for r in metrics(cut) if "reward/mean" in r]
     assert len(a) == 2 and a == b
     assert a[0]["rae/baseline/X"] != a[1]["rae/baseline/X"]  # the baselines moved: a resume restarting them differs
+
+
+def test_self_play_through_vllm_is_token_in_token_out(tiny_model_dir, monkeypatch):
+    from fake_servers import CompletionOutput, Logprob, RequestOutput, install_vllm
+
+    from reasonloop.rollout.vllm_backend import VLLMEngine
+
+    calls = []
+
+    class MoveLLM:
+        """vLLM's `LLM` playing the lowest free cell of the last board in each request's ids."""
+
+        def __init__(self, **kwargs):
+            pass
+
+        def generate(self, requests, params, use_tqdm=True):
+            calls.append([r["prompt_token_ids"] for r in requests])
+            outs = []
+            for r in requests:
+                cells = BOARD.findall(tok.decode(r["prompt_token_ids"], skip_special_tokens=True))[-1]
+                ids = tok(f"Move: {next(x for x in cells if x.isdigit())}", add_special_tokens=False)["input_ids"]
+                ids = ids + [tok.eos_token_id]
+                outs.append(RequestOutput([CompletionOutput(ids, [{t: Logprob(-0.5)} for t in ids], "stop")]))
+            return outs
+
+    install_vllm(monkeypatch, MoveLLM)
+    engine = VLLMEngine(ModelConfig(path=str(tiny_model_dir)))
+    tok = engine.tokenizer
+    games = SelfPlayGames()
+    [[x, o]] = multiturn_runner(engine, games).run([EMPTY], games, 2, SamplingParams(max_new_tokens=16),
+                                                   Limits(max_turns=6))
+    assert (x.role, x.num_turns, x.reward, o.role, o.num_turns, o.reward) == ("X", 4, 1.0, "O", 3, -1.0)
+    assert len(calls) == 7  # one vLLM batch per move (one live game)
+    for t in (x, o):  # each request was the seat's own prompt + everything before that turn: no re-tokenization
+        for a, _ in t.turns:
+            assert any(c == [t.prompt_ids + t.token_ids[:a]] for c in calls)
+        assert [lp for lp, m in zip(t.logprobs, t.loss_mask) if m] == [-0.5] * t.sampled_tokens
