@@ -202,6 +202,8 @@ def _merge(cls: type, tree: dict, new: dict, source: str, prefix: str) -> None:
         sub = _dataclass_in(hints[k])
         if sub is not None and isinstance(v, dict):
             _merge(sub, tree.setdefault(k, {}), v, source, f"{prefix}{k}.")
+        elif isinstance(v, dict) and isinstance(tree.get(k), dict):  # a dict field (options): keys add up, so
+            tree[k] = _deep_merge(tree[k], v)  # `env.options.a=1 env.options.b=2` keeps both
         else:
             tree[k] = v
 

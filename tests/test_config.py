@@ -72,6 +72,12 @@ def test_optional_dict_and_none(tmp_path):
     assert load_config(Cfg, None, ["limit=7"]).limit == 7
 
 
+def test_dict_keys_from_several_overrides_add_up(tmp_path):
+    cfg = load_config(Cfg, write(tmp_path, "weights: {correct: 1}\n"), ["weights.format=0.5", "weights.length=0.1"])
+    assert cfg.weights == {"correct": 1.0, "format": 0.5, "length": 0.1}
+    assert load_config(Cfg, None, ["weights.a=1", "weights.a=2"]).weights == {"a": 2.0}  # the later one wins
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(Cfg, tmp_path / "nope.yaml")

@@ -53,7 +53,7 @@ class _Game:
 
 
 class SelfPlayRunner(TurnLoop):
-    """Samples both seats of two-seat games with one `TorchEngine`; see the module docstring."""
+    """Samples both seats of two-seat games with a `TorchEngine` or a `VLLMEngine`; see the module docstring."""
 
     def __init__(self, engine):
         if isinstance(engine, TorchEngine):
@@ -120,7 +120,7 @@ class SelfPlayRunner(TurnLoop):
                 seats = {name: _Seat(name, key=(i * per + j) * 2 + s) for s, name in enumerate(game.seats)}
                 games.append(_Game(game, problem, seats))
         draw = self._torch_draw(params) if isinstance(self.engine, TorchEngine) else self._vllm_draw(params)
-        model = getattr(self.engine, "model", None)
+        model = self.engine.model if isinstance(self.engine, TorchEngine) else None
         was_training = model is not None and model.training
         if model is not None:
             model.eval()

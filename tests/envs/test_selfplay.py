@@ -236,3 +236,16 @@ def test_self_play_through_vllm_is_token_in_token_out(tiny_model_dir, monkeypatc
         for a, _ in t.turns:
             assert any(c == [t.prompt_ids + t.token_ids[:a]] for c in calls)
         assert [lp for lp, m in zip(t.logprobs, t.loss_mask) if m] == [-0.5] * t.sampled_tokens
+
+
+def test_self_play_through_the_cli(tiny_model_dir, tmp_path):
+    from reasonloop.cli import main as cli
+
+    args = ["grpo", f"model.path={tiny_model_dir}", "env.name=tictactoe", "env.options.opponent=self",
+            "env.options.eval_opponent=perfect", "advantage=rae", "rae_decay=0.9", "steps=1", "prompts_per_step=1",
+            "samples_per_prompt=2", "sampling.max_new_tokens=6", "eval_problems=1", "eval_max_new_tokens=6",
+            "save_every=0", f"output_dir={tmp_path}", "run_name=sp"]
+    assert cli(args) == 0
+    [step] = [r for r in metrics(tmp_path) if "reward/mean" in r]
+    assert step["env/reward/X"] == -1.0 and step["rae/baseline/X"] == pytest.approx(-0.1)  # 0.9 * 0 + 0.1 * -1
+    assert cli([*args[:-1], "run_name=bad", "advantage=grpo"]) == 2  # self-play without RAE: one line, status 2
