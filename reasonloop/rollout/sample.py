@@ -44,6 +44,11 @@ class SampleConfig:
     turn_limits: Limits = field(default_factory=Limits)
     """with `env`: per-episode limits (turns, tokens); `sampling.max_new_tokens` bounds each turn"""
 
+    def __post_init__(self):
+        if self.env.self_play and self.split == "train" and self.samples_per_prompt % 2:
+            raise ValueError("env.options.opponent=self: each game gives two rows, one per seat, so "
+                             f"samples_per_prompt must be even (got {self.samples_per_prompt})")
+
 
 def main(cfg: SampleConfig, sampler_factory=None) -> dict:
     """`sampler_factory(cfg.sampler, model) -> Sampler`: `make_sampler`, or Ray rollout workers (`cluster.*`)."""

@@ -249,3 +249,15 @@ def test_self_play_through_the_cli(tiny_model_dir, tmp_path):
     [step] = [r for r in metrics(tmp_path) if "reward/mean" in r]
     assert step["env/reward/X"] == -1.0 and step["rae/baseline/X"] == pytest.approx(-0.1)  # 0.9 * 0 + 0.1 * -1
     assert cli([*args[:-1], "run_name=bad", "advantage=grpo"]) == 2  # self-play without RAE: one line, status 2
+
+
+def test_sample_writes_both_seats_of_each_game(tiny_model_dir, tmp_path, capsys):
+    from reasonloop.cli import main as cli
+
+    out = tmp_path / "sp.jsonl"
+    args = ["sample", f"model.path={tiny_model_dir}", "env.name=tictactoe", "env.options.opponent=self",
+            "num_problems=2", "sampling.max_new_tokens=6", f"output={out}"]
+    assert cli([*args, "samples_per_prompt=2"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["meta"]["role"] for r in rows] == ["X", "O", "X", "O"]
+    assert cli([*args, "samples_per_prompt=3"]) == 2 and "must be even" in capsys.readouterr().err
