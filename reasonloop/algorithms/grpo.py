@@ -254,9 +254,10 @@ class GRPOConfig:
                               or self.overlong_weight or self.curriculum.categories):
             raise ValueError("env: rewards come from the environment; guide, process_reward, rewards, format_weight, "
                              "overlong_weight and curriculum.categories do not apply")
-        if self.advantage == "rae" and (not self.env.name or not 0 <= self.rae_decay < 1):
-            raise ValueError("advantage=rae needs env.name (roles come from an environment's seats) and "
-                             "0 <= rae_decay < 1")
+        if self.advantage == "rae" and (not self.env.name or not 0 <= self.rae_decay < 1 or self.turn_reward_weight):
+            raise ValueError("advantage=rae needs env.name (roles come from an environment's seats), 0 <= rae_decay "
+                             "< 1 and turn_reward_weight=0 (turn credit is normalised over a group's turns, which "
+                             "would mix the seats again; not implemented per role)")
         if self.env.self_play and (self.advantage != "rae" or self.samples_per_prompt % 2):
             raise ValueError("env.options.opponent=self trains both seats: set advantage=rae (group means across "
                              "seats mix the roles) and an even samples_per_prompt (two trajectories per game)")

@@ -156,6 +156,8 @@ def test_config_requires_rae_and_even_groups_for_self_play(tiny_model_dir, tmp_p
         GRPOConfig(env=EnvSpec("tictactoe", {"opponent": "self"}), advantage="rae", samples_per_prompt=3)
     with pytest.raises(ValueError, match="needs env.name"):
         GRPOConfig(advantage="rae")
+    with pytest.raises(ValueError, match="turn_reward_weight"):
+        GRPOConfig(env=EnvSpec("tictactoe", {"opponent": "self"}), advantage="rae", turn_reward_weight=0.5)
 
 
 def metrics(tmp_path):
