@@ -16,6 +16,12 @@ from reasonloop.tasks.base import steps_all_verify
 from reasonloop.types import EvalRecord
 
 
+def tests_meta(tests: list[list[dict] | None]) -> dict:
+    """`{"tests": ...}` for an eval record's meta when any sample ran code tests (one entry per
+    sample, aligned with `sample_correct`: its per-test records, or None); else nothing."""
+    return {"tests": tests} if any(t is not None for t in tests) else {}
+
+
 def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperature: float,
                    max_new_tokens: int, seed: int = 0) -> tuple[dict, list[EvalRecord]]:
     """Greedy accuracy (+ maj@k, pass@1, pass@k over `samples_per_prompt` samples).
@@ -32,7 +38,7 @@ def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperat
         records.append(EvalRecord(problem_id=p.id, task=task.name, strategy="greedy", answer=p.answer,
                                   selected=canonical_answer(s.text), correct=ok, predictions=[canonical_answer(s.text)],
                                   sample_correct=[ok], tokens=s.num_tokens, model_calls=1, model_id=s.model_id,
-                                  meta={"steps_valid": steps_all_verify(task, p, s.text)}))
+                                  meta={"steps_valid": steps_all_verify(task, p, s.text), **tests_meta([s.tests])}))
     results = {"num_problems": len(problems)}
     acc, ci = mean_ci95([float(r.correct) for r in records])
     results.update({"greedy_accuracy": acc, "greedy_ci95": ci,
@@ -53,7 +59,7 @@ def evaluate_model(sampler, task, problems, *, samples_per_prompt: int, temperat
             vote_rows.append(EvalRecord(problem_id=p.id, task=task.name, strategy=f"maj@{k}", answer=p.answer,
                                         selected=chosen, correct=chosen_ok, predictions=answers, sample_correct=oks,
                                         tokens=sum(s.num_tokens for s in group), model_calls=k,
-                                        model_id=group[0].model_id))
+                                        model_id=group[0].model_id, meta=tests_meta([s.tests for s in group])))
             p1.append(pass_at_k(k, sum(oks), 1))
             pk.append(pass_at_k(k, sum(oks), k))
         records += vote_rows

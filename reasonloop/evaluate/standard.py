@@ -34,6 +34,8 @@ from reasonloop.evaluate.metrics import (
     powers_of_two_upto,
     standard_error,
 )
+from reasonloop.evaluate.accuracy import tests_meta
+from reasonloop.rollout.groups import verify_with_tests
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.search.voting import canonical_answer, majority_vote
 from reasonloop.store.atomic import atomic_write_text
@@ -109,14 +111,16 @@ def evaluate_protocol(sampler, task, problems, *, protocol: str, temperature: fl
     records = []
     for p, group in zip(problems, groups):
         answers = [canonical_answer(s.text) for s in group]
-        oks = [task.verify(p, s.text) == 1.0 for s in group]
+        verdicts = [verify_with_tests(task, p, s.text) for s in group]
+        oks = [value == 1.0 for value, _ in verdicts]
         chosen = majority_vote(answers)
         records.append(EvalRecord(
             problem_id=p.id, task=task.name, strategy=f"{protocol}@{k}", answer=p.answer, selected=chosen,
             correct=chosen is not None and any(a == chosen and ok for a, ok in zip(answers, oks)),
             predictions=answers, sample_correct=oks, tokens=sum(s.num_tokens for s in group), model_calls=k,
             model_id=group[0].model_id if group else "",
-            meta={"iid_candidates": True, "finish_reasons": [s.finish_reason for s in group]}))
+            meta={"iid_candidates": True, "finish_reasons": [s.finish_reason for s in group],
+                  **tests_meta([tests for _, tests in verdicts])}))
     results = {
         "benchmark": task.name, "protocol": protocol, "temperature": temperature, "top_p": top_p, "samples": k,
         "max_new_tokens": max_new_tokens, "seed": seed, "num_problems": len(problems),

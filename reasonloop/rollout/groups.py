@@ -20,13 +20,26 @@ Score = Callable[[list[Problem], list[Sample]], None]
 
 
 def verify_correct(task) -> Score:
-    """The task's own verifier as a `Score`: `rewards["correct"]` = `task.verify(problem, text)`."""
+    """The task's own verifier as a `Score`: `rewards["correct"]` = `task.verify(problem, text)`.
+
+    Tasks with `verify_details` (code tasks) also leave the per-test records behind the verdict
+    in `sample.tests`, so sample and eval files say which tests passed, as GRPO's do."""
 
     def score(problems: list[Problem], samples: list[Sample]) -> None:
         for problem, sample in zip(problems, samples):
-            sample.rewards["correct"] = task.verify(problem, sample.text)
+            sample.rewards["correct"], tests = verify_with_tests(task, problem, sample.text)
+            if tests is not None:
+                sample.tests = tests
 
     return score
+
+
+def verify_with_tests(task, problem: Problem, text: str) -> tuple[float, list[dict] | None]:
+    """`task.verify` and, where the task has `verify_details` (code), the per-test records behind it."""
+    if hasattr(task, "verify_details"):
+        value, tests = task.verify_details(problem, text)
+        return float(value), tests
+    return task.verify(problem, text), None
 
 
 def sample_groups(sampler: Sampler, problems: list[Problem], k: int, params: SamplingParams,
