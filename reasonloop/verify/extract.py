@@ -187,13 +187,14 @@ def extract_answer(text: str) -> Extraction:
     '1,000'
     """
     text = strip_reasoning(text or "")
-    committed = [(form, clean_candidate(c)) for form, _, c in _committed(text) if c is not None]
+    marks = _committed(text)
+    committed = [(form, clean_candidate(c)) for form, _, c in marks if c is not None]
     committed = [(form, c) for form, c in committed if c]
     if committed:
         found = [c for _, c in committed]
-        after = text[_committed(text)[-1][1]:]
+        after = text[marks[-1][1]:]
         later = [clean_statement(m.group(1)) for pattern in (_ANSWER_LINE, _THE_ANSWER_IS)
-                 for m in pattern.finditer(after) if m.start() > 0]
+                 for m in pattern.finditer(after) if m.start() > 0] if "answer" in after.lower() else []
         found += [c for c in later if c and re.search(r"[\d\\]", c)]  # a restatement competes (rule 2)
         hedged = len({_normalise_for_hedging(c) for c in found}) > 1
         return Extraction(answer=committed[-1][1], candidates=found, form=committed[-1][0], hedged=hedged)
