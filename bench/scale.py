@@ -1,18 +1,31 @@
 """Scale-out on one machine: rollout workers on Ray, and asynchronous against synchronous GRPO.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/scale.py                    # builds a small base (minutes)
-    .venv/bin/python bench/scale.py --base runs/grpo_work/pretrain/final --grpo-steps 8
+    .venv/bin/python bench/scale.py --base runs/quickstart/pretrain/final
 
 1. Rollout throughput: the same `RolloutPool.generate` call (`--prompts` prompts x 8 samples,
    temperature 1, up to `--max-new-tokens` tokens) on 2 workers x 1 torch thread against 1 worker x
    1 thread. Both pools live in one local Ray for the whole run and are timed alternately `--reps`
    times after a warm-up call each; tokens/s = completion tokens / wall seconds of the call, medians
    reported. Both draw the same samples (same seed, sharded by prompt index), so the token counts
-   are equal. Goal (issue #17): >= 1.7x on a 2-core machine.
-2. GRPO seconds per step with the same 2 workers: `max_staleness=1` (step t+1's rollouts drawn
-   while step t trains; `old_logprobs=recompute`, token-level truncated IS) against `max_staleness=0`
-   (synchronous), `--grpo-steps` steps each from the same base, and held-out greedy accuracy
-   (`--eval-problems` test problems) after those equal steps. Goal: >= 1.3x.
+   are equal. The default call (128 prompts x 8 x 64 tokens, about 1 s on one worker) is large
+   enough that a call's fixed costs (Ray's task dispatch, pickling the prompts and samples, the
+   first decode step) are small beside the decoding; at 32 x 8 x 48 (0.2 s a call) they were not,
+   and 2 workers measured 1.41x instead of 1.83x on the idle machine. Goal (issue #17): >= 1.7x.
+2. GRPO seconds per step, `max_staleness=1` (step t+1's rollouts drawn while step t trains;
+   `old_logprobs=recompute`, token-level truncated IS) against `max_staleness=0` (synchronous,
+   pi_old = the sampler's log-probs, the cheaper update), both on the same placement: `--grpo-workers`
+   rollout workers (1 CPU, 1 torch thread each) and a trainer with `--trainer-threads` torch threads
+   (default 1 + 1: rollouts own one core, the trainer the other, as rollout and trainer GPUs are
+   separate on a cluster). Same base, same workload, `--grpo-steps` steps each, and held-out greedy
+   accuracy (`--eval-problems` test problems) after those equal steps. Goal: >= 1.3x.
+   The workload (16 prompts x 8 samples x up to 64 tokens, micro-batches of 32 rows) makes the
+   two stages substantial and about equal on one core each (thread CPU seconds per step, measured
+   in one process: sampling 0.31, update 0.26, pi_old recompute 0.09), which is where a pipeline
+   pays: sync = sampling + update, async = the longer of the two. At 8 x 8 x 48 with micro-batches of
+   8 the step was ~0.1 s of sampling on 2 workers beside 0.15 s of training, so overlap had little
+   to hide. Other placements: `--grpo-workers 2 --trainer-threads 2` is the colocated one (every stage
+   time-shares both cores; on 2 cores a synchronous step then already keeps both busy).
 
 LAST line of stdout: one JSON object {metric, ours, peer, ratio, ...}; `ours`/`peer` are the 2-worker
 and 1-worker rollout tokens/s (ratio > 1: scaling out helps); the GRPO figures are extra keys.
@@ -72,25 +85,33 @@ def rollout_throughput(base: Path, args) -> dict:
             "tokens_per_call": tokens[1], "reps": args.reps}
 
 
-def grpo_run(base: Path, args, out: Path, staleness: int) -> dict:
+def grpo_run(base: Path, args, out: Path, staleness: int, workers: int, threads: int, name: str) -> dict:
+    import torch
+
     from reasonloop.algorithms.grpo import GRPOConfig, main
     from reasonloop.config import load_config
     from reasonloop.distributed.commands import run, with_cluster
 
-    cls = with_cluster(GRPOConfig)  # what `reasonloop grpo cluster.workers=2 ...` builds
+    cls = with_cluster(GRPOConfig)  # what `reasonloop grpo cluster.workers=1 ...` builds
     overrides = [f"model.path={base}", "model.device=cpu", f"task.options={json.dumps(TASK_OPTIONS)}",
-                 f"steps={args.grpo_steps}", "prompts_per_step=8", "samples_per_prompt=8",
-                 f"sampling.max_new_tokens={args.max_new_tokens}", "optim.lr=1e-4", "save_every=0",
-                 f"eval_problems={args.eval_problems}", "eval_max_new_tokens=64", f"output_dir={out}",
-                 f"run_name=staleness{staleness}", "cluster.workers=2", "cluster.cpus_per_worker=1",
-                 "cluster.timeout_s=1800", f"max_staleness={staleness}"]
+                 f"steps={args.grpo_steps}", f"prompts_per_step={args.grpo_prompts}", "samples_per_prompt=8",
+                 f"sampling.max_new_tokens={args.grpo_max_new_tokens}", f"micro_batch_size={args.grpo_micro_batch}",
+                 "optim.lr=1e-4", "save_every=0", f"eval_problems={args.eval_problems}", "eval_max_new_tokens=64",
+                 f"output_dir={out}", f"run_name={name}", f"cluster.workers={workers}", "cluster.cpus_per_worker=1",
+                 "cluster.threads_per_worker=1", "cluster.timeout_s=1800", f"max_staleness={staleness}"]
     if staleness:
         overrides += ["old_logprobs=recompute", "offpolicy.mode=token_tis"]
-    summary = run(main, load_config(cls, None, overrides))
-    rows = [json.loads(line) for line in (out / f"staleness{staleness}" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "time/step" in r]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the trainer's share of the cores
+    try:
+        summary = run(main, load_config(cls, None, overrides))
+    finally:
+        torch.set_num_threads(before)
+    rows = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "time/step" in r][1:]  # step 1 pays the workers' first call
     return {"seconds_per_step": statistics.median(r["time/step"] for r in steps),
             "wait_per_step": statistics.median(r["time/sample_wait"] for r in steps),
+            "train_per_step": statistics.median(r.get("time/train", 0.0) for r in steps),
             "accuracy": summary["final_accuracy"], "base_accuracy": summary["base_accuracy"],
             "mismatch_kl_mean": statistics.mean(r.get("offpolicy/mismatch_kl", 0.0) for r in steps)}
 
@@ -99,10 +120,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, help="pretrained model dir (default: build one here)")
     parser.add_argument("--pretrain-examples", type=int, default=3000)
-    parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--prompts", type=int, default=128)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--grpo-steps", type=int, default=6, help="0 skips the GRPO part")
+    parser.add_argument("--grpo-steps", type=int, default=8, help="0 skips the GRPO part")
+    parser.add_argument("--grpo-prompts", type=int, default=16)
+    parser.add_argument("--grpo-max-new-tokens", type=int, default=64)
+    parser.add_argument("--grpo-micro-batch", type=int, default=32)
+    parser.add_argument("--grpo-workers", type=int, default=1, help="rollout workers in both GRPO modes")
+    parser.add_argument("--trainer-threads", type=int, default=1, help="the trainer's torch threads, both modes")
     parser.add_argument("--eval-problems", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -116,15 +142,21 @@ def main() -> None:
               "peer": round(rollout["one_worker"], 1), "ratio": round(rollout["two_workers"] / rollout["one_worker"], 3),
               "goal": 1.7, "tokens_per_call": rollout["tokens_per_call"], "reps": args.reps}
     if args.grpo_steps:
-        with ray_session(ClusterConfig(workers=2)):
-            sync = grpo_run(base, args, out, staleness=0)
-            lagged = grpo_run(base, args, out, staleness=1)
+        with ray_session(ClusterConfig(workers=args.grpo_workers)):
+            sync = grpo_run(base, args, out, 0, args.grpo_workers, args.trainer_threads, "sync")
+            lagged = grpo_run(base, args, out, 1, args.grpo_workers, args.trainer_threads, "async1")
         result.update({
             "grpo_steps": args.grpo_steps,
+            "grpo_workload": f"{args.grpo_prompts}x8x{args.grpo_max_new_tokens} tokens, micro-batch "
+                             f"{args.grpo_micro_batch}; {args.grpo_workers} worker(s) + trainer x "
+                             f"{args.trainer_threads} thread(s)",
             "grpo_sync_s_per_step": round(sync["seconds_per_step"], 3),
             "grpo_async1_s_per_step": round(lagged["seconds_per_step"], 3),
             "grpo_async_speedup": round(sync["seconds_per_step"] / lagged["seconds_per_step"], 3),
             "grpo_async_goal": 1.3,
+            "grpo_sync_wait_s": round(sync["wait_per_step"], 3), "grpo_sync_train_s": round(sync["train_per_step"], 3),
+            "grpo_async1_wait_s": round(lagged["wait_per_step"], 3),
+            "grpo_async1_train_s": round(lagged["train_per_step"], 3),
             "grpo_sync_accuracy": sync["accuracy"], "grpo_async1_accuracy": lagged["accuracy"],
             "grpo_base_accuracy": sync["base_accuracy"], "eval_problems": args.eval_problems,
             "grpo_async1_mismatch_kl_mean": round(lagged["mismatch_kl_mean"], 6),

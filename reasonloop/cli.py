@@ -52,7 +52,8 @@ COMMANDS: dict[str, Command] = {
     # registered ahead of their modules so each is a one-line concern of its own file
     "distill": Command("reasonloop.algorithms.distill", "DistillConfig",
                        "generate rationales with a teacher sampler, keep the verified ones, fine-tune a student"),
-    "dpo": Command("reasonloop.algorithms.dpo", "DPOConfig", "direct preference optimisation on correct/incorrect pairs"),
+    "dpo": Command("reasonloop.algorithms.dpo", "DPOConfig", "direct preference optimisation on correct/incorrect pairs",
+                   ranks=True),
     "grpo": Command("reasonloop.algorithms.grpo", "GRPOConfig", "RL with verifiable rewards: the GRPO family",
                     distributed=True),
     "label": Command("reasonloop.algorithms.step_labels", "LabelConfig",

@@ -27,6 +27,13 @@ reference (in the first iteration, with B = 0, that is exactly the adapter-disab
 
 Resume: like `selftrain`, an iteration's samples are saved before training and its phase is
 recorded; a killed run resumes in the same iteration without resampling.
+
+Under `torchrun --nproc-per-node N` (`ranks`, `algorithms.ranks`) dpo trains a fixed set of pairs
+(`data=`, eval_problems=0: the training-only form; sampling between updates stays one process):
+FSDP2-sharded model, each rank runs its share of every global batch's pairs (and of the reference
+pass), weighted by the global pair count, so the update is the one-process update. `final/` is
+gathered on the main rank; there are no mid-iteration checkpoints (as in one process, a killed
+iteration is redone).
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ import torch
 import torch.nn.functional as F
 
 from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler
+from reasonloop.algorithms.ranks import Ranks
 from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples, micro_batches
-from reasonloop.config import dump_config
+from reasonloop.config import ConfigError, dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.models.logprobs import collate, token_logprobs
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
@@ -153,9 +161,23 @@ def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
 # --- training on a fixed set of pairs ----------------------------------------------------
 
 
+def rank_micro_batches(idx: list[int], micro, ranks: Ranks | None) -> list[tuple[list[int], float]]:
+    """(pairs, weight) per forward of this rank: its share `idx[rank::world]` of the global index list, cut
+    by `micro`; padded with weight-0 repeats to the most forwards any rank runs, because FSDP's
+    gathers and reductions pair up forward by forward across the ranks."""
+    if ranks is None:
+        return [(m, 1.0) for m in micro(idx)]
+    shares = [micro(idx[r:: ranks.world]) for r in range(ranks.world)]
+    mine = shares[ranks.rank]
+    filler = mine[0] if mine else idx[:1]
+    return [(m, 1.0) for m in mine] + [(filler, 0.0)] * (max(map(len, shares)) - len(mine))
+
+
 def train_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOConfig,
-                description: str = "dpo") -> dict:
-    """Optimise the DPO(/RPO) loss on `pairs` in place, against `model` as it is now; returns summary metrics."""
+                description: str = "dpo", ranks: Ranks | None = None) -> dict:
+    """Optimise the DPO(/RPO) loss on `pairs` in place, against `model` as it is now; returns summary metrics.
+
+    With `ranks` every rank gets all `pairs` and trains its share of each global batch (module docstring)."""
     mc = cfg.model
     chosen = encode_examples(tokenizer, [(p, c) for p, c, _ in pairs], use_chat_template=mc.use_chat_template,
                              system_prompt=mc.system_prompt)
@@ -178,9 +200,12 @@ def train_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOCon
     ref_logps = torch.zeros(len(pairs), 2)
     model.eval()
     with torch.no_grad(), autocast(model):
-        for idx in micro(list(range(len(pairs)))):
+        for idx, weight in rank_micro_batches(list(range(len(pairs))), micro, ranks):
             logp, _ = sequence_logprobs(model, batch_of(idx))  # (2b,)
-            ref_logps[idx] = torch.stack([logp[: len(idx)], logp[len(idx):]], -1).cpu()
+            if weight:
+                ref_logps[idx] = torch.stack([logp[: len(idx)], logp[len(idx):]], -1).float().cpu()
+    if ranks is not None:  # each rank filled its share of the pairs
+        ref_logps = ranks.sum_tensor(ref_logps)
     total = cfg.train.total_steps(len(pairs))
     order = data_order(len(pairs), total, cfg.train.batch_size, cfg.train.seed)
     optimizer = make_optimizer(model.parameters(), cfg.train.optim)
@@ -193,17 +218,22 @@ def train_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOCon
             step_idx = order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]
             optimizer.zero_grad(set_to_none=True)
             step_metrics: dict[str, float] = {}
-            for idx in micro(step_idx):
+            for idx, weight in rank_micro_batches(step_idx, micro, ranks):
+                share = weight * len(idx) / len(step_idx)  # mean over the pairs of the whole (global) step
                 b = len(idx)
                 with autocast(model):
                     logp, ntok = sequence_logprobs(model, batch_of(idx))  # (2b,), (2b,)
                     ref = ref_logps[idx].to(device)  # (b, 2)
                     loss, metrics = dpo_loss(logp[:b], logp[b:], ref[:, 0], ref[:, 1], beta=cfg.beta,
                                              sft_weight=cfg.sft_weight, chosen_nll=-logp[:b] / ntok[:b].clamp(min=1))
-                    (loss * b / len(step_idx)).backward()  # mean over the pairs of the whole step
+                    (loss * share).backward()
                 for k, v in metrics.items():
-                    step_metrics[k] = step_metrics.get(k, 0.0) + v * b / len(step_idx)
-            if cfg.train.optim.grad_clip > 0:
+                    step_metrics[k] = step_metrics.get(k, 0.0) + v * share
+            if ranks is not None:  # the ranks' shares sum to the step's means; their gradients are summed by FSDP
+                step_metrics = {k: ranks.sum(v) for k, v in step_metrics.items()}
+                if cfg.train.optim.grad_clip > 0:
+                    ranks.clip_grad_norm(model.parameters(), cfg.train.optim.grad_clip)
+            elif cfg.train.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.optim.grad_clip)
             optimizer.step()
             scheduler.step()
@@ -218,7 +248,9 @@ def train_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOCon
 # --- the loop ------------------------------------------------------------------------------
 
 
-def main(cfg: DPOConfig) -> dict:
+def main(cfg: DPOConfig, ranks: Ranks | None = None) -> dict:
+    if ranks is not None:
+        return main_ranks(cfg, ranks)
     run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     state = (run.load_state() if cfg.resume else None) or {"iteration": 0, "phase": "start"}
     seed_everything(cfg.seed)
@@ -276,4 +308,38 @@ def main(cfg: DPOConfig) -> dict:
     save_model(run.root / "final", merged(model), tokenizer)  # LoRA: merged into a plain HF model
     result = {"iterations": history, "final_model": str(run.root / "final")}
     run.write_json("summary.json", result)
+    return result
+
+
+def main_ranks(cfg: DPOConfig, ranks: Ranks) -> dict:
+    """`main` as one of several torchrun ranks on a fixed pairs file (module docstring)."""
+    if not cfg.data or cfg.eval_problems or cfg.lora.r > 0:
+        raise ConfigError("dpo under torchrun trains a fixed set of pairs: it needs data=<samples.jsonl>, "
+                          "eval_problems=0 (evaluate final/ with `reasonloop eval`) and lora.r=0; sampling pairs "
+                          "between updates runs in one process")
+    if cfg.train.batch_size < ranks.world:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is smaller than the {ranks.world} ranks")
+    run = ranks.open_run(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
+    seed_everything(cfg.seed)
+    model, tokenizer = load_trainable(cfg.model, cfg.lora, None)
+    model = ranks.wrap(model)
+    samples = read_jsonl(cfg.data, Sample)
+    pairs = make_pairs(samples, cfg.pairs_per_problem, cfg.seed * 1000 + 1)  # iteration 1's seed, as in one process
+    if not pairs:
+        raise ConfigError(f"{cfg.data}: no (correct, incorrect) pair of the same problem; nothing to learn from")
+    t_iter = time.perf_counter()
+    summary = train_pairs(model, tokenizer, pairs, cfg, description="dpo", ranks=ranks)
+    ranks.save_final(run.root / "final", model, tokenizer, cfg.model)
+    metrics = {"iteration": 1, "samples": len(samples),
+               "sample_accuracy": sum(s.correct for s in samples) / max(1, len(samples)),
+               "pairs": len(pairs), "tokens_generated": 0, **summary, "world_size": ranks.world,
+               "time/iteration": time.perf_counter() - t_iter}
+    result = {"iterations": [{"iteration": 0}, metrics], "final_model": str(run.root / "final")}
+    if ranks.is_main:
+        run.log({"iteration": 0})
+        run.log(metrics)
+        run.save_state({"iteration": 1, "phase": "done"})
+        run.write_json("summary.json", result)
+        console.print(f"dpo: {len(pairs)} pairs, {summary['steps']} steps on {ranks.world} ranks, reward acc "
+                      f"{summary['train/reward_accuracy']:.3f}; model in {run.root / 'final'}")
     return result

@@ -36,6 +36,10 @@ class Ranks(Protocol):
         """`value` summed over the ranks (logged losses)."""
         ...
 
+    def sum_tensor(self, value):
+        """A CPU tensor summed elementwise over the ranks (each rank fills its own entries, zeros elsewhere)."""
+        ...
+
     def clip_grad_norm(self, parameters, max_norm: float) -> float:
         """Clip the global gradient norm; returns it before clipping."""
         ...

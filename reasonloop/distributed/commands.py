@@ -65,10 +65,7 @@ def run_grpo(main: Callable[..., Any], cfg: Any) -> Any:
     from reasonloop.distributed.workers import RolloutPool
 
     cluster: ClusterConfig = cfg.cluster
-    if cfg.lora.r > 0:
-        raise ValueError("grpo on Ray rollout workers does not take lora.r > 0 yet (the workers load full "
-                         "weights); use cluster.workers=0")
-    with ray_session(cluster):
+    with ray_session(cluster):  # a LoRA policy reaches the workers merged (`RolloutPool.publish`)
         pool = RolloutPool(cfg.model, cluster, getattr(cfg, "sampler", None))
         try:
             return main(cfg, make_source=lambda recipe: RayRollouts(recipe, pool, cfg.max_staleness, cfg.steps,

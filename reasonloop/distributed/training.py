@@ -69,7 +69,10 @@ class TorchRanks:
             if name.split(".")[-1] == "layers" and isinstance(module, torch.nn.ModuleList):
                 for layer in module:
                     fully_shard(layer)
-        fully_shard(model)
+        # the root too is resharded after every forward: FSDP2 keeps a root's gathered parameters after a
+        # forward by default, and after a no-grad forward (DPO's reference pass, an evaluation) no backward
+        # reshards them, so the next forward ran on the gathered copy from before the optimizer step
+        fully_shard(model, reshard_after_forward=True)
         # every rank's loss is already its share of the global mean: plain SUM reductions, no AVG or
         # PREMUL_SUM (gloo has no PREMUL_SUM, and its AVG has summed silently: pytorch#162338)
         for module in model.modules():
@@ -85,6 +88,11 @@ class TorchRanks:
         t = torch.tensor([float(value)], dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t.item())
+
+    def sum_tensor(self, value: torch.Tensor) -> torch.Tensor:
+        out = value.detach().to("cpu", torch.float64).clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)  # the gloo group of "cpu:gloo,cuda:nccl" takes CPU tensors
+        return out.to(value.dtype)
 
     def clip_grad_norm(self, parameters, max_norm: float) -> float:
         norm = torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)

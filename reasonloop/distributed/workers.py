@@ -5,6 +5,7 @@
         groups = pool.generate(prompts, 8, params)               # problem order, same samples as 1 process
         ...  # a training step
         pool.push_weights(policy)                                # version += 1, through the object store
+                                                                 # (a LoRA policy: merged weights)
         verifier = VerifierPool(task, cluster); verifier.score(problems, texts)
 
 Same results as one process. A pool splits a call's prompts into contiguous shards, one per
@@ -246,8 +247,13 @@ class RolloutPool(_Pool):
 
     def publish(self, model_or_state, version: int | None = None) -> int:
         """Put weights in the object store as `version` (default: current + 1) and make it current; workers
-        load it when a call asks for it. Older versions stay available to `submit` until `release`d."""
-        state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else model_or_state
+        load it when a call asks for it. Older versions stay available to `submit` until `release`d.
+
+        A peft (LoRA) policy is sent merged under the base model's names (`rollout.factory.plain_weights`):
+        the workers hold the plain base model, and one full copy is what vLLM's weight loading takes too."""
+        from reasonloop.rollout.factory import plain_weights
+
+        state = plain_weights(model_or_state) if hasattr(model_or_state, "state_dict") else model_or_state
         self.version = self.version + 1 if version is None else version
         self._box = [self.ray.put(pack_state(state))]
         self._boxes[self.version] = self._box

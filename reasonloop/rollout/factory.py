@@ -108,7 +108,7 @@ def plain_weights(policy) -> dict:
 
     A peft model's own names (`base_model.model....q_proj.base_layer.weight`, `lora_A`) mean nothing
     to vLLM; its adapters are merged, the base weights copied, and the merge undone, so the policy
-    keeps training as it was.
+    keeps training as it was (its base weights bit for bit).
     """
     from reasonloop.models.lora import is_lora
 
@@ -117,12 +117,18 @@ def plain_weights(policy) -> dict:
     import torch
 
     with torch.no_grad():
+        # unmerging subtracts the delta again, which is not the exact inverse in floating point (in bf16 a
+        # round trip moves a weight by up to half an ulp): the base weights are put back bit for bit
+        saved = {name: p.detach().clone() for name, p in policy.named_parameters() if ".base_layer." in name}
         policy.merge_adapter()
         try:
             return {name.replace(".base_layer", ""): tensor.detach().clone()
                     for name, tensor in policy.get_base_model().state_dict().items() if "lora_" not in name}
         finally:
             policy.unmerge_adapter()
+            params = dict(policy.named_parameters())
+            for name, value in saved.items():
+                params[name].copy_(value)
 
 
 def _vllm(cfg: SamplerConfig, model: ModelConfig, policy):

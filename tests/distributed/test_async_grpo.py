@@ -48,6 +48,21 @@ def test_staleness_0_on_two_workers_is_the_one_process_run(pool, tiny_model_dir,
             assert a[key] == pytest.approx(b[key], abs=1e-5), (a["step"], key)
 
 
+def test_a_lora_policy_on_two_workers_at_staleness_0_is_the_one_process_lora_run(pool, tiny_model_dir, tmp_path):
+    """The workers take the LoRA policy's merged weights every step, so they sample what it samples in-process."""
+    lora = ("lora.r=4", "lora.alpha=32", "optim.lr=3e-2")
+    run(pool, tiny_model_dir, tmp_path, "one", None, *lora)
+    run(pool, tiny_model_dir, tmp_path, "ray", 0, *lora)
+    one, ray = metric_rows(tmp_path / "one/metrics.jsonl"), metric_rows(tmp_path / "ray/metrics.jsonl")
+    assert [r["step"] for r in ray] == [0, 1, 2, 3]
+    assert all(r["groups/kept"] > 0 for r in ray[1:])
+    assert ray[3]["reward/mean"] != ray[1]["reward/mean"]  # the adapters changed what was sampled
+    for a, b in zip(one, ray):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-4), (a["step"], key)
+
+
 def test_staleness_1_samples_one_update_behind_and_logs_the_correction(pool, tiny_model_dir, tmp_path):
     run(pool, tiny_model_dir, tmp_path, "async", 1, "old_logprobs=recompute", "offpolicy.mode=token_tis",
         "offpolicy.cap=2")

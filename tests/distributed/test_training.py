@@ -118,3 +118,45 @@ def test_prm_on_two_gloo_ranks_makes_the_one_rank_update(tiny_model_dir, tmp_pat
     ha, hb = load_file(tmp_path / "one/final/reward_head.safetensors"), load_file(tmp_path / "two/final/reward_head.safetensors")
     for k in ha:
         torch.testing.assert_close(ha[k], hb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_dpo_on_two_gloo_ranks_makes_the_one_rank_update(tiny_model_dir, tmp_path):
+    """dpo data=... under torchrun: the reference pass and every step split over 2 ranks, weights as 1 rank's."""
+    rows = []
+    for i in range(10):
+        prompt = f"{i} + {i % 3} ="
+        for k, text in enumerate([f" {2 * i + i % 3}", f" {i}{i}", f" {i + i % 3}", f" {i + 1} x"]):
+            rows.append({"problem_id": f"p{i}", "prompt": prompt, "text": text,
+                         "rewards": {"correct": 1.0 if k in (0, 2) else 0.0}})
+    data = tmp_path / "samples.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # 20 pairs, batches of 6 (3 pairs a rank: uneven micro-batch counts with 2 pairs per forward)
+    args = ["dpo", f"model.path={tiny_model_dir}", "model.device=cpu", f"data={data}", "eval_problems=0",
+            "train.epochs=2", "train.batch_size=6", "train.micro_batch_size=2", "train.optim.lr=5e-3",
+            "train.optim.grad_clip=100", "beta=0.5", "sft_weight=0.5", f"output_dir={tmp_path}"]
+    assert main([*args, "run_name=one"]) == 0
+    run = torchrun([*args, "run_name=two"])
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err[-3000:]
+    one, two = metrics(tmp_path / "one")[-1], metrics(tmp_path / "two")[-1]
+    assert one["pairs"] == two["pairs"] == 20 and one["steps"] == two["steps"]
+    for key in [k for k in one if k.startswith("train/")]:
+        assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+    wa, wb = load_file(tmp_path / "one/final/model.safetensors"), load_file(tmp_path / "two/final/model.safetensors")
+    init = load_file(tiny_model_dir / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    assert any(not torch.equal(init[k], v) for k, v in wb.items() if k in init)
+
+
+def test_dpo_under_torchrun_refuses_sampling_with_one_line(tiny_model_dir, tmp_path):
+    from reasonloop.algorithms import dpo
+    from reasonloop.config import ConfigError, load_config
+
+    class TwoRanks:  # the check comes before any collective
+        rank, world, is_main = 0, 2, True
+
+    cfg = load_config(dpo.DPOConfig, None, [f"model.path={tiny_model_dir}", f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="dpo under torchrun trains a fixed set of pairs"):
+        dpo.main(cfg, ranks=TwoRanks())

@@ -75,6 +75,27 @@ def test_weight_sync_then_a_killed_worker_is_restarted_and_its_call_redone(pool,
         local.model.load_state_dict(original)
 
 
+def test_a_lora_policy_reaches_the_workers_merged(pool, local, tiny_model_dir):
+    """A peft policy is sent as merged plain weights: the workers sample what the LoRA policy samples in-process."""
+    from reasonloop.models.lora import LoRAConfig, apply_lora
+
+    policy = apply_lora(load_model(ModelConfig(path=str(tiny_model_dir), device="cpu"))[0], LoRAConfig(r=4))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)  # peft starts B at zero: make the adapters change the samples
+    params = SamplingParams(temperature=1.0, max_new_tokens=16, seed=7)
+    base = pool.generate(PROMPTS, 2, params)
+    version = pool.push_weights(policy)
+    want = TorchEngine(policy, local.tokenizer, model_id=str(tiny_model_dir)).generate(PROMPTS, 2, params)
+    got = pool.generate(PROMPTS, 2, params)
+    assert strip_version(got) == strip_version(want) and strip_version(got) != strip_version(base)
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)  # merged weights vs the adapter forward
+    assert {s.meta["policy_version"] for g in got for s in g} == {version}
+
+
 def check_restart_redoes_the_call(pool, local, version):
     params = SamplingParams(temperature=1.0, max_new_tokens=48, seed=5)
     prompts = PROMPTS * 6

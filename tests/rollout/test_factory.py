@@ -123,3 +123,23 @@ def test_plain_weights_merge_lora_adapters_and_leave_the_policy_as_it_was(rollou
     assert not torch.allclose(weights["model.layers.0.self_attn.q_proj.weight"],
                               base.state_dict()["model.layers.0.self_attn.q_proj.weight"])
     assert torch.allclose(policy(ids).logits, before, atol=1e-6)  # the merge was undone
+
+
+def test_plain_weights_leave_a_bf16_lora_policy_bit_for_bit(rollout_model_dir):
+    """Merge then unmerge is not exact in bf16; sending weights every step must not move the frozen base."""
+    import torch
+
+    from reasonloop.models.lora import LoRAConfig, apply_lora
+    from reasonloop.models.policy import load_model
+    from reasonloop.rollout.factory import plain_weights
+
+    base, _ = load_model(ModelConfig(path=str(rollout_model_dir)))
+    policy = apply_lora(base.to(torch.bfloat16), LoRAConfig(r=4))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    for _ in range(3):
+        plain_weights(policy)
+    assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())
