@@ -61,7 +61,8 @@ class Ranks(Protocol):
         """The whole model's weights, gathered on the main rank (None on the others; collective)."""
         ...
 
-    def save_final(self, path: Path, model, tokenizer, base) -> None:
+    def save_final(self, path: Path, model, tokenizer, base, lora=None) -> None:
         """The trained weights gathered into one Hugging Face directory; `base` is the ModelConfig the run
-        started from (its architecture is rebuilt on the main rank to hold the full weights)."""
+        started from (its architecture is rebuilt on the main rank to hold the full weights), `lora` the
+        run's LoRAConfig when the model is a peft model (the adapters are merged in)."""
         ...

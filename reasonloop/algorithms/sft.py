@@ -444,9 +444,6 @@ def main(cfg: SFTConfig, ranks: Ranks | None = None) -> dict:
 
 def main_ranks(cfg: SFTConfig, ranks: Ranks) -> dict:
     """`main` as one of several torchrun ranks: sharded model, distributed checkpoints (`algorithms.ranks`)."""
-    if cfg.lora.r > 0:
-        raise ConfigError("lora.r > 0 is not supported under torchrun yet (LoRA adapters under FSDP2 are "
-                          "untested); train LoRA in one process")
     run = ranks.open_run(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
     pairs = training_pairs(cfg)
@@ -472,7 +469,7 @@ def main_ranks(cfg: SFTConfig, ranks: Ranks) -> dict:
     summary = fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
                   system_prompt=cfg.model.system_prompt, on_step=on_step, start_step=start_step,
                   optimizer=optimizer, scheduler=scheduler, ranks=ranks)
-    ranks.save_final(run.root / "final", model, tokenizer, cfg.model)
+    ranks.save_final(run.root / "final", model, tokenizer, cfg.model, cfg.lora)  # LoRA: merged
     summary.update(examples=len(pairs), rows=len(training_units(examples, cfg.train)), world_size=ranks.world)
     if ranks.is_main:
         run.write_json("summary.json", summary)

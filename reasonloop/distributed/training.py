@@ -24,9 +24,10 @@ The CLI sees torchrun's environment (`WORLD_SIZE` > 1) and runs sft, dpo or prm 
 - **A lost rank** makes the survivors' next collective fail (or time out); `torchrun_ranks`
   turns that into one line naming the rank and how to resume, and exit status 1.
 
-Not done: LoRA adapters under FSDP (sft/dpo refuse `lora.r > 0` with torchrun), the padding-free
-packed forward under FSDP (it reads parameters outside the module call; `train.forward=hf` is
-used), tensor/sequence parallelism.
+LoRA (sft): the peft model is sharded as it is (FSDP2 takes frozen base weights and trainable
+adapters in one unit; only the adapters get gradients and AdamW state), and `final/` is the merged
+model. Not done: LoRA for dpo and prm under torchrun, the padding-free packed forward under FSDP (it
+reads parameters outside the module call; `train.forward=hf` is used), tensor/sequence parallelism.
 """
 
 from __future__ import annotations
@@ -162,14 +163,20 @@ class TorchRanks:
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return full if self.is_main else None
 
-    def save_final(self, path: Path, model, tokenizer, base) -> None:
+    def save_final(self, path: Path, model, tokenizer, base, lora=None) -> None:
+        from reasonloop.models.lora import load_trainable, merged
         from reasonloop.models.policy import load_model
         from reasonloop.store.checkpoint import save_model
 
         full = self.full_state_dict(model)
         if self.is_main:
-            plain, _ = load_model(base, for_training=False)
-            plain.load_state_dict(full)
+            if lora is not None and lora.r > 0:  # the peft model's names; merged into a plain model after loading
+                plain, _ = load_trainable(base, lora, None)
+                plain.load_state_dict(full)
+                plain = merged(plain)
+            else:
+                plain, _ = load_model(base, for_training=False)
+                plain.load_state_dict(full)
             save_model(path, plain.to("cpu"), tokenizer)
         dist.barrier()
 

@@ -94,6 +94,23 @@ def test_two_gloo_ranks_make_the_one_rank_update_survive_a_lost_rank_and_resume_
     assert any(not torch.equal(init[k], v) for k, v in wb.items() if k in init)
 
 
+def test_lora_sft_on_two_gloo_ranks_makes_the_one_rank_update(tiny_model_dir, pairs, tmp_path):
+    """peft adapters under FSDP2: the same steps as one process, and final/ is the same merged model."""
+    lora = ("lora.r=4", "lora.alpha=16", "train.optim.lr=2e-2", "save_every=0", f"train.max_steps={STEPS // 2}")
+    assert main(sft_args(tiny_model_dir, pairs, tmp_path, "one", *lora)) == 0
+    run = torchrun(sft_args(tiny_model_dir, pairs, tmp_path, "two", *lora))
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err[-3000:]
+    assert_same_metrics(metrics(tmp_path / "two"), metrics(tmp_path / "one"))
+    wa, wb = load_file(tmp_path / "one/final/model.safetensors"), load_file(tmp_path / "two/final/model.safetensors")
+    init = load_file(tiny_model_dir / "model.safetensors")
+    assert wa.keys() == wb.keys() == init.keys()  # merged: the plain model's names, no adapters
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    assert not torch.equal(init["model.layers.0.self_attn.q_proj.weight"], wb["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(init["model.layers.0.mlp.up_proj.weight"], wb["model.layers.0.mlp.up_proj.weight"])
+
+
 @pytest.mark.slow
 def test_prm_on_two_gloo_ranks_makes_the_one_rank_update(tiny_model_dir, tmp_path):
     rows = []
