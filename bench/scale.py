@@ -8,24 +8,25 @@
    1 thread. Both pools live in one local Ray for the whole run and are timed alternately `--reps`
    times after a warm-up call each; tokens/s = completion tokens / wall seconds of the call, medians
    reported. Both draw the same samples (same seed, sharded by prompt index), so the token counts
-   are equal. The default call (128 prompts x 8 x 64 tokens, about 1 s on one worker) is large
-   enough that a call's fixed costs (Ray's task dispatch, pickling the prompts and samples, the
-   first decode step) are small beside the decoding; at 32 x 8 x 48 (0.2 s a call) they were not,
-   and 2 workers measured 1.41x instead of 1.83x on the idle machine. Goal (issue #17): >= 1.7x.
+   are equal. The default call (128 prompts x 8 samples x up to 64 tokens, about a second on one
+   worker) is large enough that a call's fixed costs (Ray's task dispatch, pickling prompts and
+   samples, the first decode step) are small beside the decoding itself; at the old default of
+   32 x 8 x 48 they were not, and the 2-worker ratio measured low (docs/scaling.md has both).
+   Goal (issue #17): >= 1.7x.
 2. GRPO seconds per step, `max_staleness=1` (step t+1's rollouts drawn while step t trains;
    `old_logprobs=recompute`, token-level truncated IS) against `max_staleness=0` (synchronous,
    pi_old = the sampler's log-probs, the cheaper update), both on the same placement: `--grpo-workers`
-   rollout workers (1 CPU, 1 torch thread each) and a trainer with `--trainer-threads` torch threads
-   (default 1 + 1: rollouts own one core, the trainer the other, as rollout and trainer GPUs are
-   separate on a cluster). Same base, same workload, `--grpo-steps` steps each, and held-out greedy
-   accuracy (`--eval-problems` test problems) after those equal steps. Goal: >= 1.3x.
-   The workload (16 prompts x 8 samples x up to 64 tokens, micro-batches of 32 rows) makes the
-   two stages substantial and about equal on one core each (thread CPU seconds per step, measured
-   in one process: sampling 0.31, update 0.26, pi_old recompute 0.09), which is where a pipeline
-   pays: sync = sampling + update, async = the longer of the two. At 8 x 8 x 48 with micro-batches of
-   8 the step was ~0.1 s of sampling on 2 workers beside 0.15 s of training, so overlap had little
-   to hide. Other placements: `--grpo-workers 2 --trainer-threads 2` is the colocated one (every stage
-   time-shares both cores; on 2 cores a synchronous step then already keeps both busy).
+   rollout workers (1 CPU, 1 torch thread each) and a trainer with `--trainer-threads` torch threads.
+   The default, 1 + 1, gives rollouts one core and the trainer the other, as rollout and trainer GPUs
+   are separate on a cluster; with 2 workers + a 2-thread trainer (colocated) every stage already
+   time-shares both cores in the synchronous run, and there is no idle stage for overlap to fill.
+   Same base, same workload, `--grpo-steps` steps each, and held-out greedy accuracy
+   (`--eval-problems` test problems) after those equal steps. Goal: >= 1.3x.
+   The workload (16 prompts x 8 samples x up to 64 tokens, micro-batches of 32 rows) makes sampling
+   and the update both substantial and about equal on one core each, which is where a pipeline pays
+   (sync = sampling + update; async = the longer of sampling and update + pi_old recompute). The old
+   8 x 8 x 48 with micro-batches of 8 had ~0.1 s of sampling on 2 workers beside a longer update, so
+   overlap had little to hide (docs/scaling.md: the profile).
 
 LAST line of stdout: one JSON object {metric, ours, peer, ratio, ...}; `ours`/`peer` are the 2-worker
 and 1-worker rollout tokens/s (ratio > 1: scaling out helps); the GRPO figures are extra keys.
