@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler
-from reasonloop.algorithms.ranks import Ranks
+from reasonloop.algorithms.ranks import Ranks, rank_micro_batches
 from reasonloop.algorithms.sft import TrainConfig, data_order, encode_examples, micro_batches
 from reasonloop.config import ConfigError, dump_config
 from reasonloop.evaluate.accuracy import held_out_accuracy
@@ -159,18 +159,6 @@ def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
 
 
 # --- training on a fixed set of pairs ----------------------------------------------------
-
-
-def rank_micro_batches(idx: list[int], micro, ranks: Ranks | None) -> list[tuple[list[int], float]]:
-    """(pairs, weight) per forward of this rank: its share `idx[rank::world]` of the global index list, cut
-    by `micro`; padded with weight-0 repeats to the most forwards any rank runs, because FSDP's
-    gathers and reductions pair up forward by forward across the ranks."""
-    if ranks is None:
-        return [(m, 1.0) for m in micro(idx)]
-    shares = [micro(idx[r:: ranks.world]) for r in range(ranks.world)]
-    mine = shares[ranks.rank]
-    filler = mine[0] if mine else idx[:1]
-    return [(m, 1.0) for m in mine] + [(filler, 0.0)] * (max(map(len, shares)) - len(mine))
 
 
 def train_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], cfg: DPOConfig,

@@ -11,6 +11,7 @@ own code paths, unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -66,3 +67,24 @@ class Ranks(Protocol):
         started from (its architecture is rebuilt on the main rank to hold the full weights), `lora` the
         run's LoRAConfig when the model is a peft model (the adapters are merged in)."""
         ...
+
+
+def rank_micro_batches(items: list[T], cut: Callable[[list[T]], list[list[T]]],
+                       ranks: Ranks | None) -> list[tuple[list[T], float]]:
+    """(micro-batch, weight) for each forward this rank runs on a global batch `items`.
+
+    One process: `cut(items)`, each with weight 1. Ranks: this rank's share, `items[rank::world]` (the split
+    `TorchRanks.shard` makes), cut the same way, then weight-0 repeats up to the most forwards any rank
+    runs. Every rank must run the same number of forwards and backwards, because FSDP's gathers and
+    gradient reductions pair up across the ranks one by one; uneven counts (a batch that does not
+    divide evenly, micro-batches cut by tokens) otherwise hang until the process-group timeout.
+
+    >>> rank_micro_batches([1, 2, 3, 4, 5], lambda xs: [xs[i:i + 2] for i in range(0, len(xs), 2)], None)
+    [([1, 2], 1.0), ([3, 4], 1.0), ([5], 1.0)]
+    """
+    if ranks is None:
+        return [(m, 1.0) for m in cut(items)]
+    shares = [cut(items[r:: ranks.world]) for r in range(ranks.world)]
+    mine = shares[ranks.rank]
+    filler = mine[0] if mine else items[:1]
+    return [(m, 1.0) for m in mine] + [(filler, 0.0)] * (max(map(len, shares)) - len(mine))

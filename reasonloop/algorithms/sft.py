@@ -36,7 +36,7 @@ from typing import Literal
 import torch
 
 from reasonloop.algorithms.common import OptimConfig, encode_pairs, make_optimizer, make_scheduler, sft_loss
-from reasonloop.algorithms.ranks import Ranks
+from reasonloop.algorithms.ranks import Ranks, rank_micro_batches
 from reasonloop.config import ConfigError, UserError, dump_config
 from reasonloop.models.forward import training_path
 from reasonloop.models.logprobs import collate, completion_logprobs, pad_completions, token_logprobs
@@ -186,9 +186,16 @@ def micro_batches(lengths: list[int], max_rows: int, max_tokens: int = 0) -> lis
     return groups
 
 
+def cut_micro_batches(units: list[list[Example]], cfg: TrainConfig) -> list[list[list[Example]]]:
+    """`units` in micro-batches of at most `micro_batch_size` rows and `micro_batch_tokens` tokens."""
+    lengths = [min(cfg.max_length, sum(len(c) + len(x) for c, x in u)) for u in units]
+    return [[units[i] for i in group] for group in micro_batches(lengths, cfg.micro_batch_size, cfg.micro_batch_tokens)]
+
+
 def micro_batch_loss(model, micro: list[list[Example]], cfg: TrainConfig, pad_id: int, device, packed_forward: bool,
-                     num_target: int) -> float:
-    """Forward and backward of one micro-batch; its loss is weighted by its share of the batch's target tokens."""
+                     num_target: int, weight: float = 1.0) -> float:
+    """Forward and backward of one micro-batch; its loss is weighted by its share of the batch's target tokens
+    (and by `weight`: 0 for the repeats that keep torchrun ranks in step, `algorithms.ranks.rank_micro_batches`)."""
     if cfg.packing:
         t = {k: v.to(device) for k, v in collate_packed(micro, pad_id, cfg.max_length).items()}
         logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
@@ -202,7 +209,7 @@ def micro_batch_loss(model, micro: list[list[Example]], cfg: TrainConfig, pad_id
         t = {k: v.to(device) for k, v in collate([u[0] for u in micro], pad_id, cfg.max_length).items()}
         logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"])  # (b, T-1)
     # weight each micro-batch by its share of completion tokens: token-mean over the full batch
-    loss = sft_loss(logprobs, t["loss_mask"]) * (t["loss_mask"].sum().item() / max(1, num_target))
+    loss = sft_loss(logprobs, t["loss_mask"]) * (weight * t["loss_mask"].sum().item() / max(1, num_target))
     loss.backward()
     return loss.item()
 
@@ -273,16 +280,13 @@ def fit(
             batch = [units[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
             batch.sort(key=lambda u: sum(len(c) + len(x) for c, x in u))  # similar lengths per micro-batch
             num_target = sum(len(x) for u in batch for _, x in u)
-            if ranks is not None:  # losses stay weighted by the global token count: the ranks' sum is the mean
-                batch = ranks.shard(batch)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            lengths = [min(cfg.max_length, sum(len(c) + len(x) for c, x in u)) for u in batch]
-            for micro_idx in micro_batches(lengths, cfg.micro_batch_size, cfg.micro_batch_tokens):
-                micro = [batch[i] for i in micro_idx]
+            # ranks: each trains its share, losses still weighted by the global token count (their sum is the mean)
+            for micro, weight in rank_micro_batches(batch, lambda units: cut_micro_batches(units, cfg), ranks):
                 with autocast(model):
                     step_loss += micro_batch_loss(model, micro, cfg, tokenizer.pad_token_id, device, packed_forward,
-                                                  num_target)
+                                                  num_target, weight)
             if ranks is not None:
                 step_loss = ranks.sum(step_loss)
                 grad_norm = ranks.clip_grad_norm(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else 0.0

@@ -177,3 +177,14 @@ def test_dpo_under_torchrun_refuses_sampling_with_one_line(tiny_model_dir, tmp_p
     cfg = load_config(dpo.DPOConfig, None, [f"model.path={tiny_model_dir}", f"output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="dpo under torchrun trains a fixed set of pairs"):
         dpo.main(cfg, ranks=TwoRanks())
+
+
+def test_sft_ranks_with_uneven_shares_stay_in_step(tiny_model_dir, pairs, tmp_path):
+    """A global batch of 5 on 2 ranks: 3 and 2 examples, 2 and 1 micro-batches of 2. The rank with fewer runs
+    a weight-0 repeat (without it the ranks' collectives fall out of step and the run hangs until the timeout)."""
+    uneven = ("train.batch_size=5", "save_every=0", "train.max_steps=4")
+    assert main(sft_args(tiny_model_dir, pairs, tmp_path, "one", *uneven)) == 0
+    run = torchrun(sft_args(tiny_model_dir, pairs, tmp_path, "two", *uneven))
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err[-3000:]
+    assert_same_metrics(metrics(tmp_path / "two"), metrics(tmp_path / "one"))
