@@ -21,7 +21,10 @@
    are separate on a cluster; with 2 workers + a 2-thread trainer (colocated) every stage already
    time-shares both cores in the synchronous run, and there is no idle stage for overlap to fill.
    Same base, same workload, `--grpo-steps` steps each, and held-out greedy accuracy
-   (`--eval-problems` test problems) after those equal steps. Goal: >= 1.3x.
+   (`--eval-problems` test problems) after those equal steps (a run is deterministic given its seed, so
+   every rep of a mode reports the same accuracy). Each mode runs `--grpo-reps` times, alternated
+   (sync, async, async, sync), and the medians of the runs' median seconds per step are reported, so
+   load that comes and goes during the bench falls on both modes. Goal: >= 1.3x.
    The workload (16 prompts x 8 samples x up to 64 tokens, micro-batches of 32 rows) makes sampling
    and the update both substantial and about equal on one core each, which is where a pipeline pays
    (sync = sampling + update; async = the longer of sampling and update + pi_old recompute). The old
@@ -125,6 +128,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--grpo-steps", type=int, default=8, help="0 skips the GRPO part")
+    parser.add_argument("--grpo-reps", type=int, default=2, help="runs of each GRPO mode, alternated")
     parser.add_argument("--grpo-prompts", type=int, default=16)
     parser.add_argument("--grpo-max-new-tokens", type=int, default=64)
     parser.add_argument("--grpo-micro-batch", type=int, default=32)
@@ -143,11 +147,16 @@ def main() -> None:
               "peer": round(rollout["one_worker"], 1), "ratio": round(rollout["two_workers"] / rollout["one_worker"], 3),
               "goal": 1.7, "tokens_per_call": rollout["tokens_per_call"], "reps": args.reps}
     if args.grpo_steps:
+        runs: dict[int, list[dict]] = {0: [], 1: []}
         with ray_session(ClusterConfig(workers=args.grpo_workers)):
-            sync = grpo_run(base, args, out, 0, args.grpo_workers, args.trainer_threads, "sync")
-            lagged = grpo_run(base, args, out, 1, args.grpo_workers, args.trainer_threads, "async1")
+            for rep in range(args.grpo_reps):  # sync, async, async, sync, ...: load that drifts hits both alike
+                for staleness in (0, 1) if rep % 2 == 0 else (1, 0):
+                    runs[staleness].append(grpo_run(base, args, out, staleness, args.grpo_workers,
+                                                    args.trainer_threads, f"staleness{staleness}_rep{rep}"))
+        sync, lagged = ({k: statistics.median(r[k] for r in runs[s]) if k.endswith("_per_step") else runs[s][0][k]
+                         for k in runs[s][0]} for s in (0, 1))
         result.update({
-            "grpo_steps": args.grpo_steps,
+            "grpo_steps": args.grpo_steps, "grpo_reps": args.grpo_reps,
             "grpo_workload": f"{args.grpo_prompts}x8x{args.grpo_max_new_tokens} tokens, micro-batch "
                              f"{args.grpo_micro_batch}; {args.grpo_workers} worker(s) + trainer x "
                              f"{args.trainer_threads} thread(s)",
