@@ -49,8 +49,9 @@ import json
 import os
 import shutil
 import statistics
-import time
 from pathlib import Path
+
+import trl_common
 
 ROOT = Path(__file__).resolve().parents[1]
 P, G = 8, 8
@@ -92,8 +93,6 @@ def run_trl(base: Path, train_problems, task, args, out: Path, threads: int) -> 
 
     torch.set_num_threads(threads)
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback
-    from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer
 
     from reasonloop.models.policy import load_tokenizer
@@ -105,30 +104,13 @@ def run_trl(base: Path, train_problems, task, args, out: Path, threads: int) -> 
 
     data = Dataset.from_list([{"prompt": p.prompt, "idx": i} for i, p in enumerate(train_problems)])
     times: list[float] = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            self.t = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            times.append(time.perf_counter() - self.t)
-
     out = out / f"trl_{threads}t"
-    cfg = TRLConfig(
-        output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=P * G,
-        gradient_accumulation_steps=1, num_generations=G, max_completion_length=args.max_new_tokens,
-        learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        adam_beta1=0.9, adam_beta2=0.999, max_grad_norm=1.0, beta=0.0, epsilon=0.2, num_iterations=1,
-        loss_type="dapo", scale_rewards="group", temperature=1.0, top_p=1.0, top_k=0, use_vllm=False,
-        bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False, shuffle_dataset=False,
-        logging_steps=1, report_to="none", save_strategy="no", dataloader_num_workers=0, seed=0,
-        log_completions=False, disable_tqdm=True,
-    )
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
+    cfg = trl_common.grpo_config(out, steps=args.steps, rows_per_forward=P * G, accumulation=1, group=G,
+                                 max_new_tokens=args.max_new_tokens, lr=args.lr)
     tok = load_tokenizer(base)
     tok.padding_side = "left"
-    trainer = GRPOTrainer(model=model, reward_funcs=correct, args=cfg, train_dataset=data, processing_class=tok,
-                          callbacks=[StepTimer()])
+    trainer = GRPOTrainer(model=trl_common.load_model(base), reward_funcs=correct, args=cfg, train_dataset=data,
+                          processing_class=tok, callbacks=[trl_common.step_timer(times)])
     trainer.train()
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     zero_std = [h["frac_reward_zero_std"] for h in trainer.state.log_history if "frac_reward_zero_std" in h]

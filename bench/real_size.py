@@ -44,6 +44,8 @@ import time
 import zlib
 from pathlib import Path
 
+import trl_common
+
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 151_936
 P, G, MICRO = 8, 8, 8
@@ -133,10 +135,8 @@ def sft_pairs(n: int, length: int, tokenizer) -> list[tuple[str, str]]:
 
 
 def child_grpo_trl(model_dir: Path, args, out: Path) -> list[float]:
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from reasonloop.models.policy import load_tokenizer
     from reasonloop.tasks import make_task
@@ -146,27 +146,13 @@ def child_grpo_trl(model_dir: Path, args, out: Path) -> list[float]:
     data = Dataset.from_list([{"prompt": task[i].prompt} for i in range(args.steps * P)])
     times: list[float] = []
 
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            self.t = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            times.append(time.perf_counter() - self.t)
-
     def reward(prompts, completions, **kwargs):
         return [pseudo_reward(None, c) for c in completions]
 
-    cfg = GRPOConfig(
-        output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=MICRO,
-        gradient_accumulation_steps=P * G // MICRO, num_generations=G, max_completion_length=args.max_new_tokens,
-        learning_rate=1e-6, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-        beta=0.0, epsilon=0.2, num_iterations=1, loss_type="dapo", temperature=1.0, top_p=1.0, top_k=0,
-        use_vllm=False, bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False, shuffle_dataset=False,
-        logging_steps=1, report_to="none", save_strategy="no", dataloader_num_workers=0, seed=0,
-        log_completions=False, disable_tqdm=True)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, local_files_only=True)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=data,
-                          processing_class=load_tokenizer(model_dir), callbacks=[StepTimer()])
+    cfg = trl_common.grpo_config(out, steps=args.steps, rows_per_forward=MICRO, accumulation=P * G // MICRO, group=G,
+                                 max_new_tokens=args.max_new_tokens, lr=1e-6)
+    trainer = GRPOTrainer(model=trl_common.load_model(model_dir), reward_funcs=reward, args=cfg, train_dataset=data,
+                          processing_class=load_tokenizer(model_dir), callbacks=[trl_common.step_timer(times)])
     trainer.train()
     return times
 
@@ -192,9 +178,7 @@ def child_grpo_ours(model_dir: Path, args, out: Path) -> list[float]:
 
 
 def child_sft_trl(model_dir: Path, args, out: Path) -> list[float]:
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from reasonloop.models.policy import load_tokenizer
@@ -204,23 +188,12 @@ def child_sft_trl(model_dir: Path, args, out: Path) -> list[float]:
     pairs = sft_pairs(args.steps * SFT_BATCH, args.sft_length, tok)
     data = Dataset.from_list([{"prompt": p, "completion": c} for p, c in pairs])
     times: list[float] = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            self.t = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            times.append(time.perf_counter() - self.t)
-
     cfg = SFTConfig(
         output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=SFT_MICRO,
-        gradient_accumulation_steps=SFT_BATCH // SFT_MICRO, learning_rate=1e-5, lr_scheduler_type="constant",
-        warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, max_length=args.sft_length + 64, packing=False,
-        completion_only_loss=True, bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False,
-        logging_steps=1, report_to="none", save_strategy="no", dataloader_num_workers=0, seed=0,
-        disable_tqdm=True, shuffle_dataset=False)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, local_files_only=True)
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok, callbacks=[StepTimer()])
+        gradient_accumulation_steps=SFT_BATCH // SFT_MICRO, learning_rate=1e-5, max_length=args.sft_length + 64,
+        packing=False, completion_only_loss=True, shuffle_dataset=False, **trl_common.OPTIM, **trl_common.CPU_FP32)
+    trainer = SFTTrainer(model=trl_common.load_model(model_dir), args=cfg, train_dataset=data, processing_class=tok,
+                         callbacks=[trl_common.step_timer(times)])
     trainer.train()
     return times
 
