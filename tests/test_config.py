@@ -107,7 +107,7 @@ def test_every_shipped_yaml_loads_into_its_command_config():
     assert checked >= 1
 
 
-def test_a_partial_block_keeps_the_commands_own_defaults():
+def test_a_partial_block_keeps_the_commands_own_defaults(tmp_path):
     """`train.epochs=1` on dpo changes the epochs only: DPO's lr (its default_factory) stays, it is not
     reset to TrainConfig's class default; the same through YAML."""
     from reasonloop.algorithms.dpo import DPOConfig
@@ -118,3 +118,8 @@ def test_a_partial_block_keeps_the_commands_own_defaults():
     assert cfg.train.batch_size == default.train.batch_size
     cfg = load_config(DPOConfig, None, ["train.optim.weight_decay=0.1"])
     assert cfg.train.optim.lr == default.train.optim.lr and cfg.train.optim.weight_decay == 0.1
+    path = tmp_path / "dpo.yaml"
+    path.write_text("train:\n  optim:\n    weight_decay: 0.2\n")
+    cfg = load_config(DPOConfig, path)
+    assert cfg.train.optim.lr == default.train.optim.lr and cfg.train.optim.weight_decay == 0.2
+    assert cfg.train.epochs == default.train.epochs and cfg.train.micro_batch_size == default.train.micro_batch_size

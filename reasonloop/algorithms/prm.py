@@ -25,7 +25,9 @@ completion tokens to steps. `reasonloop.models.reward_model.prm_reward(dir)` is 
 callable.
 
 Options shared with the other trainers: `precision` (`models/precision.py`), `gradient_checkpointing`,
-`lora` (adapters on the backbone, the head trained in full; checkpoints hold adapter + head, the
+`micro_batch_size` / `micro_batch_tokens` (gradient accumulation: each micro-batch's summed BCE is
+divided by the whole batch's labelled-step count, so the update equals the full batch's; the head is
+scalar, so a micro-batch's memory is its activations, never (tokens x vocabulary) logits), `lora` (adapters on the backbone, the head trained in full; checkpoints hold adapter + head, the
 final model is merged), `keep_last` checkpoint rotation.
 
 Deviations: no special step token (the separator's own last token is read, as in
@@ -46,7 +48,7 @@ import torch
 
 from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler, masked_mean
 from reasonloop.algorithms.ranks import Ranks
-from reasonloop.algorithms.sft import data_order
+from reasonloop.algorithms.sft import data_order, micro_batches
 from reasonloop.config import ConfigError, dump_config
 from reasonloop.models.lora import LoRAConfig, apply_lora, merged
 from reasonloop.models.policy import enable_gradient_checkpointing
@@ -74,6 +76,12 @@ class PRMConfig:
     use_chat_template: bool = True
     epochs: float = 3.0
     batch_size: int = 32
+    """rows per optimizer step (global)"""
+    micro_batch_size: int = 8
+    """rows per forward/backward (per device); gradients accumulate up to batch_size"""
+    micro_batch_tokens: int = 0
+    """> 0: a micro-batch also stops before rows x longest row exceeds this many tokens (a longer row runs
+    alone); 0: rows only"""
     max_length: int = 2048
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-6, warmup_steps=10))
     threshold: float = 0.5
@@ -95,8 +103,11 @@ class PRMConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def __post_init__(self):
-        if self.epochs <= 0 or self.batch_size < 1 or self.keep_last < 0:
-            raise ValueError("epochs must be > 0, batch_size >= 1 and keep_last >= 0")
+        if self.epochs <= 0 or self.batch_size < 1 or self.micro_batch_size < 1 or self.keep_last < 0:
+            raise ValueError("epochs must be > 0, batch_size >= 1, micro_batch_size >= 1 and keep_last >= 0")
+        if self.micro_batch_tokens < 0:
+            raise ValueError(f"micro_batch_tokens must be >= 0 (0: size micro-batches by rows), got "
+                             f"{self.micro_batch_tokens}")
         if self.kind != "prm" and self.targets != "hard":
             raise ValueError(f"targets={self.targets!r} only applies to kind=prm (orm/value learn the outcome)")
         if not 0 < self.threshold < 1:
@@ -200,6 +211,39 @@ def evaluate_model(model: RewardModel, rows: list[dict[str, Any]], threshold: fl
     return evaluate_step_scores(scores, [r["true_first_error"] for r in rows], threshold)
 
 
+def accumulate_batch(model: RewardModel, encoded: list[tuple[list[int], list[int]]],
+                     targets: list[tuple[list[float], list[float]]], cfg: PRMConfig, ranks: Ranks | None,
+                     rounds: int = 0) -> float:
+    """Forward and backward of one optimizer step's rows (this rank's share) in micro-batches; the step's loss.
+
+    The loss is the mean BCE over every labelled step of the batch, all ranks together: each
+    micro-batch's summed BCE is divided by that count before its backward, so the accumulated
+    gradient is the full batch's (`step_bce_loss` on one batch; tested). Under FSDP every forward
+    is collective, so a rank with fewer micro-batches than `rounds` runs its first one again with
+    zero weight (no gradient) until it has run `rounds`.
+    """
+    count = sum(sum(mask[: len(ends)]) for (_, ends), (_, mask) in zip(encoded, targets))
+    denominator = max(ranks.sum(count) if ranks is not None else count, 1.0)  # masked_mean's clamp(min=1)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths per micro-batch
+    groups = micro_batches([len(encoded[i][0]) for i in order], cfg.micro_batch_size, cfg.micro_batch_tokens)
+    total = 0.0
+    for k in range(max(len(groups), rounds)):
+        rows = [order[g] for g in groups[k if k < len(groups) else 0]]
+        batch = {k: v.to(model.device) for k, v in model.collate([encoded[i] for i in rows]).items()}
+        width = batch["step_mask"].shape[1]
+        target = torch.tensor([targets[i][0] + [0.0] * (width - len(targets[i][0])) for i in rows])  # (b, S)
+        mask = torch.tensor([targets[i][1] + [0.0] * (width - len(targets[i][1])) for i in rows])  # (b, S)
+        with autocast(model):
+            logits = model(**batch)  # (b, S)
+            weights = mask.to(model.device) * batch["step_mask"]  # (b, S)
+            per_step = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.to(model.device),
+                                                                            reduction="none")  # (b, S)
+            loss = (per_step * weights).sum() / denominator * (1.0 if k < len(groups) else 0.0)
+            loss.backward()
+        total += loss.item()
+    return ranks.sum(total) if ranks is not None else total
+
+
 def load_reward_model(cfg: PRMConfig, ckpt: Path | None) -> RewardModel:
     """The model to train: a fresh head on `cfg.backbone`, or the checkpoint being resumed. A full-weight
     checkpoint is a reward model directory; a LoRA one holds the backbone's adapter and the head."""
@@ -224,8 +268,9 @@ def main(cfg: PRMConfig, ranks: Ranks | None = None) -> dict[str, Any]:
     """With `ranks` (torchrun): each rank trains its share of every batch, FSDP-sharded (`algorithms.ranks`)."""
     from reasonloop.algorithms.step_rows import read_step_rows
 
-    if ranks is not None and (cfg.lora.r > 0 or cfg.batch_size < ranks.world):
-        raise ConfigError(f"prm under torchrun needs lora.r=0 and batch_size >= {ranks.world} ranks")
+    if ranks is not None and (cfg.lora.r > 0 or cfg.batch_size < ranks.world or cfg.micro_batch_tokens > 0):
+        raise ConfigError(f"prm under torchrun needs lora.r=0, micro_batch_tokens=0 and batch_size >= {ranks.world} "
+                          "ranks")
     root = Path(cfg.output_dir) / cfg.run_name
     run = (ranks.open_run(root, dump_config(cfg), cfg.resume, log=cfg.log) if ranks is not None
            else RunDir.create(root, dump_config(cfg), resume=cfg.resume, log=cfg.log))
@@ -263,22 +308,10 @@ def main(cfg: PRMConfig, ranks: Ranks | None = None) -> dict[str, Any]:
             idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size]
             if ranks is not None:
                 idx = ranks.shard(idx)
-            batch = {k: v.to(model.device) for k, v in model.collate([encoded[i] for i in idx]).items()}
-            width = batch["step_mask"].shape[1]
-            target = torch.tensor([targets[i][0] + [0.0] * (width - len(targets[i][0])) for i in idx])  # (B, S)
-            mask = torch.tensor([targets[i][1] + [0.0] * (width - len(targets[i][1])) for i in idx])  # (B, S)
             optimizer.zero_grad(set_to_none=True)
-            with autocast(model):
-                logits = model(**batch)  # (B, S)
-                weights = mask.to(model.device) * batch["step_mask"]  # (B, S)
-                loss = step_bce_loss(logits, target.to(model.device), weights)
-                if ranks is not None:  # each rank's share of the global step mean; the gradients are summed
-                    count = float(weights.sum())
-                    everyone = ranks.sum(count)
-                    (loss * count / max(everyone, 1.0)).backward()
-                    loss = torch.tensor(ranks.sum(loss.item() * count) / max(everyone, 1.0))
-                else:
-                    loss.backward()
+            # FSDP: every rank runs as many micro-batches as the largest share needs (`accumulate_batch`)
+            rounds = math.ceil(math.ceil(cfg.batch_size / ranks.world) / cfg.micro_batch_size) if ranks is not None else 0
+            loss = accumulate_batch(model, [encoded[i] for i in idx], [targets[i] for i in idx], cfg, ranks, rounds)
             if ranks is not None:
                 grad_norm = ranks.clip_grad_norm(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else 0.0
             else:
@@ -286,10 +319,10 @@ def main(cfg: PRMConfig, ranks: Ranks | None = None) -> dict[str, Any]:
                     if cfg.optim.grad_clip > 0 else 0.0
             optimizer.step()
             scheduler.step()
-            losses.append(loss.item())
-            bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
+            losses.append(loss)
+            bar.update(task, advance=1, info=f"loss {loss:.3f}")
             if ((step + 1) % 10 == 0 or step + 1 == total) and (ranks is None or ranks.is_main):
-                run.log({"step": step + 1, "loss": loss.item(), "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]})
+                run.log({"step": step + 1, "loss": loss, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]})
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
                 if ranks is not None:
                     path = ranks.save(run.checkpoint_path(step + 1), model, model.tokenizer, optimizer, scheduler,

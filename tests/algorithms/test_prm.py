@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
+from reasonloop.algorithms.common import OptimConfig
 from reasonloop.algorithms.prm import (
     PRMConfig,
+    accumulate_batch,
     expand_to_tokens,
     main,
     posterior_gated_rewards,
@@ -15,6 +17,7 @@ from reasonloop.algorithms.prm import (
     step_targets,
     token_step_index,
 )
+from reasonloop.algorithms.sft import micro_batches
 from reasonloop.models.lora import LoRAConfig
 from reasonloop.models.reward_model import RewardModel
 
@@ -124,3 +127,73 @@ def test_training_resumes_from_a_checkpoint(tiny_model_dir, tmp_path, lora_r):
     if lora_r:
         assert (tmp_path / "part" / "checkpoints" / "step-000002" / "adapter_model.safetensors").exists()
         assert not (tmp_path / "part" / "final" / "adapter_config.json").exists()  # merged: plain backbone
+
+
+def test_micro_batches_make_the_full_batch_update(tiny_model_dir, tmp_path):
+    """Steps of 8 rows in one forward, in micro-batches of 3 rows, and by a token budget: the same weights.
+    Two steps: the head starts at zero, so only the second step's gradient reaches the backbone."""
+    from safetensors.torch import load_file
+
+    rows = [json.loads(line) for line in write_rows(tmp_path / "rows.jsonl", n=8).read_text().splitlines()]
+    for i, r in enumerate(rows):  # rows of different lengths and step counts: micro-batches pad differently
+        r["prompt"] = f"question {i} " * (1 + i % 3) + "\n"
+        r["completions"], r["labels"] = r["completions"][: 2 + i % 2], r["labels"][: 2 + i % 2]
+        r["soft_labels"] = r["soft_labels"][: 2 + i % 2]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = {"backbone": str(tiny_model_dir), "data": str(data), "epochs": 2, "batch_size": 8, "output_dir": str(tmp_path),
+            "device": "cpu", "optim": OptimConfig(lr=1e-2, warmup_steps=0, grad_clip=0.0)}
+    init = RewardModel.from_backbone(str(tiny_model_dir), "prm", device="cpu")
+    encoded = [init.encode(r["prompt"], r["completions"]) for r in rows]
+    budget = 3 * max(len(ids) for ids, _ in encoded)
+    assert len(micro_batches([len(ids) for ids, _ in encoded], 8, budget)) > 2  # the token budget splits the batch
+    losses = {name: main(PRMConfig(run_name=name, **base, **extra))["loss_last"] for name, extra in [
+        ("full", {"micro_batch_size": 8}), ("rows", {"micro_batch_size": 3}),
+        ("tokens", {"micro_batch_size": 8, "micro_batch_tokens": budget})]}
+    assert losses["rows"] == pytest.approx(losses["full"], rel=1e-5)
+    assert losses["tokens"] == pytest.approx(losses["full"], rel=1e-5)
+    moved = RewardModel.from_pretrained(tmp_path / "full" / "final", device="cpu").backbone.parameters()
+    assert any(not torch.equal(p, q) for p, q in zip(moved, init.backbone.parameters()))  # the backbone trained
+    for name in ("rows", "tokens"):
+        for file in ("model.safetensors", "reward_head.safetensors"):
+            a, b = load_file(tmp_path / "full/final" / file), load_file(tmp_path / name / "final" / file)
+            for k in a:
+                torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-4)  # Adam: lr 1e-2 x sign of ~0 gradients
+    # the gradient norm is scale-sensitive (Adam's update is not): each step's is the full batch's
+    norms = {name: [json.loads(line)["grad_norm"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                    if "grad_norm" in line] for name in losses}
+    assert norms["full"] and norms["rows"] == pytest.approx(norms["full"], rel=1e-5)
+    assert norms["tokens"] == pytest.approx(norms["full"], rel=1e-5)
+
+
+def test_accumulated_gradient_equals_the_full_batch_gradient(tiny_model_dir):
+    """`accumulate_batch` in micro-batches of 1, 3 and by tokens against `step_bce_loss` on the padded batch."""
+    rows = [{"prompt": f"q{i} " * (1 + i % 3), "completions": [f"{k} ok" for k in range(1 + i % 3)],
+             "labels": [k != 1 for k in range(1 + i % 3)]} for i in range(5)]
+    model = RewardModel.from_backbone(str(tiny_model_dir), "prm", device="cpu")
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.head.weight, std=0.5)  # a zero head passes no gradient to the backbone
+    encoded = [model.encode(r["prompt"], r["completions"]) for r in rows]
+    targets = [step_targets(r, "prm", "hard") for r in rows]
+    batch = model.collate(encoded)
+    width = batch["step_mask"].shape[1]
+    target = torch.tensor([t + [0.0] * (width - len(t)) for t, _ in targets])
+    model.zero_grad()
+    expected_loss = step_bce_loss(model(**batch), target, batch["step_mask"])
+    expected_loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    longest = max(len(ids) for ids, _ in encoded)
+    for micro, tokens in [(1, 0), (3, 0), (5, 2 * longest)]:
+        model.zero_grad()
+        cfg = PRMConfig(micro_batch_size=micro, micro_batch_tokens=tokens)
+        loss = accumulate_batch(model, encoded, targets, cfg, None)
+        assert loss == pytest.approx(expected_loss.item(), rel=1e-6)
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(p.grad, expected[n], rtol=1e-5, atol=1e-6)
+
+
+def test_micro_batch_config_is_checked():
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        PRMConfig(micro_batch_size=0)
+    with pytest.raises(ValueError, match="micro_batch_tokens"):
+        PRMConfig(micro_batch_tokens=-1)
