@@ -34,7 +34,8 @@ TorchEngine, 100 test problems) at equal steps (reasonloop's checkpoint after `-
 against TRL's final model) and after equal wall time: TRL runs `--steps` steps, and reasonloop
 runs until it has spent the training seconds of TRL's fastest run (`time_budget_s`). Skipped
 rows: the share of reasonloop's rows with exactly zero loss (zero-variance groups) that it did not
-run (`skip_zero_advantage`), beside TRL's own share of zero-std groups (`frac_reward_zero_std`).
+run (`skip_zero_advantage`), over all its steps and over the first `--steps` (the steps TRL ran),
+beside TRL's own share of zero-std groups (`frac_reward_zero_std`).
 
 The two run one after the other in this process, TRL first, and the pair is repeated `--reps`
 times (each from the base): on a shared machine the load drifts over minutes, and two single
@@ -264,6 +265,10 @@ def main() -> None:
         "zero_variance_frac_ours": round(statistics.mean(x for r in reps for x in r["ours"]["zero_variance_frac"]), 3),
         "rows_trained_frac_ours": round(statistics.mean(x for r in reps for x in r["ours"]["rows_trained_frac"]), 3),
         "skipped_rows_frac_ours": round(1 - statistics.mean(x for r in reps for x in r["ours"]["rows_trained_frac"]), 3),
+        # the same over the steps TRL ran (reasonloop's first --steps): a policy that has learned more
+        # has more groups it always solves, so the share over all of a longer run is higher
+        "skipped_rows_frac_ours_first_steps": round(
+            1 - statistics.mean(x for r in reps for x in r["ours"]["rows_trained_frac"][: args.steps]), 3),
         "zero_std_frac_trl": round(statistics.mean(x for r in reps for x in r["trl"]["zero_std_frac"]), 3)
         if all(r["trl"]["zero_std_frac"] for r in reps) else None,
         "median_split_ours": {
