@@ -47,7 +47,7 @@ from typing import Any, Literal
 import torch
 
 from reasonloop.algorithms.common import OptimConfig, make_optimizer, make_scheduler, masked_mean
-from reasonloop.algorithms.ranks import Ranks
+from reasonloop.algorithms.ranks import Ranks, rank_micro_batches
 from reasonloop.algorithms.sft import data_order, micro_batches
 from reasonloop.config import ConfigError, dump_config
 from reasonloop.models.lora import LoRAConfig, apply_lora, merged
@@ -212,23 +212,25 @@ def evaluate_model(model: RewardModel, rows: list[dict[str, Any]], threshold: fl
 
 
 def accumulate_batch(model: RewardModel, encoded: list[tuple[list[int], list[int]]],
-                     targets: list[tuple[list[float], list[float]]], cfg: PRMConfig, ranks: Ranks | None,
-                     rounds: int = 0) -> float:
-    """Forward and backward of one optimizer step's rows (this rank's share) in micro-batches; the step's loss.
+                     targets: list[tuple[list[float], list[float]]], cfg: PRMConfig, ranks: Ranks | None) -> float:
+    """Forward and backward of one optimizer step's rows in micro-batches (under torchrun, this rank's share
+    of them); the step's loss.
 
-    The loss is the mean BCE over every labelled step of the batch, all ranks together: each
-    micro-batch's summed BCE is divided by that count before its backward, so the accumulated
-    gradient is the full batch's (`step_bce_loss` on one batch; tested). Under FSDP every forward
-    is collective, so a rank with fewer micro-batches than `rounds` runs its first one again with
-    zero weight (no gradient) until it has run `rounds`.
+    The loss is the mean BCE over every labelled step of the global batch: each micro-batch's summed
+    BCE is divided by that count before its backward, so the accumulated gradient (summed over the
+    ranks) is the full batch's (`step_bce_loss` on one batch; tested). Under torchrun every rank runs
+    as many forwards as the busiest one, with weight-0 repeats (`algorithms.ranks.rank_micro_batches`).
     """
     count = sum(sum(mask[: len(ends)]) for (_, ends), (_, mask) in zip(encoded, targets))
-    denominator = max(ranks.sum(count) if ranks is not None else count, 1.0)  # masked_mean's clamp(min=1)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths per micro-batch
-    groups = micro_batches([len(encoded[i][0]) for i in order], cfg.micro_batch_size, cfg.micro_batch_tokens)
+    denominator = max(count, 1.0)  # masked_mean's clamp(min=1)
+
+    def cut(rows: list[int]) -> list[list[int]]:
+        rows = sorted(rows, key=lambda i: len(encoded[i][0]))  # similar lengths per micro-batch
+        groups = micro_batches([len(encoded[i][0]) for i in rows], cfg.micro_batch_size, cfg.micro_batch_tokens)
+        return [[rows[g] for g in group] for group in groups]
+
     total = 0.0
-    for k in range(max(len(groups), rounds)):
-        rows = [order[g] for g in groups[k if k < len(groups) else 0]]
+    for rows, weight in rank_micro_batches(list(range(len(encoded))), cut, ranks):
         batch = {k: v.to(model.device) for k, v in model.collate([encoded[i] for i in rows]).items()}
         width = batch["step_mask"].shape[1]
         target = torch.tensor([targets[i][0] + [0.0] * (width - len(targets[i][0])) for i in rows])  # (b, S)
@@ -238,7 +240,7 @@ def accumulate_batch(model: RewardModel, encoded: list[tuple[list[int], list[int
             weights = mask.to(model.device) * batch["step_mask"]  # (b, S)
             per_step = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.to(model.device),
                                                                             reduction="none")  # (b, S)
-            loss = (per_step * weights).sum() / denominator * (1.0 if k < len(groups) else 0.0)
+            loss = (per_step * weights).sum() * (weight / denominator)
             loss.backward()
         total += loss.item()
     return ranks.sum(total) if ranks is not None else total
@@ -268,9 +270,8 @@ def main(cfg: PRMConfig, ranks: Ranks | None = None) -> dict[str, Any]:
     """With `ranks` (torchrun): each rank trains its share of every batch, FSDP-sharded (`algorithms.ranks`)."""
     from reasonloop.algorithms.step_rows import read_step_rows
 
-    if ranks is not None and (cfg.lora.r > 0 or cfg.batch_size < ranks.world or cfg.micro_batch_tokens > 0):
-        raise ConfigError(f"prm under torchrun needs lora.r=0, micro_batch_tokens=0 and batch_size >= {ranks.world} "
-                          "ranks")
+    if ranks is not None and (cfg.lora.r > 0 or cfg.batch_size < ranks.world):
+        raise ConfigError(f"prm under torchrun needs lora.r=0 and batch_size >= {ranks.world} ranks")
     root = Path(cfg.output_dir) / cfg.run_name
     run = (ranks.open_run(root, dump_config(cfg), cfg.resume, log=cfg.log) if ranks is not None
            else RunDir.create(root, dump_config(cfg), resume=cfg.resume, log=cfg.log))
@@ -306,12 +307,8 @@ def main(cfg: PRMConfig, ranks: Ranks | None = None) -> dict[str, Any]:
         task = bar.add_task(f"prm ({cfg.kind}, {cfg.targets})", total=total, completed=start, info="")
         for step in range(start, total):
             idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size]
-            if ranks is not None:
-                idx = ranks.shard(idx)
             optimizer.zero_grad(set_to_none=True)
-            # FSDP: every rank runs as many micro-batches as the largest share needs (`accumulate_batch`)
-            rounds = math.ceil(math.ceil(cfg.batch_size / ranks.world) / cfg.micro_batch_size) if ranks is not None else 0
-            loss = accumulate_batch(model, [encoded[i] for i in idx], [targets[i] for i in idx], cfg, ranks, rounds)
+            loss = accumulate_batch(model, [encoded[i] for i in idx], [targets[i] for i in idx], cfg, ranks)
             if ranks is not None:
                 grad_norm = ranks.clip_grad_norm(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else 0.0
             else:

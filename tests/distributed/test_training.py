@@ -122,7 +122,7 @@ def test_prm_on_two_gloo_ranks_makes_the_one_rank_update(tiny_model_dir, tmp_pat
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # 7 rows a step: shares of 4 and 3 rows, in micro-batches of 3: 2 and 1, so the rank with one
-    # runs a zero-weight second forward (FSDP's forwards are collective)
+    # runs a weight-0 second forward (FSDP's forwards pair up across ranks: `rank_micro_batches`)
     args = ["prm", f"backbone={tiny_model_dir}", f"data={data}", "device=cpu", "epochs=2", "batch_size=7",
             "micro_batch_size=3", "optim.lr=3e-3", "optim.grad_clip=100", f"output_dir={tmp_path}", "save_every=1"]
     assert main([*args, "run_name=one"]) == 0
