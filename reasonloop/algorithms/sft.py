@@ -51,8 +51,23 @@ from reasonloop.tasks.spec import TaskSpec
 from reasonloop.types import Sample
 from reasonloop.utils import console, progress, seed_everything
 
-Example = tuple[list[int], list[int]]
-"""(context ids, completion ids): one tokenised training pair"""
+Example = tuple[list[int], list[int]] | tuple[list[int], list[int], list[int]]
+"""(context ids, completion ids[, completion mask]): one tokenised training pair. The optional mask
+(1 = trained, 0 = context only) is a multi-turn trajectory's: the environment's tokens sit inside the
+completion but get no loss (`algorithms.trajectory_sft`); without it every completion token is trained."""
+
+
+def completion_mask(example: Example) -> list[int]:
+    """Which completion tokens of `example` carry loss (all of them unless it has a mask).
+
+    >>> completion_mask(([1], [2, 3])), completion_mask(([1], [2, 3, 4], [1, 0, 1]))
+    ([1, 1], [1, 0, 1])
+    """
+    return list(example[2]) if len(example) > 2 else [1] * len(example[1])
+
+
+def example_length(example: Example) -> int:
+    return len(example[0]) + len(example[1])
 
 
 @dataclass
@@ -137,12 +152,13 @@ def collate_packed(rows: list[list[Example]], pad_id: int, max_length: int | Non
     seqs, segs, poss, targets = [], [], [], []
     for row in rows:
         ids, seg, pos, tgt = [], [], [], []
-        for e, (context, completion) in enumerate(row):
+        for e, example in enumerate(row):
+            context, completion = example[0], example[1]
             seq = context + completion
             ids += seq
             seg += [e] * len(seq)
             pos += list(range(len(seq)))
-            tgt += [0] * len(context) + [1] * len(completion)  # tgt[t] = 1: token t is a completion token
+            tgt += [0] * len(context) + completion_mask(example)  # tgt[t] = 1: token t is a trained completion token
         if max_length:
             ids, seg, pos, tgt = ids[:max_length], seg[:max_length], pos[:max_length], tgt[:max_length]
         seqs.append(ids), segs.append(seg), poss.append(pos), targets.append(tgt)
@@ -188,7 +204,7 @@ def micro_batches(lengths: list[int], max_rows: int, max_tokens: int = 0) -> lis
 
 def cut_micro_batches(units: list[list[Example]], cfg: TrainConfig) -> list[list[list[Example]]]:
     """`units` in micro-batches of at most `micro_batch_size` rows and `micro_batch_tokens` tokens."""
-    lengths = [min(cfg.max_length, sum(len(c) + len(x) for c, x in u)) for u in units]
+    lengths = [min(cfg.max_length, sum(example_length(e) for e in u)) for u in units]
     return [[units[i] for i in group] for group in micro_batches(lengths, cfg.micro_batch_size, cfg.micro_batch_tokens)]
 
 
@@ -200,13 +216,18 @@ def micro_batch_loss(model, micro: list[list[Example]], cfg: TrainConfig, pad_id
         t = {k: v.to(device) for k, v in collate_packed(micro, pad_id, cfg.max_length).items()}
         logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
                                      position_ids=t["position_ids"])  # (b, T-1)
-    elif packed_forward and all(len(c) + len(x) <= cfg.max_length for (c, x), in micro):
+    elif packed_forward and all(example_length(u[0]) <= cfg.max_length for u in micro):
         # the padding-free trie forward: same loss, no padded positions (no truncation needed)
-        logprobs, _ = completion_logprobs(model, [c for (c, _), in micro], [x for (_, x), in micro], pad_id,
+        logprobs, _ = completion_logprobs(model, [u[0][0] for u in micro], [u[0][1] for u in micro], pad_id,
                                           forward="packed")  # (b, Tc)
-        t = {"loss_mask": pad_completions([[1.0] * len(x) for (_, x), in micro])[1].to(device)}
+        t = {"loss_mask": pad_completions([[float(m) for m in completion_mask(u[0])] for u in micro])[0].to(device)}
     else:
-        t = {k: v.to(device) for k, v in collate([u[0] for u in micro], pad_id, cfg.max_length).items()}
+        t = {k: v.to(device) for k, v in collate([u[0][:2] for u in micro], pad_id, cfg.max_length).items()}
+        for b, (u,) in enumerate(micro):
+            if len(u) > 2:  # a trajectory: environment tokens inside the completion are context only
+                start = len(u[0]) - 1  # position t predicts token t+1
+                mask = torch.tensor(u[2], dtype=torch.float32)[: t["loss_mask"].shape[1] - start]
+                t["loss_mask"][b, start: start + len(mask)] *= mask.to(device)
         logprobs, _ = token_logprobs(model, t["input_ids"], t["attention_mask"])  # (b, T-1)
     # weight each micro-batch by its share of completion tokens: token-mean over the full batch
     loss = sft_loss(logprobs, t["loss_mask"]) * (weight * t["loss_mask"].sum().item() / max(1, num_target))
@@ -229,7 +250,7 @@ def training_units(examples: list[Example], cfg: TrainConfig) -> list[list[Examp
     """What one batch slot holds: one example, or one packed row of several."""
     if not cfg.packing:
         return [[e] for e in examples]
-    rows = pack_examples([len(c) + len(x) for c, x in examples], cfg.max_length)
+    rows = pack_examples([example_length(e) for e in examples], cfg.max_length)
     return [[examples[i] for i in row] for row in rows]
 
 
@@ -248,18 +269,23 @@ def fit(
     scheduler=None,
     eos: list[bool] | None = None,
     ranks: Ranks | None = None,
+    examples: list[Example] | None = None,
 ) -> dict:
     """Train `model` in place on (prompt, completion) text pairs; returns summary metrics.
 
     `on_step(step, metrics)` runs after every optimizer step (logging, checkpointing).
     Pass `start_step` with a restored optimizer/scheduler to resume exactly. `eos[i]=False`
     trains pair i without an end-of-sequence token (a partial solution). With `ranks` (torchrun)
-    each rank trains its share of every global batch (`algorithms.ranks`).
+    each rank trains its share of every global batch (`algorithms.ranks`). `examples` (already
+    tokenised, optionally masked: multi-turn trajectories and demonstrations) replace `pairs`.
     """
-    if not pairs:
-        raise ValueError("fit() got no training pairs")
-    examples = encode_examples(tokenizer, pairs, use_chat_template=use_chat_template, system_prompt=system_prompt,
-                               eos=eos)
+    if examples is None:
+        if not pairs:
+            raise ValueError("fit() got no training pairs")
+        examples = encode_examples(tokenizer, pairs, use_chat_template=use_chat_template,
+                                   system_prompt=system_prompt, eos=eos)
+    elif not examples:
+        raise ValueError("fit() got no training examples")
     units = training_units(examples, cfg)
     total = cfg.total_steps(len(units))
     order = data_order(len(units), total, cfg.batch_size, cfg.seed)
@@ -278,8 +304,8 @@ def fit(
         task = bar.add_task(description, total=total, completed=start_step, info="")
         for step in range(start_step, total):
             batch = [units[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-            batch.sort(key=lambda u: sum(len(c) + len(x) for c, x in u))  # similar lengths per micro-batch
-            num_target = sum(len(x) for u in batch for _, x in u)
+            batch.sort(key=lambda u: sum(example_length(e) for e in u))  # similar lengths per micro-batch
+            num_target = sum(sum(completion_mask(e)) for u in batch for e in u)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             # ranks: each trains its share, losses still weighted by the global token count (their sum is the mean)
@@ -320,7 +346,9 @@ def fit(
 class SFTConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: str = ""
-    """JSONL of reasonloop Sample records, or of plain rows with `prompt_field` / `completion_field`"""
+    """JSONL of reasonloop Sample records, of plain rows with `prompt_field` / `completion_field`, or of
+    multi-turn demonstrations (rows with `messages`, `envs.demonstrations`: assistant turns trained, the
+    rest masked, rendered as the multi-turn sampler renders them)"""
     prompt_field: str = "prompt"
     """field of a plain row holding the prompt (Sample records always use `prompt`)"""
     completion_field: str = "completion"
@@ -358,17 +386,31 @@ class SFTConfig:
             raise ValueError(f"num_problems must be >= 0, got {self.num_problems}")
 
 
-def training_pairs(cfg: SFTConfig) -> list[tuple[str, str]]:
-    """The (prompt, completion) pairs a run trains on: a task's reference solutions or a data file's rows."""
+def training_pairs(cfg: SFTConfig) -> list[tuple[str, str]] | None:
+    """The (prompt, completion) pairs a run trains on: a task's reference solutions or a data file's rows;
+    None for a demonstration file (its conversations are rendered with the tokenizer: `plan_training`)."""
+    from reasonloop.envs.demonstrations import is_demonstration_file, load_demonstrations
+
     if cfg.from_task:
         return task_pairs(cfg.task, cfg.num_problems, cfg.train.seed)
+    if is_demonstration_file(cfg.data):
+        load_demonstrations(cfg.data)  # bad rows fail before the model loads
+        return None
     return load_pairs(cfg.data, cfg.only_correct, cfg.prompt_field, cfg.completion_field)
 
 
-def plan_training(cfg: SFTConfig, model, tokenizer, pairs: list[tuple[str, str]]):
-    """(encoded examples, total optimizer steps, optimizer, scheduler) of a run over `pairs`."""
-    examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
-                               system_prompt=cfg.model.system_prompt)
+def plan_training(cfg: SFTConfig, model, tokenizer, pairs: list[tuple[str, str]] | None):
+    """(encoded examples, total optimizer steps, optimizer, scheduler) of a run over `pairs`, or over
+    the demonstrations of `cfg.data` when `pairs` is None."""
+    if pairs is None:
+        from reasonloop.algorithms.trajectory_sft import demonstration_examples
+        from reasonloop.envs.demonstrations import load_demonstrations
+
+        examples = demonstration_examples(model, tokenizer, load_demonstrations(cfg.data),
+                                          cfg.model.use_chat_template, cfg.model.system_prompt)
+    else:
+        examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
+                                   system_prompt=cfg.model.system_prompt)
     total = cfg.train.total_steps(len(training_units(examples, cfg.train)))
     optimizer = make_optimizer(model.parameters(), cfg.train.optim)
     return examples, total, optimizer, make_scheduler(optimizer, cfg.train.optim, total)
@@ -433,12 +475,11 @@ def main(cfg: SFTConfig, ranks: Ranks | None = None) -> dict:
                                    extra={"step": step})
             run.mark_latest(ckpt, cfg.keep_last)
 
-    summary = fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
-                  system_prompt=cfg.model.system_prompt, on_step=on_step, start_step=start_step,
-                  optimizer=optimizer, scheduler=scheduler)
+    summary = fit(model, tokenizer, pairs or [], cfg.train, on_step=on_step, start_step=start_step,
+                  optimizer=optimizer, scheduler=scheduler, examples=examples)
     model = merged(model)  # LoRA merged: the final model is a plain HF directory any tool can load
     save_model(run.root / "final", model, tokenizer)
-    summary.update(examples=len(pairs), rows=len(training_units(examples, cfg.train)))
+    summary.update(examples=len(examples), rows=len(training_units(examples, cfg.train)))
     run.write_json("summary.json", summary)
     loss = summary["loss_last"]
     console.print(f"sft: {summary['steps']} steps, final loss {loss if loss is None else round(loss, 4)}; "
@@ -470,11 +511,10 @@ def main_ranks(cfg: SFTConfig, ranks: Ranks) -> dict:
             if ranks.is_main:
                 run.mark_latest(ckpt, cfg.keep_last)
 
-    summary = fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
-                  system_prompt=cfg.model.system_prompt, on_step=on_step, start_step=start_step,
-                  optimizer=optimizer, scheduler=scheduler, ranks=ranks)
+    summary = fit(model, tokenizer, pairs or [], cfg.train, on_step=on_step, start_step=start_step,
+                  optimizer=optimizer, scheduler=scheduler, ranks=ranks, examples=examples)
     ranks.save_final(run.root / "final", model, tokenizer, cfg.model, cfg.lora)  # LoRA: merged
-    summary.update(examples=len(pairs), rows=len(training_units(examples, cfg.train)), world_size=ranks.world)
+    summary.update(examples=len(examples), rows=len(training_units(examples, cfg.train)), world_size=ranks.world)
     if ranks.is_main:
         run.write_json("summary.json", summary)
         console.print(f"sft: {summary['steps']} steps on {ranks.world} ranks; model in {run.root / 'final'}")
