@@ -27,6 +27,13 @@ Papers and the option that implements each:
   (`check_step` / `first_error`), train on the longest prefix whose steps all verify, without
   an end-of-sequence token, so the model learns the right start without learning to stop.
 
+On a multi-turn environment (`env`, `turn_limits`, the shape GRPO takes): the E-step samples
+trajectories with the multi-turn runner (`rollout.multiturn_api.multiturn_runner`), keeps those
+whose environment reward is >= 1 (distinct, capped like samples), and the M-step trains on their
+exact token ids with the environment's tokens masked (`trajectory_sft.py`: nothing re-tokenized);
+eval is `evaluate_env` (greedy accuracy, turns and tool calls per problem). STaR, B-STaR, partial
+solutions and keep=steps read text prompts or step checks and are rejected with an environment.
+
 Exploration and exploitation (B-STaR's monitoring) are logged at every iteration for every
 variant: `explore/pass@k` (problems with >= 1 correct sample), `explore/distinct_correct`
 (distinct correct rationales per problem), `exploit/kept_step_precision` (the kept set's
@@ -67,8 +74,15 @@ from pathlib import Path
 from typing import Literal
 
 from reasonloop.algorithms.common import make_optimizer, make_scheduler
-from reasonloop.algorithms.sft import TrainConfig, encode_examples, fit, training_units
+from reasonloop.algorithms.sft import Example, TrainConfig, encode_examples, fit, training_units
+from reasonloop.algorithms.trajectory_sft import (
+    evaluate_on_env,
+    sample_trajectories,
+    trajectory_example,
+    trajectory_metrics,
+)
 from reasonloop.config import dump_config
+from reasonloop.envs import EnvSpec, Limits
 from reasonloop.evaluate.accuracy import held_out_accuracy
 from reasonloop.evaluate.metrics import pass_at_k
 from reasonloop.models.lora import LoRAConfig, load_trainable, merged
@@ -124,6 +138,11 @@ class SelfTrainConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """how the policy samples: torch (shares the trained module), or vllm (weights copied in after each M-step)"""
     task: TaskSpec = field(default_factory=TaskSpec)
+    env: EnvSpec = field(default_factory=lambda: EnvSpec(name=""))
+    """a multi-turn environment (as GRPO's): verified trajectories kept and trained on token-exact, the
+    environment's tokens masked; "": the single-turn `task`"""
+    turn_limits: Limits = field(default_factory=Limits)
+    """per-trajectory limits (turns, tokens) with `env`; `sampling.max_new_tokens` bounds each turn"""
     iterations: int = 3
     problems_per_iteration: int = 256
     samples_per_prompt: int = 4
@@ -177,6 +196,10 @@ class SelfTrainConfig:
             raise ValueError("bstar.reward_model is used by adapt=bstar only; set adapt=bstar or drop it")
         if self.keep_last < 0:
             raise ValueError(f"keep_last must be >= 0 (0 keeps all), got {self.keep_last}")
+        if self.env.name and (self.rationalize or self.partial_solutions or self.adapt != "none"
+                              or self.keep != "answer"):
+            raise ValueError("env: rationalize, partial_solutions, adapt=bstar and keep=steps read text prompts or "
+                             "step checks; they do not apply to environment trajectories")
         if self.train_save_every < 0:
             raise ValueError(f"train_save_every must be >= 0 (0: no mid-training checkpoints), got {self.train_save_every}")
 
@@ -409,13 +432,19 @@ def main(cfg: SelfTrainConfig, sampler_factory=None) -> dict:
         start_path = run.checkpoints_dir / progress.checkpoint
     model, tokenizer = load_trainable(cfg.model, cfg.lora, start_path)
     sampler = (sampler_factory or make_sampler)(cfg.sampler, cfg.model, policy=model, tokenizer=tokenizer)
-    eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed) if cfg.eval_problems else None
+    eval_task = eval_env = None
+    if cfg.eval_problems and cfg.env.name:
+        eval_task, eval_env = cfg.env.build(split="test", size=cfg.eval_problems, seed=cfg.seed)
+    elif cfg.eval_problems:
+        eval_task = cfg.task.build(split="test", size=cfg.eval_problems, seed=cfg.seed)
     use_rm = cfg.adapt == "bstar" and bool(cfg.bstar.reward_model)
     scorer = reward_model_scorer(cfg.bstar.reward_model, cfg.bstar.reward_aggregate) if use_rm else None
-    if cfg.keep == "steps" and not isinstance(cfg.task.build(split="train", size=1, seed=cfg.seed), StepTask):
+    if not cfg.env.name and cfg.keep == "steps" and not isinstance(cfg.task.build(split="train", size=1, seed=cfg.seed), StepTask):
         raise ValueError(f"keep=steps needs a task that checks steps; {cfg.task.name!r} does not")
 
     def evaluate() -> dict:
+        if eval_env is not None:  # greedy trajectories: accuracy, turns and tool calls per problem
+            return evaluate_on_env(sampler, list(eval_task), eval_env, cfg.turn_limits, cfg.eval_max_new_tokens)
         return held_out_accuracy(sampler, eval_task, cfg.eval_max_new_tokens)
 
     history = [r for r in run.read_metrics() if r.get("iteration", 10**9) <= progress.iteration]
@@ -429,31 +458,44 @@ def main(cfg: SelfTrainConfig, sampler_factory=None) -> dict:
         t_iter, timing = time.perf_counter(), {}
         seed = cfg.seed * 1000 + it
         # fresh procedural problems, or the next slice of a dataset walked by epochs (TaskSpec.round_problems)
-        task, problems = cfg.task.round_problems("train", it - 1, cfg.problems_per_iteration, cfg.seed, seed)
+        make_env = None
+        if cfg.env.name:
+            task, make_env = cfg.env.build(split="train", size=cfg.problems_per_iteration, seed=seed)
+            problems = list(task)
+        else:
+            task, problems = cfg.task.round_problems("train", it - 1, cfg.problems_per_iteration, cfg.seed, seed)
         # --- choose how to sample (B-STaR), sample and verify (E-step), select what to learn from
         choice = choose_sampling(cfg, run, sampler, scorer, it, seed)
-        samples, seconds = explore(cfg, run, progress, sampler, scorer, task, problems, choice, it, seed)
+        samples, seconds = explore(cfg, run, progress, sampler, scorer, task, problems, choice, it, seed, make_env)
         if seconds is not None:
             timing["time/sample"] = seconds
             progress = Progress(iteration=it - 1, phase="sampled")
             progress.save(run)
         selection = select(cfg, task, problems, samples, choice.threshold)
-        write_jsonl(run.samples_dir / f"iter_{it:03d}_train.jsonl",
-                    [{"prompt": p, "completion": c, "eos": e} for (p, c), e in zip(selection.pairs, selection.eos)])
+        if make_env is not None:  # the kept trajectories, token ids and masks included: what trains
+            examples = [trajectory_example(s) for s in selection.kept]
+            write_jsonl(run.samples_dir / f"iter_{it:03d}_train.jsonl", selection.kept)
+        else:
+            examples = encode_examples(tokenizer, selection.pairs, use_chat_template=cfg.model.use_chat_template,
+                                       system_prompt=cfg.model.system_prompt, eos=selection.eos)
+            write_jsonl(run.samples_dir / f"iter_{it:03d}_train.jsonl",
+                        [{"prompt": p, "completion": c, "eos": e} for (p, c), e in zip(selection.pairs, selection.eos)])
         # --- learn (M-step; a run killed mid-training has the step checkpoint's weights loaded already)
         mid_training = progress.mid_training(it)
         if cfg.init_each_iteration == "base" and it > 1 and mid_training is None:
             fresh, _ = load_trainable(cfg.model, cfg.lora)  # with LoRA: fresh adapters on the base
             model.load_state_dict(fresh.state_dict())
         summary = {}
-        if selection.pairs:
-            summary = learn(run, model, tokenizer, selection.pairs, selection.eos, cfg, it, mid_training)
+        if examples:
+            summary = learn(run, model, tokenizer, examples, cfg, it, mid_training)
         else:
             console.print(f"[yellow]iteration {it}: no correct samples; nothing to learn from[/yellow]")
         sync_weights(sampler, model)  # a vLLM sampler holds its own copy (also needed after a reset to the base)
         # --- evaluate, checkpoint, log
         t0 = time.perf_counter()
         metrics = iteration_metrics(cfg, it, task, problems, samples, selection, choice, summary)
+        if make_env is not None:
+            metrics.update(trajectory_metrics(samples), tokens_generated=sum(sum(s.meta["loss_mask"]) for s in samples))
         metrics.update(evaluate())
         timing["time/eval"] = time.perf_counter() - t0
         timing["time/iteration"] = time.perf_counter() - t_iter  # this process only (a resumed phase is not re-timed)
@@ -494,8 +536,9 @@ def choose_sampling(cfg: SelfTrainConfig, run: RunDir, sampler, scorer, it: int,
 
 
 def explore(cfg: SelfTrainConfig, run: RunDir, progress: Progress, sampler, scorer, task, problems: list[Problem],
-            choice: SamplingChoice, it: int, seed: int) -> tuple[list[Sample], float | None]:
-    """The E-step: k verified samples per problem (+ STaR rationalizations), saved before training.
+            choice: SamplingChoice, it: int, seed: int, make_env=None) -> tuple[list[Sample], float | None]:
+    """The E-step: k verified samples per problem (+ STaR rationalizations), saved before training;
+    with `make_env`, k trajectories per problem scored by the environment.
 
     Returns (samples, seconds spent sampling), seconds None when a resumed run reused the saved samples.
     """
@@ -504,7 +547,10 @@ def explore(cfg: SelfTrainConfig, run: RunDir, progress: Progress, sampler, scor
         return read_jsonl(samples_path, Sample), None
     t0 = time.perf_counter()
     params = SamplingParams(**{**vars(cfg.sampling), "temperature": choice.temperature, "seed": seed})
-    samples = sample_and_verify(sampler, task, problems, choice.k, params)
+    if make_env is not None:
+        samples = sample_trajectories(sampler, problems, choice.k, params, make_env, cfg.turn_limits)
+    else:
+        samples = sample_and_verify(sampler, task, problems, choice.k, params)
     if cfg.rationalize:
         solved = {s.problem_id for s in samples if s.correct}
         samples += rationalize(sampler, task, [p for p in problems if p.id not in solved], cfg, params)
@@ -561,16 +607,15 @@ def iteration_metrics(cfg: SelfTrainConfig, it: int, task, problems: list[Proble
     return metrics
 
 
-def learn(run: RunDir, model, tokenizer, pairs: list[tuple[str, str]], eos: list[bool], cfg: SelfTrainConfig,
-          it: int, mid_training: Progress | None) -> dict:
-    """One iteration's M-step through `sft.fit`, checkpointed every `cfg.train_save_every` steps.
+def learn(run: RunDir, model, tokenizer, examples: list[Example], cfg: SelfTrainConfig, it: int,
+          mid_training: Progress | None) -> dict:
+    """One iteration's M-step on tokenised `examples` through `sft.fit`, checkpointed every
+    `cfg.train_save_every` steps.
 
     `mid_training` is the saved state of a run killed in this phase ({"step", "checkpoint"}); the
     model already holds that checkpoint's weights, and optimizer, scheduler and RNG are restored
     from it, so the remaining steps are exactly those an uninterrupted run would take.
     """
-    examples = encode_examples(tokenizer, pairs, use_chat_template=cfg.model.use_chat_template,
-                               system_prompt=cfg.model.system_prompt, eos=eos)
     total = cfg.train.total_steps(len(training_units(examples, cfg.train)))
     optimizer = make_optimizer(model.parameters(), cfg.train.optim)
     scheduler = make_scheduler(optimizer, cfg.train.optim, total)
@@ -590,9 +635,8 @@ def learn(run: RunDir, model, tokenizer, pairs: list[tuple[str, str]], eos: list
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
 
-    return fit(model, tokenizer, pairs, cfg.train, use_chat_template=cfg.model.use_chat_template,
-               system_prompt=cfg.model.system_prompt, description=f"selftrain iter {it}", eos=eos,
-               on_step=on_step, start_step=start_step, optimizer=optimizer, scheduler=scheduler)
+    return fit(model, tokenizer, [], cfg.train, description=f"selftrain iter {it}", on_step=on_step,
+               start_step=start_step, optimizer=optimizer, scheduler=scheduler, examples=examples)
 
 
 def partial_prefixes(task: StepTask, problems: list[Problem], samples: list[Sample], skip: set[str],
