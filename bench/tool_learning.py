@@ -48,19 +48,24 @@ from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.store.jsonl import write_jsonl
 from reasonloop.utils import quiet_hf
 
-TASK = {"operations": "*", "min_digits": 6, "max_digits": 10}
 SYSTEM = "Tools: calculator."
 """a short system message: the tiny model reads every prompt token on a loaded CPU"""
-CONDITIONS = {
-    "tools": {**TASK, "tools": ["calculator"], "system": SYSTEM},
-    "tools_refused": {**TASK, "tools": ["calculator"], "system": SYSTEM, "max_tool_calls": 0},
-    "no_tool_task": dict(TASK),
-}
 
 
-def demonstrations(n: int, seed: int) -> list[dict]:
+def conditions(min_digits: int = 6, max_digits: int = 10) -> dict[str, dict]:
+    """The environment options of each evaluation condition (and of training: "tools")."""
+    task = {"operations": "*", "min_digits": min_digits, "max_digits": max_digits}
+    return {"tools": {**task, "tools": ["calculator"], "system": SYSTEM},
+            "tools_refused": {**task, "tools": ["calculator"], "system": SYSTEM, "max_tool_calls": 0},
+            "no_tool_task": dict(task)}
+
+
+CONDITIONS = conditions()
+
+
+def demonstrations(n: int, seed: int, options: dict | None = None) -> list[dict]:
     """`n` conversations of the tool environment answered by calling the calculator once."""
-    task, make_env = EnvSpec("long_arithmetic", CONDITIONS["tools"]).build("train", n, seed=seed)
+    task, make_env = EnvSpec("long_arithmetic", options or CONDITIONS["tools"]).build("train", n, seed=seed)
     rows = []
     for problem in task:
         env = make_env()
@@ -79,11 +84,12 @@ def demonstrations(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def evaluate(model_dir: Path, n: int, limits: Limits, max_new_tokens: int, seed: int) -> dict:
+def evaluate(model_dir: Path, n: int, limits: Limits, max_new_tokens: int, seed: int,
+             by_condition: dict[str, dict] | None = None) -> dict:
     """Greedy held-out metrics of one model in every condition."""
     sampler = make_sampler(SamplerConfig(), ModelConfig(path=str(model_dir)))
     out = {}
-    for name, options in CONDITIONS.items():
+    for name, options in (by_condition or CONDITIONS).items():
         task, make_env = EnvSpec("long_arithmetic", options).build("test", n, seed=seed)
         metrics, _ = evaluate_env(multiturn_runner(sampler), list(task), make_env, limits, max_new_tokens)
         out[name] = {"accuracy": metrics["eval/greedy_accuracy"], "turns": metrics["eval/turns"],
@@ -99,6 +105,7 @@ def run(args) -> dict:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     limits = Limits(max_turns=3, max_tokens=256)
+    runs = conditions(args.min_digits, args.max_digits)
     timings, stages = {}, {}
     t0 = time.perf_counter()
 
@@ -107,13 +114,13 @@ def run(args) -> dict:
                                           num_heads=4, num_kv_heads=4, intermediate_size=3 * args.hidden,
                                           max_position_embeddings=512, seed=args.seed))
     params = count_parameters(load_model(ModelConfig(path=str(init_dir)))[0])
-    stages["fresh"] = evaluate(init_dir, args.eval, limits, args.max_new_tokens, args.seed)
+    stages["fresh"] = evaluate(init_dir, args.eval, limits, args.max_new_tokens, args.seed, runs)
     timings["fresh"] = time.perf_counter() - t0
 
     # --- 2. demonstrations of calling the tool, trained token-exact (assistant turns only)
     t = time.perf_counter()
     demo_file = root / "demos.jsonl"
-    write_jsonl(demo_file, demonstrations(args.demos, args.seed))
+    write_jsonl(demo_file, demonstrations(args.demos, args.seed, runs["tools"]))
     demo = sft.main(sft.SFTConfig(
         model=ModelConfig(path=str(init_dir)), data=str(demo_file), run_name="demos", output_dir=str(root),
         train=sft.TrainConfig(max_steps=args.demo_steps, batch_size=args.batch, micro_batch_size=args.batch,
@@ -121,23 +128,24 @@ def run(args) -> dict:
                               optim=OptimConfig(lr=args.demo_lr, warmup_steps=20, min_lr_ratio=0.1))))
     demo_dir = root / "demos" / "final"
     timings["demonstrations"] = time.perf_counter() - t
-    stages["demonstrations"] = evaluate(demo_dir, args.eval, limits, args.max_new_tokens, args.seed)
+    stages["demonstrations"] = evaluate(demo_dir, args.eval, limits, args.max_new_tokens, args.seed, runs)
 
     # --- 3. RL on the environment: the exact answer is the only reward
     t = time.perf_counter()
     rl = grpo.main(grpo.GRPOConfig(
-        model=ModelConfig(path=str(demo_dir)), env=EnvSpec("long_arithmetic", CONDITIONS["tools"]),
+        model=ModelConfig(path=str(demo_dir)), env=EnvSpec("long_arithmetic", runs["tools"]),
         turn_limits=limits, steps=args.grpo_steps, prompts_per_step=args.grpo_prompts,
         samples_per_prompt=args.grpo_samples, micro_batch_size=args.grpo_prompts * args.grpo_samples,
         sampling=SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens),
         optim=OptimConfig(lr=args.grpo_lr, schedule="constant", beta2=0.99), eval_problems=0, save_every=0,
         run_name="grpo", output_dir=str(root), seed=args.seed))
     timings["rl"] = time.perf_counter() - t
-    stages["rl"] = evaluate(Path(rl["final_model"]), args.eval, limits, args.max_new_tokens, args.seed)
+    stages["rl"] = evaluate(Path(rl["final_model"]), args.eval, limits, args.max_new_tokens, args.seed, runs)
 
     ours, peer = stages["rl"]["tools"]["accuracy"], stages["demonstrations"]["tools"]["accuracy"]
     return {
-        "metric": f"held-out accuracy with the calculator tool, long_arithmetic products of 6-10 digit numbers "
+        "metric": f"held-out accuracy with the calculator tool, long_arithmetic products of "
+                  f"{args.min_digits}-{args.max_digits} digit numbers "
                   f"({args.eval} problems, greedy): demonstrations + GRPO vs demonstrations alone",
         "ours": ours, "peer": peer, "ratio": round(ours / peer, 3) if peer else None,
         "peer_call": "the same model after the demonstration SFT stage, before RL",
@@ -176,6 +184,8 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=112, help="per turn (a call of two 10-digit factors is 102 tokens)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--min-digits", type=int, default=6, help="digits of each factor (the task's default 6-10)")
+    p.add_argument("--max-digits", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="")
     args = p.parse_args()
