@@ -1,16 +1,29 @@
 """One Ray session for all distributed tests (starting Ray costs seconds), sized like this 2-core machine."""
 
+import os
+from contextlib import ExitStack
+from pathlib import Path
+
 import pytest
+
+FAKE_VLLM = str(Path(__file__).resolve().parent.parent / "fake_vllm")
 
 pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """Ray with 2 CPUs for the test session; pools in tests reserve 0 CPUs each so several fit."""
+    """Ray with 2 CPUs for the test session; pools in tests reserve 0 CPUs each so several fit.
+
+    The workers (only they) can import the fake `vllm` in tests/fake_vllm; a worker whose sampler.kind
+    is torch never imports it. The driver's PYTHONPATH is put back at once, so subprocesses do not see it."""
     from reasonloop.distributed.cluster import ClusterConfig, ray_session
 
-    with ray_session(ClusterConfig(workers=2)) as ray:
+    session = ExitStack()
+    with pytest.MonkeyPatch.context() as mp:  # ray_session hands PYTHONPATH to the workers at start
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), FAKE_VLLM])))
+        ray = session.enter_context(ray_session(ClusterConfig(workers=2)))
+    with session:
         yield ray
 
 
