@@ -15,8 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # tests/
 
-from fake_servers import FakeLLM, FakeVLLMModel, model_chain  # noqa: E402
-from fake_servers import FakeSamplingParams as SamplingParams  # noqa: E402,F401
+from fake_servers import FakeLLM, FakeVLLMModel, model_chain
+from fake_servers import FakeSamplingParams as SamplingParams  # noqa: F401
 
 
 def weights_digest(state) -> str:
