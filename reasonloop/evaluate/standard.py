@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from reasonloop.evaluate.accuracy import tests_meta
 from reasonloop.evaluate.metrics import (
     bootstrap_se,
     maj_at_k,
@@ -34,7 +35,6 @@ from reasonloop.evaluate.metrics import (
     powers_of_two_upto,
     standard_error,
 )
-from reasonloop.evaluate.accuracy import tests_meta
 from reasonloop.rollout.groups import verify_with_tests
 from reasonloop.rollout.sampler import SamplingParams
 from reasonloop.search.voting import canonical_answer, majority_vote

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from verify_heldout import HELDOUT  # noqa: E402 -- the hand-written part, next to this file
+from verify_heldout import HELDOUT
 
 OUT = Path(__file__).with_name("verify_corpus.jsonl")
 rows: list[dict] = []
