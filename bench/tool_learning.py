@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -63,13 +64,28 @@ def conditions(min_digits: int = 6, max_digits: int = 10) -> dict[str, dict]:
 CONDITIONS = conditions()
 
 
-def demonstrations(n: int, seed: int, options: dict | None = None) -> list[dict]:
-    """`n` conversations of the tool environment answered by calling the calculator once."""
+def demonstrations(n: int, seed: int, options: dict | None = None, guess_frac: float = 0.0) -> list[dict]:
+    """`n` conversations of the tool environment answered by calling the calculator once.
+
+    With `guess_frac` > 0, that share of them (chosen at random) is a demonstrator who does not use
+    the tool: it answers at once with a guess of the right number of digits (wrong, as a head
+    computation of an 11-20 digit product would be). A model trained on the mix calls the tool on
+    only part of its samples, so RL has something to learn: whether to call it.
+    """
     task, make_env = EnvSpec("long_arithmetic", options or CONDITIONS["tools"]).build("train", n, seed=seed)
+    rng = random.Random(seed)
     rows = []
     for problem in task:
         env = make_env()
         opening = env.reset(problem)
+        if rng.random() < guess_frac:
+            digits = len(problem.answer.lstrip("-"))
+            guess = str(rng.randint(10 ** (digits - 1), 10**digits - 1))
+            if guess == problem.answer:
+                guess = str(int(guess) + 1)
+            rows.append({"messages": [*opening, {"role": "assistant", "content": f"Answer: {guess}"}],
+                         "tools": ["calculator"]})
+            continue
         arguments = {"expression": problem.meta["expression"]}
         step = env.step(call_text("calculator", arguments))  # the environment's own tool message
         answer = f"Answer: {step.observation[0]['content']}"
@@ -120,7 +136,7 @@ def run(args) -> dict:
     # --- 2. demonstrations of calling the tool, trained token-exact (assistant turns only)
     t = time.perf_counter()
     demo_file = root / "demos.jsonl"
-    write_jsonl(demo_file, demonstrations(args.demos, args.seed, runs["tools"]))
+    write_jsonl(demo_file, demonstrations(args.demos, args.seed, runs["tools"], args.guess_frac))
     demo = sft.main(sft.SFTConfig(
         model=ModelConfig(path=str(init_dir)), data=str(demo_file), run_name="demos", output_dir=str(root),
         train=sft.TrainConfig(max_steps=args.demo_steps, batch_size=args.batch, micro_batch_size=args.batch,
@@ -150,7 +166,7 @@ def run(args) -> dict:
         "ours": ours, "peer": peer, "ratio": round(ours / peer, 3) if peer else None,
         "peer_call": "the same model after the demonstration SFT stage, before RL",
         "params_m": round(params / 1e6, 3), "stages": stages,
-        "demo": {"conversations": args.demos, "steps": demo["steps"], "train_tokens": demo["train_tokens"],
+        "demo": {"conversations": args.demos, "guess_frac": args.guess_frac, "steps": demo["steps"], "train_tokens": demo["train_tokens"],
                  "loss_last": demo["loss_last"]},
         "rl": {"steps": rl["steps"], "reward_first": rl["reward_first"], "reward_last10": rl["reward_last10"]},
         "seconds": {k: round(v, 1) for k, v in timings.items()},
@@ -174,6 +190,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--demos", type=int, default=1000, help="demonstration conversations")
     p.add_argument("--demo-steps", type=int, default=300)
+    p.add_argument("--guess-frac", type=float, default=0.0,
+                   help="share of demonstrations that answer with a guess instead of calling the tool")
     p.add_argument("--demo-lr", type=float, default=1e-3)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--grpo-steps", type=int, default=20)

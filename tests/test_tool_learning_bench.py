@@ -27,6 +27,19 @@ def test_demonstrations_are_the_environment_answered_with_one_calculator_call():
     assert CONDITIONS["tools_refused"]["max_tool_calls"] == 0 and "tools" not in CONDITIONS["no_tool_task"]
 
 
+def test_guess_demonstrations_answer_at_once_and_wrong():
+    rows = demonstrations(40, seed=1, guess_frac=0.5)
+    guesses = [r for r in rows if [m["role"] for m in r["messages"]] == ["system", "user", "assistant"]]
+    calls = [r for r in rows if len(r["messages"]) == 5]
+    assert len(guesses) + len(calls) == 40 and 10 <= len(guesses) <= 30  # about half, seeded
+    for row in guesses:
+        expression = row["messages"][1]["content"].removeprefix("Compute ").split(" exactly")[0]
+        a, b = (int(x) for x in expression.split(" * "))
+        guess = row["messages"][2]["content"].removeprefix("Answer: ")
+        assert guess != str(a * b) and len(guess) in (len(str(a * b)), len(str(a * b)) + 1)
+    assert all("tool_calls" not in m for r in demonstrations(5, seed=1, guess_frac=1.0) for m in r["messages"])
+
+
 @pytest.mark.slow
 def test_bench_end_to_end_at_a_tiny_budget(tmp_path):
     out = subprocess.run(
