@@ -10,7 +10,9 @@ Stages, every one the function its CLI command runs:
    digit factors, so 11-20 digit answers): the environment's own opening, an assistant turn that
    calls the calculator, the environment's real tool message, and `Answer: <result>`. Written as a
    demonstration file (`envs.demonstrations`) and trained with `reasonloop sft data=...`: assistant
-   turns trained, everything else masked, rendered as the multi-turn sampler renders them;
+   turns trained, everything else masked, rendered as the multi-turn sampler renders them.
+   `--guess-frac` makes that share of the demonstrations answer at once with a (wrong) guess, so
+   the trained model calls the tool on only some of its samples and RL can learn to call it;
 3. GRPO on the environment (`reasonloop grpo env.name=long_arithmetic env.options.tools=[calculator]`)
    from the demonstration-trained model: reward 1 for the exact answer, nothing for calling.
 
