@@ -456,9 +456,9 @@ def main(cfg: SFTConfig, ranks: Ranks | None = None) -> dict:
         raise ConfigError("sft needs data=<file.jsonl> (or from_task=true with task.name=...)")
     if ranks is not None:
         return main_ranks(cfg, ranks)
-    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
-    pairs = training_pairs(cfg)
+    pairs = training_pairs(cfg)  # bad data fails before anything is written
+    run = RunDir.create(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     latest = run.latest_checkpoint() if cfg.resume else None
     model, tokenizer = load_trainable(cfg.model, cfg.lora, latest)
     examples, total, optimizer, scheduler = plan_training(cfg, model, tokenizer, pairs)
@@ -489,9 +489,9 @@ def main(cfg: SFTConfig, ranks: Ranks | None = None) -> dict:
 
 def main_ranks(cfg: SFTConfig, ranks: Ranks) -> dict:
     """`main` as one of several torchrun ranks: sharded model, distributed checkpoints (`algorithms.ranks`)."""
-    run = ranks.open_run(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     seed_everything(cfg.train.seed)
-    pairs = training_pairs(cfg)
+    pairs = training_pairs(cfg)  # bad data fails before anything is written
+    run = ranks.open_run(Path(cfg.output_dir) / cfg.run_name, dump_config(cfg), resume=cfg.resume, log=cfg.log)
     latest = run.latest_checkpoint() if cfg.resume else None
     model, tokenizer = load_trainable(cfg.model, cfg.lora, None)
     model = ranks.wrap(model)

@@ -207,3 +207,4 @@ def test_sft_command_trains_on_demonstrations_and_rejects_bad_rows(tiny_model_di
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert f"{data}:2: messages[2]: the conversation must end with an assistant turn" in done.stderr
+    assert not (tmp_path / "bad").exists()  # rejected before the run directory is written
