@@ -52,7 +52,7 @@ import shutil
 import statistics
 from pathlib import Path
 
-import trl_common
+from lib import trl_common
 
 ROOT = Path(__file__).resolve().parents[1]
 P, G = 8, 8

@@ -44,7 +44,7 @@ import time
 import zlib
 from pathlib import Path
 
-import trl_common
+from lib import trl_common
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 151_936
