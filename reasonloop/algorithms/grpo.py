@@ -99,6 +99,7 @@ from reasonloop.algorithms.rl_maths import (
     ADVANTAGES,
 )
 from reasonloop.algorithms.role_advantages import rae_advantages
+from reasonloop.algorithms.trajectory_sft import trajectory_metrics
 from reasonloop.config import dump_config
 from reasonloop.envs import EnvSpec, Limits
 from reasonloop.evaluate.accuracy import held_out_accuracy
@@ -586,19 +587,13 @@ def step_metrics(cfg: GRPOConfig, rollouts: Rollouts, t: Trainer) -> dict:
 
 
 def env_metrics(samples: list) -> dict[str, float]:
-    """Multi-turn batches: turns, environment tokens and each count (tool calls, errors, limits) per trajectory."""
-    n = max(1, len(samples))
-    counts: dict[str, int] = {}
-    for s in samples:
-        for k, v in s.meta["counts"].items():
-            counts[k] = counts.get(k, 0) + v
-    seats: dict[str, list[float]] = {}  # two-seat games: each seat's mean reward
+    """Multi-turn batches: `trajectory_metrics` (turns, tokens, every count per trajectory), and in
+    two-seat games each seat's mean reward."""
+    seats: dict[str, list[float]] = {}
     for s in samples:
         if s.meta.get("role"):
             seats.setdefault(s.meta["role"], []).append(s.rewards["total"])
-    return {"env/turns": sum(len(s.meta["turns"]) for s in samples) / n,
-            "env/inserted_tokens": sum(s.meta["loss_mask"].count(0) for s in samples) / n,
-            **{f"env/{k}": v / n for k, v in sorted(counts.items())},
+    return {**trajectory_metrics(samples),
             **{f"env/reward/{role}": sum(v) / len(v) for role, v in sorted(seats.items())}}
 
 
